@@ -1,0 +1,1 @@
+"""meterbook: a usage-based billing close as one Dagster asset graph over dbt and DuckDB."""

@@ -1,0 +1,203 @@
+"""Read every `catalog/*.yaml`, merge them, and report every mistake at once.
+
+Each list entry remembers the file, its index in that file and its line, so an error in the
+merged catalog (`plans[3].versions[0]...`) is reported as the user wrote it: the file, the
+path inside that file, and the line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from orchestration.catalog.models import Catalog
+
+LIST_SECTIONS = ("exclusions", "meters", "plans", "customers", "subscriptions")
+SECTIONS = ("settings", *LIST_SECTIONS)
+
+
+@dataclass(frozen=True)
+class CatalogIssue:
+    file: str
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(top level)'}: {self.message}"
+
+
+class CatalogError(Exception):
+    """The catalog has mistakes; `issues` lists every one of them."""
+
+    def __init__(self, issues: list[CatalogIssue]):
+        self.issues = issues
+        super().__init__(
+            f"{len(issues)} catalog error(s):\n" + "\n".join(f"  {i}" for i in issues)
+        )
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """YAML floats become exact Decimals (0.1 stays 0.1); every node keeps its line."""
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    text = loader.construct_scalar(node)
+    try:
+        return Decimal(text.replace("_", ""))
+    except InvalidOperation:  # .inf / .nan: let validation reject them by type
+        return yaml.SafeLoader.construct_yaml_float(loader, node)
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+@dataclass
+class _Origin:
+    file: str
+    index: int | None  # index within the file's own list, None for settings
+    lines: dict[tuple, int]  # local path -> line, inside this entry
+
+
+def _line_map(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
+    lines = {prefix: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*prefix, key)] = key_node.start_mark.line + 1
+            lines.update(_line_map(value_node, (*prefix, key)))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_map(item, (*prefix, i)))
+    return lines
+
+
+def _read_file(path: Path, rel: str, issues: list[CatalogIssue]) -> tuple[dict, dict]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=_DecimalLoader)
+        data = yaml.load(text, Loader=_DecimalLoader)
+    except UnicodeDecodeError as exc:
+        issues.append(CatalogIssue(rel, "", None, f"not UTF-8 text ({exc.reason})"))
+        return {}, {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        issues.append(CatalogIssue(rel, "", line, f"invalid YAML: {exc}"))
+        return {}, {}
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        issues.append(CatalogIssue(rel, "", 1, "the file must be a mapping of sections"))
+        return {}, {}
+    return data, _line_map(node)
+
+
+def _merge_file(data, lines, rel, merged, origins, issues) -> None:
+    for key, value in data.items():
+        line = lines.get((key,))
+        if key not in SECTIONS:
+            issues.append(
+                CatalogIssue(rel, str(key), line, f"unknown section (expected one of {', '.join(SECTIONS)})")
+            )
+        elif key == "settings":
+            if not isinstance(value, dict):
+                issues.append(CatalogIssue(rel, key, line, "must be a mapping"))
+                continue
+            for name, setting in value.items():
+                if name in merged["settings"]:
+                    first = origins["settings"][name].file
+                    issues.append(CatalogIssue(rel, f"settings.{name}", lines.get((key, name)), f"already set in {first}"))
+                merged["settings"][name] = setting
+                origins["settings"][name] = _Origin(rel, None, _sub_lines(lines, (key, name)))
+        elif value is not None:
+            if not isinstance(value, list):
+                issues.append(CatalogIssue(rel, key, line, "must be a list"))
+                continue
+            for i, item in enumerate(value):
+                merged[key].append(item)
+                origins[key].append(_Origin(rel, i, _sub_lines(lines, (key, i))))
+
+
+def _sub_lines(lines: dict[tuple, int], prefix: tuple) -> dict[tuple, int]:
+    n = len(prefix)
+    return {k[n:]: v for k, v in lines.items() if k[:n] == prefix}
+
+
+class _Locator:
+    """Maps a path in the merged catalog back to (file, path in that file, line)."""
+
+    def __init__(self, origins: dict[str, Any], default_file: str):
+        self.origins = origins
+        self.default_file = default_file
+
+    def issue(self, loc: tuple, message: str) -> CatalogIssue:
+        loc = tuple(loc)
+        if not loc:
+            return CatalogIssue(self.default_file, "", None, message)
+        section, rest = loc[0], loc[1:]
+        if section == "settings" and rest and rest[0] in self.origins["settings"]:
+            origin = self.origins["settings"][rest[0]]
+            return CatalogIssue(origin.file, _fmt(loc), origin.lines.get(rest[1:]), message)
+        if section in LIST_SECTIONS and rest and isinstance(rest[0], int):
+            entries = self.origins[section]
+            if rest[0] < len(entries):
+                origin = entries[rest[0]]
+                local = (section, origin.index, *rest[1:])
+                return CatalogIssue(origin.file, _fmt(local), _nearest_line(origin.lines, rest[1:]), message)
+        return CatalogIssue(self.default_file, _fmt(loc), None, message)
+
+
+def _nearest_line(lines: dict[tuple, int], path: tuple) -> int | None:
+    for cut in range(len(path), -1, -1):
+        if path[:cut] in lines:
+            return lines[path[:cut]]
+    return None
+
+
+def _fmt(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_issues(exc: ValidationError, locator: _Locator) -> list[CatalogIssue]:
+    issues = []
+    for err in exc.errors():
+        # pydantic adds the name of the union member or validator to the location; drop it
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = err["msg"].removeprefix("Value error, ")
+        issues.append(locator.issue(loc, message))
+    return issues
+
+
+def load_catalog(catalog_dir: Path) -> Catalog:
+    """The merged, validated catalog; raises CatalogError listing every mistake."""
+    files = sorted(catalog_dir.glob("*.yaml")) + sorted(catalog_dir.glob("*.yml"))
+    if not files:
+        raise CatalogError([CatalogIssue(str(catalog_dir), "", None, "no *.yaml file in the catalog folder")])
+    merged: dict[str, Any] = {"settings": {}, **{k: [] for k in LIST_SECTIONS}}
+    origins: dict[str, Any] = {"settings": {}, **{k: [] for k in LIST_SECTIONS}}
+    issues: list[CatalogIssue] = []
+    for path in files:
+        rel = path.relative_to(catalog_dir.parent).as_posix()
+        data, lines = _read_file(path, rel, issues)
+        _merge_file(data, lines, rel, merged, origins, issues)
+    locator = _Locator(origins, files[0].relative_to(catalog_dir.parent).as_posix())
+    try:
+        catalog = Catalog.model_validate(merged)
+    except ValidationError as exc:
+        raise CatalogError(issues + _pydantic_issues(exc, locator)) from None
+    from orchestration.catalog.validation import cross_check  # noqa: PLC0415 (cycle)
+
+    issues += [locator.issue(loc, message) for loc, message in cross_check(catalog)]
+    if issues:
+        raise CatalogError(issues)
+    return catalog

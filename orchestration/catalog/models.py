@@ -1,0 +1,318 @@
+"""The catalog's shape (SPEC section 3) as pydantic models.
+
+Field-level rules live here; rules that relate one entry to another (a charge on an unknown
+meter, a plan in another currency than its customer) live in `validation.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Code = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Money = Decimal
+NonNegative = Annotated[Decimal, Field(ge=0)]
+Op = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte"]
+Aggregation = Literal["count", "sum", "count_unique", "max", "min", "latest", "time_weighted"]
+ChargeModel = Literal["per_unit", "package", "graduated", "volume", "percentage"]
+EVENT_FIELDS = ("customer_id", "event_name", "source")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(Strict):
+    invoice_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")] = "MB"
+    grace_days: Annotated[int, Field(ge=0, le=365)] = 3
+    default_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class Condition(Strict):
+    """A comparison of one property (or a top-level event field) with a value or values."""
+
+    property: str | None = None
+    field: Literal["customer_id", "event_name", "source"] | None = None
+    op: Op
+    value: str | int | Decimal | bool | None = None
+    values: list[str | int | Decimal | bool] | None = None
+
+    @model_validator(mode="after")
+    def _operands(self) -> Condition:
+        if (self.property is None) == (self.field is None):
+            raise ValueError("give exactly one of 'property' or 'field'")
+        if self.op in ("in", "not_in"):
+            if not self.values:
+                raise ValueError(f"op '{self.op}' needs a non-empty 'values' list")
+            if self.value is not None:
+                raise ValueError(f"op '{self.op}' takes 'values', not 'value'")
+        else:
+            if self.value is None:
+                raise ValueError(f"op '{self.op}' needs 'value'")
+            if self.values is not None:
+                raise ValueError(f"op '{self.op}' takes 'value', not 'values'")
+        if self.op in ("gt", "gte", "lt", "lte") and not _is_number(self.value):
+            raise ValueError(f"op '{self.op}' compares numbers: 'value' must be a number")
+        return self
+
+
+class Exclusion(Condition):
+    reason: Annotated[str, Field(min_length=1, max_length=100)]
+    event_name: str | None = None  # optional: the rule applies to this event name only
+
+
+class Unit(Strict):
+    divide_by: Annotated[Decimal, Field(gt=0)] = Decimal(1)
+    rounding: Literal["up", "down", "nearest", "none"] | None = None
+
+
+class Meter(Strict):
+    code: Code
+    name: str | None = None
+    event_name: Annotated[str, Field(min_length=1)]
+    aggregation: Aggregation
+    expression: str | None = None
+    filters: list[Condition] = []
+    group_by: list[Annotated[str, Field(min_length=1)]] = []
+    unit: Unit | None = None
+
+    @model_validator(mode="after")
+    def _expression_needed(self) -> Meter:
+        if self.aggregation != "count" and not self.expression:
+            raise ValueError(f"aggregation '{self.aggregation}' needs an 'expression'")
+        if self.aggregation == "count" and self.expression:
+            raise ValueError("aggregation 'count' counts events and takes no 'expression'")
+        if len(set(self.group_by)) != len(self.group_by):
+            raise ValueError("group_by names a property twice")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.code
+
+
+class Tier(Strict):
+    up_to: Annotated[Decimal, Field(gt=0)] | None
+    unit_price: NonNegative = Decimal(0)
+    flat_fee: NonNegative = Decimal(0)
+
+
+class Pricing(Strict):
+    """The pricing fields of a charge; a price override replaces exactly these."""
+
+    model: ChargeModel
+    unit_price: NonNegative | None = None
+    package_size: Annotated[Decimal, Field(gt=0)] | None = None
+    package_price: NonNegative | None = None
+    tiers: list[Tier] | None = None
+    rate: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_model(self) -> Pricing:
+        needed = {
+            "per_unit": ("unit_price",),
+            "package": ("package_size", "package_price"),
+            "graduated": ("tiers",),
+            "volume": ("tiers",),
+            "percentage": ("rate",),
+        }[self.model]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"model '{self.model}' needs {', '.join(missing)}")
+        pricing = ("unit_price", "package_size", "package_price", "tiers", "rate")
+        extra = [n for n in pricing if n not in needed and getattr(self, n) is not None]
+        if extra:
+            raise ValueError(f"model '{self.model}' does not use {', '.join(extra)}")
+        if self.tiers is not None:
+            _check_tiers(self.tiers)
+        return self
+
+
+def _check_tiers(tiers: list[Tier]) -> None:
+    if not tiers:
+        raise ValueError("tiers: at least one tier is needed")
+    bounds = [t.up_to for t in tiers]
+    if bounds[-1] is not None:
+        raise ValueError("tiers: the last tier must be open (up_to: null)")
+    if any(b is None for b in bounds[:-1]):
+        raise ValueError("tiers: only the last tier may have up_to: null")
+    closed = bounds[:-1]
+    if any(b >= c for b, c in zip(closed, closed[1:], strict=False)):
+        raise ValueError("tiers: up_to must increase strictly (tiers unsorted or overlapping)")
+
+
+class Charge(Pricing):
+    meter: Code
+    name: str | None = None
+    free_units: NonNegative = Decimal(0)
+    minimum: NonNegative | None = None
+    maximum: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> Charge:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError("minimum is larger than maximum")
+        return self
+
+
+class FixedFee(Strict):
+    code: Code
+    name: str | None = None
+    amount: NonNegative
+    timing: Literal["in_advance", "in_arrears"] = "in_advance"
+
+
+class PlanVersion(Strict):
+    version: Annotated[int, Field(ge=1)]
+    effective_from: date
+    trial_days: Annotated[int, Field(ge=0)] = 0
+    fixed_fees: list[FixedFee] = []
+    charges: list[Charge] = []
+    minimum_spend: NonNegative | None = None
+    maximum_spend: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _unique_codes(self) -> PlanVersion:
+        _unique([f.code for f in self.fixed_fees], "fixed fee code")
+        _unique([c.meter for c in self.charges], "charge meter")
+        if (
+            self.minimum_spend is not None
+            and self.maximum_spend is not None
+            and self.minimum_spend > self.maximum_spend
+        ):
+            raise ValueError("minimum_spend is larger than maximum_spend")
+        return self
+
+
+class Plan(Strict):
+    code: Code
+    name: str | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    interval: Literal["month", "quarter", "year"] = "month"
+    versions: Annotated[list[PlanVersion], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _versions(self) -> Plan:
+        _unique([v.version for v in self.versions], "version number")
+        _unique([v.effective_from for v in self.versions], "versions[].effective_from date")
+        return self
+
+    def version_at(self, day: date) -> PlanVersion | None:
+        """The version in force on `day`: the latest effective_from on or before it."""
+        in_force = [v for v in self.versions if v.effective_from <= day]
+        return max(in_force, key=lambda v: v.effective_from) if in_force else None
+
+
+class Customer(Strict):
+    id: Code
+    name: str | None = None
+    email: str | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    timezone: str = "UTC"
+    tax_rate: NonNegative = Decimal(0)
+    billable: bool = True
+    parent_id: Code | None = None
+    collection_method: Literal["charge_automatically", "send_invoice"] = "charge_automatically"
+    days_until_due: Annotated[int, Field(ge=0)] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _not_own_parent(self) -> Customer:
+        if self.parent_id == self.id:
+            raise ValueError("a customer cannot be its own parent")
+        return self
+
+
+class PriceOverride(Pricing):
+    meter: Code
+    effective_from: date | None = None
+    effective_to: date | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> PriceOverride:
+        if self.effective_from and self.effective_to and self.effective_to <= self.effective_from:
+            raise ValueError("effective_to must be after effective_from")
+        return self
+
+
+class Discount(Strict):
+    code: Code
+    percent_off: Annotated[Decimal, Field(gt=0, le=100)]
+    applies_to: Literal["usage", "fixed_fees", "all"] = "all"
+    periods: Annotated[int, Field(ge=1)] | None = None
+
+
+class Subscription(Strict):
+    id: Code
+    customer_id: Code
+    plan: Code
+    start_date: date
+    end_date: date | None = None
+    billing_anchor: Literal["calendar", "anniversary"] = "calendar"
+    pin_version: bool = False
+    trial_end: date | None = None
+    quantities: dict[str, NonNegative] = {}
+    price_overrides: list[PriceOverride] = []
+    discounts: list[Discount] = []
+
+    @model_validator(mode="after")
+    def _dates(self) -> Subscription:
+        if self.end_date is not None and self.end_date <= self.start_date:
+            raise ValueError("end_date must be after start_date (it is exclusive)")
+        _unique([d.code for d in self.discounts], "discount code")
+        return self
+
+
+class Catalog(Strict):
+    settings: Settings = Settings()
+    exclusions: list[Exclusion] = []
+    meters: list[Meter] = []
+    plans: list[Plan] = []
+    customers: list[Customer] = []
+    subscriptions: list[Subscription] = []
+
+    def meter(self, code: str) -> Meter:
+        return next(m for m in self.meters if m.code == code)
+
+    def plan(self, code: str) -> Plan:
+        return next(p for p in self.plans if p.code == code)
+
+    def customer(self, customer_id: str) -> Customer:
+        return next(c for c in self.customers if c.id == customer_id)
+
+    def billing_customer(self, customer_id: str) -> Customer:
+        """The customer that pays for `customer_id`: its parent for a sub-account."""
+        customer = self.customer(customer_id)
+        return self.customer(customer.parent_id) if customer.parent_id else customer
+
+    def currency_of(self, customer: Customer) -> str:
+        return customer.currency or self.settings.default_currency
+
+
+def _unique(values: list, what: str) -> None:
+    seen: set = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{what} {value!s} appears twice")
+        seen.add(value)
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | Decimal):
+        return True
+    return isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value) is not None

@@ -1,0 +1,107 @@
+"""Rules that relate catalog entries to each other. Each returns (path, message) pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from orchestration.catalog.expressions import ExpressionError, parse_expression
+from orchestration.catalog.models import Catalog, Subscription
+
+Problem = tuple[tuple, str]
+
+
+def cross_check(catalog: Catalog) -> list[Problem]:
+    return [
+        *_duplicates(catalog),
+        *_meters(catalog),
+        *_plans(catalog),
+        *_customers(catalog),
+        *_subscriptions(catalog),
+    ]
+
+
+def _duplicates(catalog: Catalog) -> Iterator[Problem]:
+    for section, key in (("meters", "code"), ("plans", "code"), ("customers", "id"), ("subscriptions", "id")):
+        first: dict[str, int] = {}
+        for i, entry in enumerate(getattr(catalog, section)):
+            value = getattr(entry, key)
+            if value in first:
+                yield (section, i, key), f"{value!r} is already defined at {section}[{first[value]}]"
+            else:
+                first[value] = i
+
+
+def _meters(catalog: Catalog) -> Iterator[Problem]:
+    for i, meter in enumerate(catalog.meters):
+        if meter.expression:
+            try:
+                parse_expression(meter.expression)
+            except ExpressionError as exc:
+                yield ("meters", i, "expression"), f"cannot parse {meter.expression!r}: {exc}"
+
+
+def _plans(catalog: Catalog) -> Iterator[Problem]:
+    meters = {m.code for m in catalog.meters}
+    for p, plan in enumerate(catalog.plans):
+        for v, version in enumerate(plan.versions):
+            for c, charge in enumerate(version.charges):
+                if charge.meter not in meters:
+                    yield ("plans", p, "versions", v, "charges", c, "meter"), f"unknown meter {charge.meter!r}"
+        dates = [v.effective_from for v in plan.versions]
+        if dates != sorted(dates):
+            yield ("plans", p, "versions"), "versions must be listed by effective_from, oldest first"
+
+
+def _customers(catalog: Catalog) -> Iterator[Problem]:
+    by_id = {c.id: c for c in catalog.customers}
+    for i, customer in enumerate(catalog.customers):
+        if customer.parent_id is None:
+            continue
+        parent = by_id.get(customer.parent_id)
+        if parent is None:
+            yield ("customers", i, "parent_id"), f"unknown parent customer {customer.parent_id!r}"
+        elif parent.parent_id is not None:
+            yield ("customers", i, "parent_id"), f"{parent.id!r} is itself a sub-account; nest one level only"
+
+
+def _subscriptions(catalog: Catalog) -> Iterator[Problem]:
+    customers = {c.id: c for c in catalog.customers}
+    plans = {p.code: p for p in catalog.plans}
+    meters = {m.code for m in catalog.meters}
+    for i, sub in enumerate(catalog.subscriptions):
+        at = ("subscriptions", i)
+        customer = customers.get(sub.customer_id)
+        plan = plans.get(sub.plan)
+        if customer is None:
+            yield (*at, "customer_id"), f"unknown customer {sub.customer_id!r}"
+        elif customer.parent_id is not None:
+            yield (*at, "customer_id"), f"{sub.customer_id!r} is a sub-account; subscribe its parent {customer.parent_id!r}"
+        if plan is None:
+            yield (*at, "plan"), f"unknown plan {sub.plan!r}"
+        elif plan.version_at(sub.start_date) is None:
+            yield (*at, "start_date"), f"plan {plan.code!r} has no version in force on {sub.start_date}"
+        if customer is not None and plan is not None:
+            currency = catalog.currency_of(customer)
+            if currency != plan.currency:
+                yield (*at, "plan"), f"plan {plan.code!r} is in {plan.currency} but customer {customer.id!r} pays in {currency}"
+        yield from _overrides(sub, at, meters)
+        if plan is not None:
+            fees = {f.code for v in plan.versions for f in v.fixed_fees}
+            for code in sub.quantities:
+                if code not in fees:
+                    yield (*at, "quantities", code), f"plan {plan.code!r} has no fixed fee {code!r}"
+        if sub.trial_end is not None and sub.trial_end <= sub.start_date:
+            yield (*at, "trial_end"), "trial_end must be after start_date (it is exclusive)"
+
+
+def _overrides(sub: Subscription, at: tuple, meters: set[str]) -> Iterator[Problem]:
+    for o, override in enumerate(sub.price_overrides):
+        here = (*at, "price_overrides", o)
+        if override.meter not in meters:
+            yield (*here, "meter"), f"unknown meter {override.meter!r}"
+        start = override.effective_from or sub.start_date
+        if start < sub.start_date or (sub.end_date is not None and start >= sub.end_date):
+            yield (*here, "effective_from"), "the override starts outside the subscription's dates"
+        end = override.effective_to
+        if end is not None and (end <= sub.start_date or (sub.end_date is not None and end > sub.end_date)):
+            yield (*here, "effective_to"), "the override ends outside the subscription's dates"
