@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*/()]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*/()]))"
+)
 
 
 class ExpressionError(ValueError):
@@ -55,7 +57,9 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match:
-            raise ExpressionError(f"unexpected character {text[pos:].lstrip()[:1]!r} at position {pos + 1}")
+            raise ExpressionError(
+                f"unexpected character {text[pos:].lstrip()[:1]!r} at position {pos + 1}"
+            )
         kind = match.lastgroup
         out.append((kind, match.group(kind)))
         pos = match.end()
@@ -164,4 +168,8 @@ def evaluate(node: Expression, props: dict[str, Decimal]) -> Decimal:
     if isinstance(node, Neg):
         return -evaluate(node.operand, props)
     left, right = evaluate(node.left, props), evaluate(node.right, props)
-    return {"+": left + right, "-": left - right, "*": left * right}.get(node.op) if node.op != "/" else left / right
+    return (
+        {"+": left + right, "-": left - right, "*": left * right}.get(node.op)
+        if node.op != "/"
+        else left / right
+    )

@@ -38,9 +38,7 @@ class CatalogError(Exception):
 
     def __init__(self, issues: list[CatalogIssue]):
         self.issues = issues
-        super().__init__(
-            f"{len(issues)} catalog error(s):\n" + "\n".join(f"  {i}" for i in issues)
-        )
+        super().__init__(f"{len(issues)} catalog error(s):\n" + "\n".join(f"  {i}" for i in issues))
 
 
 class _DecimalLoader(yaml.SafeLoader):
@@ -104,7 +102,9 @@ def _merge_file(data, lines, rel, merged, origins, issues) -> None:
         line = lines.get((key,))
         if key not in SECTIONS:
             issues.append(
-                CatalogIssue(rel, str(key), line, f"unknown section (expected one of {', '.join(SECTIONS)})")
+                CatalogIssue(
+                    rel, str(key), line, f"unknown section (expected one of {', '.join(SECTIONS)})"
+                )
             )
         elif key == "settings":
             if not isinstance(value, dict):
@@ -113,7 +113,14 @@ def _merge_file(data, lines, rel, merged, origins, issues) -> None:
             for name, setting in value.items():
                 if name in merged["settings"]:
                     first = origins["settings"][name].file
-                    issues.append(CatalogIssue(rel, f"settings.{name}", lines.get((key, name)), f"already set in {first}"))
+                    issues.append(
+                        CatalogIssue(
+                            rel,
+                            f"settings.{name}",
+                            lines.get((key, name)),
+                            f"already set in {first}",
+                        )
+                    )
                 merged["settings"][name] = setting
                 origins["settings"][name] = _Origin(rel, None, _sub_lines(lines, (key, name)))
         elif value is not None:
@@ -150,7 +157,9 @@ class _Locator:
             if rest[0] < len(entries):
                 origin = entries[rest[0]]
                 local = (section, origin.index, *rest[1:])
-                return CatalogIssue(origin.file, _fmt(local), _nearest_line(origin.lines, rest[1:]), message)
+                return CatalogIssue(
+                    origin.file, _fmt(local), _nearest_line(origin.lines, rest[1:]), message
+                )
         return CatalogIssue(self.default_file, _fmt(loc), None, message)
 
 
@@ -182,7 +191,9 @@ def load_catalog(catalog_dir: Path) -> Catalog:
     """The merged, validated catalog; raises CatalogError listing every mistake."""
     files = sorted(catalog_dir.glob("*.yaml")) + sorted(catalog_dir.glob("*.yml"))
     if not files:
-        raise CatalogError([CatalogIssue(str(catalog_dir), "", None, "no *.yaml file in the catalog folder")])
+        raise CatalogError(
+            [CatalogIssue(str(catalog_dir), "", None, "no *.yaml file in the catalog folder")]
+        )
     merged: dict[str, Any] = {"settings": {}, **{k: [] for k in LIST_SECTIONS}}
     origins: dict[str, Any] = {"settings": {}, **{k: [] for k in LIST_SECTIONS}}
     issues: list[CatalogIssue] = []

@@ -21,12 +21,20 @@ def cross_check(catalog: Catalog) -> list[Problem]:
 
 
 def _duplicates(catalog: Catalog) -> Iterator[Problem]:
-    for section, key in (("meters", "code"), ("plans", "code"), ("customers", "id"), ("subscriptions", "id")):
+    for section, key in (
+        ("meters", "code"),
+        ("plans", "code"),
+        ("customers", "id"),
+        ("subscriptions", "id"),
+    ):
         first: dict[str, int] = {}
         for i, entry in enumerate(getattr(catalog, section)):
             value = getattr(entry, key)
             if value in first:
-                yield (section, i, key), f"{value!r} is already defined at {section}[{first[value]}]"
+                yield (
+                    (section, i, key),
+                    f"{value!r} is already defined at {section}[{first[value]}]",
+                )
             else:
                 first[value] = i
 
@@ -46,10 +54,16 @@ def _plans(catalog: Catalog) -> Iterator[Problem]:
         for v, version in enumerate(plan.versions):
             for c, charge in enumerate(version.charges):
                 if charge.meter not in meters:
-                    yield ("plans", p, "versions", v, "charges", c, "meter"), f"unknown meter {charge.meter!r}"
+                    yield (
+                        ("plans", p, "versions", v, "charges", c, "meter"),
+                        f"unknown meter {charge.meter!r}",
+                    )
         dates = [v.effective_from for v in plan.versions]
         if dates != sorted(dates):
-            yield ("plans", p, "versions"), "versions must be listed by effective_from, oldest first"
+            yield (
+                ("plans", p, "versions"),
+                "versions must be listed by effective_from, oldest first",
+            )
 
 
 def _customers(catalog: Catalog) -> Iterator[Problem]:
@@ -61,7 +75,10 @@ def _customers(catalog: Catalog) -> Iterator[Problem]:
         if parent is None:
             yield ("customers", i, "parent_id"), f"unknown parent customer {customer.parent_id!r}"
         elif parent.parent_id is not None:
-            yield ("customers", i, "parent_id"), f"{parent.id!r} is itself a sub-account; nest one level only"
+            yield (
+                ("customers", i, "parent_id"),
+                f"{parent.id!r} is itself a sub-account; nest one level only",
+            )
 
 
 def _subscriptions(catalog: Catalog) -> Iterator[Problem]:
@@ -75,15 +92,24 @@ def _subscriptions(catalog: Catalog) -> Iterator[Problem]:
         if customer is None:
             yield (*at, "customer_id"), f"unknown customer {sub.customer_id!r}"
         elif customer.parent_id is not None:
-            yield (*at, "customer_id"), f"{sub.customer_id!r} is a sub-account; subscribe its parent {customer.parent_id!r}"
+            yield (
+                (*at, "customer_id"),
+                f"{sub.customer_id!r} is a sub-account; subscribe its parent {customer.parent_id!r}",
+            )
         if plan is None:
             yield (*at, "plan"), f"unknown plan {sub.plan!r}"
         elif plan.version_at(sub.start_date) is None:
-            yield (*at, "start_date"), f"plan {plan.code!r} has no version in force on {sub.start_date}"
+            yield (
+                (*at, "start_date"),
+                f"plan {plan.code!r} has no version in force on {sub.start_date}",
+            )
         if customer is not None and plan is not None:
             currency = catalog.currency_of(customer)
             if currency != plan.currency:
-                yield (*at, "plan"), f"plan {plan.code!r} is in {plan.currency} but customer {customer.id!r} pays in {currency}"
+                yield (
+                    (*at, "plan"),
+                    f"plan {plan.code!r} is in {plan.currency} but customer {customer.id!r} pays in {currency}",
+                )
         yield from _overrides(sub, at, meters)
         if plan is not None:
             fees = {f.code for v in plan.versions for f in v.fixed_fees}
@@ -103,5 +129,7 @@ def _overrides(sub: Subscription, at: tuple, meters: set[str]) -> Iterator[Probl
         if start < sub.start_date or (sub.end_date is not None and start >= sub.end_date):
             yield (*here, "effective_from"), "the override starts outside the subscription's dates"
         end = override.effective_to
-        if end is not None and (end <= sub.start_date or (sub.end_date is not None and end > sub.end_date)):
+        if end is not None and (
+            end <= sub.start_date or (sub.end_date is not None and end > sub.end_date)
+        ):
             yield (*here, "effective_to"), "the override ends outside the subscription's dates"

@@ -1,0 +1,97 @@
+"""Landing files -> raw events, and the sensor that backfills the days late files touch."""
+
+from __future__ import annotations
+
+import json
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    DefaultSensorStatus,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    asset,
+    asset_sensor,
+    sensor,
+)
+
+from orchestration.defs.ingest.ingest import pending_files, run_ingest
+from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.workspace import now_utc
+
+
+@asset(
+    key="raw_events",
+    group_name="ingest",
+    description=(
+        "Every line of every landing file under landing/events/, read once per distinct content "
+        "(sha256), with its file, line and parse-level problems. Feeds event fates and metering."
+    ),
+    kinds={"duckdb", "python"},
+)
+def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace) -> MaterializeResult:
+    ws = meterbook.workspace.ensure()
+    with meterbook.warehouse("ingest") as con:
+        result = run_ingest(con, ws.landing_dir, now_utc())
+        totals = con.execute(
+            "SELECT count(*), count(DISTINCT file_sha256) FROM meterbook_raw.raw_events"
+        ).fetchone()
+    for f in result.files:
+        context.log.info(
+            f"ingested {f.path}: {f.lines_read} lines" + (f" ({f.error})" if f.error else "")
+        )
+    return MaterializeResult(
+        metadata={
+            "new_files": len(result.files),
+            "new_lines_read": result.lines_read,
+            "copies_ignored": len(result.skipped_copies),
+            "event_days": MetadataValue.json([d.isoformat() for d in result.event_days]),
+            "dagster/row_count": totals[0],
+            "files_total": totals[1],
+            "files": MetadataValue.md(_files_table(result.files)),
+        }
+    )
+
+
+def _files_table(files) -> str:
+    if not files:
+        return "no new files"
+    rows = [f"| {f.path} | {f.format} | {f.lines_read} | {f.error or ''} |" for f in files[:50]]
+    return "\n".join(["| file | format | lines | error |", "|---|---|---|---|", *rows])
+
+
+@sensor(
+    job_name="ingest_landing_files",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Starts an ingest when new files appear under landing/events/.",
+)
+def landing_files_sensor(context: SensorEvaluationContext, meterbook: MeterbookWorkspace):
+    ws = meterbook.workspace
+    if not ws.warehouse_path.exists():
+        return SkipReason("no warehouse yet: run a close or an ingest once")
+    with meterbook.reader() as con:
+        pending = pending_files(con, ws.landing_dir)
+    if not pending:
+        return SkipReason("no new landing files")
+    names = sorted(p.as_posix() for p in pending)
+    return RunRequest(run_key=json.dumps(names), tags={"meterbook/new_files": str(len(names))})
+
+
+@asset_sensor(
+    asset_key=AssetKey("raw_events"),
+    job_name="daily_usage_refresh",
+    default_status=DefaultSensorStatus.STOPPED,
+    description=(
+        "After an ingest, re-materializes the daily usage partitions its events touch: "
+        "this is how late events are backfilled."
+    ),
+)
+def backfill_touched_days(context: SensorEvaluationContext, asset_event):
+    materialization = asset_event.dagster_event.event_specific_data.materialization
+    days = materialization.metadata.get("event_days")
+    for day in days.value if days else []:
+        yield RunRequest(run_key=f"{asset_event.run_id}:{day}", partition_key=day)

@@ -1,0 +1,67 @@
+"""Resources configured from the workspace (METERBOOK_HOME) and the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from dagster import ConfigurableResource
+from dagster_dbt import DbtCliResource
+
+from orchestration.catalog import Catalog, load_catalog
+from orchestration.locking import workspace_lock
+from orchestration.sql import connect
+from orchestration.workspace import DBT_PROJECT_DIR, Workspace
+
+# One writer at a time: a second close waits this long, then fails with a clear message.
+LOCK_WAIT_SECONDS = float(os.environ.get("METERBOOK_LOCK_WAIT_SECONDS", "600"))
+
+
+class MeterbookWorkspace(ConfigurableResource):
+    """The workspace folder: catalog, landing files, warehouse, documents."""
+
+    home: str
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(Path(self.home))
+
+    def catalog(self) -> Catalog:
+        return load_catalog(self.workspace.catalog_dir)
+
+    @contextmanager
+    def warehouse(self, name: str = "meterbook") -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the warehouse, held under the workspace's write lock."""
+        ws = self.workspace.ensure()
+        with workspace_lock(ws.home, name, LOCK_WAIT_SECONDS):
+            con = connect(ws.warehouse_path)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for reports; it does not take the write lock."""
+        con = connect(self.workspace.warehouse_path)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def default_workspace() -> Workspace:
+    ws = Workspace.from_env()
+    # dbt runs in a subprocess and finds the warehouse through this variable (profiles.yml)
+    os.environ["METERBOOK_WAREHOUSE"] = str(ws.warehouse_path)
+    return ws
+
+
+def build_resources(ws: Workspace) -> dict:
+    return {
+        "meterbook": MeterbookWorkspace(home=str(ws.home)),
+        "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR)),
+    }

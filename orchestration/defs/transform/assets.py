@@ -1,0 +1,140 @@
+"""The dbt project as Dagster assets, in three groups that differ only in partitioning.
+
+- usage models (fates, metered events): rebuilt whole, unpartitioned, because a late file
+  can change any day's fates;
+- `fct_daily_meter_usage`: daily partitions, replaced one UTC day at a time;
+- billing models (windows, rating, invoices): monthly partitions, one close month at a time.
+Partitions reach dbt only as `--vars` (STYLE item 3).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetKey
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from orchestration.defs.partitions import daily_usage, monthly_billing
+from orchestration.defs.resources import LOCK_WAIT_SECONDS, MeterbookWorkspace
+from orchestration.locking import workspace_lock
+from orchestration.workspace import DBT_PROJECT_DIR
+
+MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+DAILY_SELECT = "fct_daily_meter_usage"
+BILLING_SELECT = "tag:billing"
+USAGE_SELECT = "path:models/staging tag:usage"
+
+# Python assets that write the tables dbt reads as sources.
+SOURCE_ASSETS = {
+    "meterbook_raw": "raw_events",
+    "meterbook_catalog": "pricing_catalog",
+    "meterbook_billing": "billing_windows",
+    "meterbook_ledger": "finalized_invoices",
+}
+
+
+def ensure_manifest() -> Path:
+    """Parse the dbt project when the manifest is missing or older than any project file."""
+    newest = max(
+        p.stat().st_mtime
+        for p in DBT_PROJECT_DIR.rglob("*")
+        if p.suffix in (".sql", ".yml", ".yaml")
+        and "target" not in p.parts
+        and "logs" not in p.parts
+    )
+    if MANIFEST.exists() and MANIFEST.stat().st_mtime >= newest:
+        return MANIFEST
+    MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+    with open(MANIFEST.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes must not write the manifest at once
+        from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when parsing)
+
+        result = dbtRunner().invoke(
+            [
+                "parse",
+                "--quiet",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+            ]
+        )
+        if not result.success:
+            raise RuntimeError(f"dbt parse failed: {result.exception}")
+    return MANIFEST
+
+
+class MeterbookTranslator(DagsterDbtTranslator):
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            name = SOURCE_ASSETS.get(dbt_resource_props["source_name"])
+            if name:
+                return AssetKey(name)
+        return AssetKey(dbt_resource_props["name"])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "billing" if "billing" in dbt_resource_props.get("tags", []) else "usage"
+
+
+def dbt_vars(partition: dict[str, str] | None) -> list[str]:
+    """The `--vars` argument for a partition (pure; unit-tested)."""
+    return ["--vars", json.dumps(partition, sort_keys=True)] if partition else []
+
+
+def _build(context, dbt: DbtCliResource, meterbook: MeterbookWorkspace, partition):
+    with workspace_lock(meterbook.workspace.home, "dbt", LOCK_WAIT_SECONDS):
+        yield from dbt.cli(["build", *dbt_vars(partition)], context=context).stream()
+
+
+_translator = MeterbookTranslator()
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    select=USAGE_SELECT,
+    exclude=f"{DAILY_SELECT} {BILLING_SELECT}",
+    name="usage_models",
+    dagster_dbt_translator=_translator,
+)
+def usage_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
+):
+    """Event fates and metered events over every ingested event."""
+    yield from _build(context, dbt, meterbook, None)
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    select=DAILY_SELECT,
+    name="daily_usage_models",
+    partitions_def=daily_usage,
+    dagster_dbt_translator=_translator,
+)
+def daily_usage_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
+):
+    """Usage per customer x meter x UTC day, for the month-so-far views."""
+    window = context.partition_time_window
+    partition = {
+        "min_date": window.start.date().isoformat(),
+        "max_date": window.end.date().isoformat(),
+    }
+    yield from _build(context, dbt, meterbook, partition)
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    select=BILLING_SELECT,
+    name="billing_models",
+    partitions_def=monthly_billing,
+    dagster_dbt_translator=_translator,
+)
+def billing_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
+):
+    """Meter quantities per segment, rated lines and draft invoices for one close month."""
+    yield from _build(context, dbt, meterbook, {"close_month": context.partition_key})

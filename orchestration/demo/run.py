@@ -1,0 +1,86 @@
+"""The demo: build a workspace, close October, finalize it, receive a late file, close November."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Callable
+
+from orchestration.demo.generate import (
+    MONTHS,
+    SEED,
+    demo_customers,
+    write_catalog,
+    write_late_file,
+    write_month,
+)
+from orchestration.workspace import Workspace
+
+MARKER = ".meterbook-demo"
+# The demo's "now": after both months, so no event is too far in the future, whatever the clock.
+DEMO_NOW = "2026-12-02T00:00:00Z"
+
+
+def prepare_home(ws: Workspace) -> None:
+    """Start from an empty folder; only a previous demo is ever removed."""
+    if ws.home.exists() and any(ws.home.iterdir()):
+        if not (ws.home / MARKER).exists():
+            raise SystemExit(
+                f"meterbook demo: {ws.home} is not empty and is not a demo workspace; "
+                "choose an empty folder with --home"
+            )
+        shutil.rmtree(ws.home)
+    ws.ensure()
+    (ws.home / MARKER).write_text(
+        "built by `meterbook demo`; deleted and rebuilt by the next one\n"
+    )
+
+
+def run_demo(ws: Workspace, say: Callable[[str], None]) -> None:
+    from orchestration.cli import cmd_events, cmd_invoices  # noqa: PLC0415 (cycle)
+    from orchestration.pipeline import activate, close_period, finalize_period  # noqa: PLC0415
+
+    os.environ["METERBOOK_NOW"] = DEMO_NOW
+    prepare_home(ws)
+    activate(ws)
+    rng = random.Random(SEED)
+    customers = demo_customers(rng)
+    write_catalog(ws.catalog_dir, customers)
+    counts = {m: write_month(ws.landing_dir, customers, m, rng) for m in MONTHS}
+    say(f"workspace {ws.home}: {len(customers)} customers, events {counts}")
+
+    october, november = MONTHS
+    say(f"closing {october} ...")
+    close_period(ws, october)
+    say(f"finalizing {october} ...")
+    finalize_period(ws, october)
+    late = write_late_file(ws.landing_dir, customers, october, rng)
+    say(f"a late file arrived with {late} events for {october} (already finalized)")
+    say(f"closing {november} ...")
+    close_period(ws, november)
+
+    _section("Event fates")
+    cmd_events(ws, _args(period=None, json=False))
+    for month in MONTHS:
+        _section(f"Invoices for {month}")
+        cmd_invoices(ws, _args(period=month, customer=None, json=False))
+    _section("Next")
+    print(f"Invoice documents (HTML): {ws.documents_dir}")
+    print("Open the pipeline in the Dagster UI:")
+    print(
+        f"  METERBOOK_HOME={ws.home} DAGSTER_HOME={ws.dagster_home} .venv/bin/dagster dev -w workspace.yaml"
+    )
+    print(
+        f"JSON of one month:  .venv/bin/meterbook --home {ws.home} invoices --period {november} --json"
+    )
+
+
+def _section(title: str) -> None:
+    print(f"\n== {title} " + "=" * max(0, 70 - len(title)))
+
+
+def _args(**kwargs):
+    import argparse  # noqa: PLC0415
+
+    return argparse.Namespace(**kwargs)

@@ -1,0 +1,100 @@
+"""Run meterbook's Dagster jobs in this process, recorded in the workspace's Dagster instance.
+
+The CLI and the end-to-end tests go through here, so every command is a Dagster run that shows
+in the UI's run history, exactly as if finance had launched it there.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestration.workspace import Workspace
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    success: bool
+    error: str | None
+
+
+def activate(ws: Workspace) -> Workspace:
+    """Point this process (and the dbt subprocesses it starts) at the workspace."""
+    ws.ensure()
+    os.environ["METERBOOK_HOME"] = str(ws.home)
+    os.environ["METERBOOK_WAREHOUSE"] = str(ws.warehouse_path)
+    os.environ["DAGSTER_HOME"] = str(ws.dagster_home)
+    dagster_yaml = ws.dagster_home / "dagster.yaml"
+    if not dagster_yaml.exists():
+        # no telemetry: this machine may have no network beyond the package registries
+        dagster_yaml.write_text("telemetry:\n  enabled: false\n")
+    return ws
+
+
+def run_job(
+    ws: Workspace, job_name: str, partition_key: str | None = None, verbose: bool = False
+) -> RunOutcome:
+    activate(ws)
+    from dagster import DagsterInstance  # noqa: PLC0415 (import after DAGSTER_HOME is set)
+
+    from orchestration.definitions import build_definitions  # noqa: PLC0415
+
+    defs = build_definitions(ws)
+    job = defs.resolve_job_def(job_name)
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=partition_key,
+            run_config={} if verbose else QUIET,
+            raise_on_error=False,
+        )
+    return RunOutcome(
+        result.run_id, result.success, None if result.success else _first_error(result)
+    )
+
+
+def _first_error(result) -> str:
+    for event in result.all_events:
+        if event.is_failure and event.event_specific_data is not None:
+            error = getattr(event.event_specific_data, "error", None)
+            if error is not None:
+                return _innermost(error)
+    return "the run failed (see the Dagster UI for details)"
+
+
+def _innermost(error) -> str:
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[-1] if error.message else "unknown error"
+
+
+def close_period(ws: Workspace, period: str) -> RunOutcome:
+    return _checked(run_job(ws, "month_end_close", period))
+
+
+def finalize_period(ws: Workspace, period: str) -> RunOutcome:
+    return _checked(run_job(ws, "finalize_invoices", period))
+
+
+def ingest(ws: Workspace) -> RunOutcome:
+    return _checked(run_job(ws, "ingest_landing_files"))
+
+
+def _checked(outcome: RunOutcome) -> RunOutcome:
+    if not outcome.success:
+        raise PipelineError(outcome.error or "run failed", outcome.run_id)
+    return outcome
+
+
+class PipelineError(RuntimeError):
+    def __init__(self, message: str, run_id: str):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+def workspace_at(home: str | os.PathLike | None) -> Workspace:
+    return Workspace.from_env(Path(home) if home else None)

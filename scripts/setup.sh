@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up everything meterbook needs in ./.venv, from the public package registries only.
+#   bash scripts/setup.sh           # the project and its Python dependencies
+#   bash scripts/setup.sh --test    # plus what the tests need: Chromium for invoice screenshots
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "meterbook needs Python 3.11"'
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+
+if [ "${1:-}" = "--test" ]; then
+  # Invoice documents are screenshotted in headless Chromium (Debian's package).
+  if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium (Debian package) for the invoice document test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "setup: could not install chromium; the screenshot test will be skipped"
+  fi
+fi
+echo "setup: done ($(.venv/bin/python --version), $(.venv/bin/dbt --version 2>/dev/null | head -2 | tail -1 | xargs))"
