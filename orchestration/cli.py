@@ -82,8 +82,8 @@ def cmd_finalize(ws: Workspace, args) -> int:
 
 
 def cmd_invoices(ws: Workspace, args) -> int:
-    from orchestration.defs.close.finalize import invoices_with_ledger  # noqa: PLC0415
     from orchestration.defs.close.invoices_json import format_invoices_table  # noqa: PLC0415
+    from orchestration.defs.close.ledger import invoices_with_ledger  # noqa: PLC0415
 
     with _reader(ws) as con:
         document = invoices_with_ledger(con, args.period, args.customer)

@@ -26,7 +26,7 @@ def build_definitions(ws: Workspace) -> Definitions:
             *stripe_assets.ASSETS,
         ],
         asset_checks=[*close_assets.CHECKS, *jobs.CHECKS],
-        jobs=jobs.JOBS,
+        jobs=[*jobs.JOBS, *stripe_assets.JOBS],
         schedules=[*jobs.SCHEDULES, *stripe_assets.SCHEDULES],
         sensors=[ingest_assets.landing_files_sensor, ingest_assets.backfill_touched_days],
         resources={**build_resources(ws), **stripe_assets.resources()},

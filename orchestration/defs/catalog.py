@@ -1,37 +1,50 @@
-"""The catalog (pricing as code) as an asset: validated YAML written to warehouse tables."""
-
-from __future__ import annotations
+"""The catalog (pricing as code) as assets: validated YAML written to warehouse tables."""
 
 from collections import Counter
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
 from orchestration.catalog.tables import write_catalog_tables
 from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.defs.transform.assets import source_keys
+from orchestration.sql import quote_identifier
 
 
-@asset(
-    key="pricing_catalog",
-    group_name="ingest",
-    description=(
-        "catalog/*.yaml merged and validated (every mistake reported with file, path and line), "
-        "then written to the meterbook_catalog tables that metering and rating read."
-    ),
-    kinds={"duckdb", "yaml"},
+@multi_asset(
+    name="pricing_catalog",
+    specs=[
+        AssetSpec(
+            key,
+            group_name="catalog",
+            description=(
+                "catalog/*.yaml merged and validated (every mistake reported with file, path and "
+                f"line), written to the table {key.path[-1]} that metering and rating read."
+            ),
+            kinds={"duckdb", "yaml"},
+        )
+        for key in source_keys("meterbook_catalog")
+    ],
 )
-def pricing_catalog(
-    context: AssetExecutionContext, meterbook: MeterbookWorkspace
-) -> MaterializeResult:
+def pricing_catalog(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
     catalog = meterbook.catalog()
-    with meterbook.warehouse("catalog") as con:
-        write_catalog_tables(con, catalog)
     currencies = Counter(catalog.currency_of(c) for c in catalog.customers if not c.parent_id)
-    return MaterializeResult(
-        metadata={
-            "meters": len(catalog.meters),
-            "plans": len(catalog.plans),
-            "customers": len(catalog.customers),
-            "subscriptions": len(catalog.subscriptions),
-            "customers_per_currency": MetadataValue.json(dict(sorted(currencies.items()))),
-        }
-    )
+    summary = {
+        "meters": len(catalog.meters),
+        "plans": len(catalog.plans),
+        "customers": len(catalog.customers),
+        "subscriptions": len(catalog.subscriptions),
+        "customers_per_currency": MetadataValue.json(dict(sorted(currencies.items()))),
+    }
+    with meterbook.warehouse() as con:
+        write_catalog_tables(con, catalog)
+        counts = {key: _row_count(con, key.path) for key in context.selected_asset_keys}
+    for key in sorted(counts, key=lambda k: k.path):
+        yield MaterializeResult(
+            asset_key=key, metadata={**summary, "dagster/row_count": counts[key]}
+        )
+
+
+def _row_count(con, path: list[str]) -> int:
+    return con.execute(
+        f"SELECT count(*) FROM {'.'.join(quote_identifier(p) for p in path)}"
+    ).fetchone()[0]

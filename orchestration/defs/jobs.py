@@ -1,7 +1,5 @@
 """Jobs finance and the schedules launch, and the reconciliation checks on event fates."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 
 from dagster import (
@@ -16,11 +14,14 @@ from dagster import (
     schedule,
 )
 
+from orchestration.defs.catalog import pricing_catalog
+from orchestration.defs.close.assets import billing_windows
+from orchestration.defs.ingest.assets import raw_events
 from orchestration.defs.partitions import daily_usage, monthly_billing
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.defs.transform.assets import billing_models, daily_usage_models, usage_models
 
-_ingest = AssetSelection.assets("raw_events", "pricing_catalog", *usage_models.keys)
+_ingest = AssetSelection.assets(*raw_events.keys, *pricing_catalog.keys, *usage_models.keys)
 
 ingest_landing_files = define_asset_job(
     "ingest_landing_files",
@@ -38,7 +39,7 @@ daily_usage_refresh = define_asset_job(
 month_end_close = define_asset_job(
     "month_end_close",
     selection=_ingest
-    | AssetSelection.assets("billing_windows", *billing_models.keys, "invoice_documents"),
+    | AssetSelection.assets(*billing_windows.keys, *billing_models.keys, "invoice_documents"),
     partitions_def=monthly_billing,
     description=(
         "Month-end close: ingests, meters, rates and rebuilds the DRAFT invoices of the month, "

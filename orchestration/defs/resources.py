@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from orchestration.sql import connect
 from orchestration.workspace import DBT_PROJECT_DIR, Workspace
 
 # One writer at a time: a second close waits this long, then fails with a clear message.
+WRITE_LOCK = "warehouse"
 LOCK_WAIT_SECONDS = float(os.environ.get("METERBOOK_LOCK_WAIT_SECONDS", "600"))
 
 
@@ -33,10 +35,10 @@ class MeterbookWorkspace(ConfigurableResource):
         return load_catalog(self.workspace.catalog_dir)
 
     @contextmanager
-    def warehouse(self, name: str = "meterbook") -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the warehouse, held under the workspace's write lock."""
+    def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the warehouse, held under the workspace's one write lock."""
         ws = self.workspace.ensure()
-        with workspace_lock(ws.home, name, LOCK_WAIT_SECONDS):
+        with workspace_lock(ws.home, WRITE_LOCK, LOCK_WAIT_SECONDS):
             con = connect(ws.warehouse_path)
             try:
                 yield con
@@ -63,5 +65,10 @@ def default_workspace() -> Workspace:
 def build_resources(ws: Workspace) -> dict:
     return {
         "meterbook": MeterbookWorkspace(home=str(ws.home)),
-        "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR)),
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            # the dbt installed beside this Python, whether or not the venv is on PATH
+            dbt_executable=str(Path(sys.executable).parent / "dbt"),
+        ),
     }

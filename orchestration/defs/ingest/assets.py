@@ -1,40 +1,50 @@
 """Landing files -> raw events, and the sensor that backfills the days late files touch."""
 
-from __future__ import annotations
-
 import json
 
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AssetSpec,
     DefaultSensorStatus,
     MaterializeResult,
     MetadataValue,
     RunRequest,
     SensorEvaluationContext,
     SkipReason,
-    asset,
     asset_sensor,
+    multi_asset,
     sensor,
 )
 
 from orchestration.defs.ingest.ingest import pending_files, run_ingest
 from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.defs.transform.assets import source_keys
 from orchestration.workspace import now_utc
 
+RAW_EVENTS = AssetKey(["meterbook_raw", "raw_events"])
 
-@asset(
-    key="raw_events",
-    group_name="ingest",
-    description=(
-        "Every line of every landing file under landing/events/, read once per distinct content "
-        "(sha256), with its file, line and parse-level problems. Feeds event fates and metering."
-    ),
-    kinds={"duckdb", "python"},
+
+@multi_asset(
+    name="raw_events",
+    specs=[
+        AssetSpec(
+            key,
+            group_name="ingest",
+            description=(
+                "Every line of every landing file under landing/events/, read once per distinct "
+                "content (sha256), with its file, line and parse-level problems."
+                if key == RAW_EVENTS
+                else "Landing files by content hash and every path seen (written by the ingest)."
+            ),
+            kinds={"duckdb", "python"},
+        )
+        for key in source_keys("meterbook_raw", always=("raw_events",))
+    ],
 )
-def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace) -> MaterializeResult:
+def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
     ws = meterbook.workspace.ensure()
-    with meterbook.warehouse("ingest") as con:
+    with meterbook.warehouse() as con:
         result = run_ingest(con, ws.landing_dir, now_utc())
         totals = con.execute(
             "SELECT count(*), count(DISTINCT file_sha256) FROM meterbook_raw.raw_events"
@@ -43,7 +53,8 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace) ->
         context.log.info(
             f"ingested {f.path}: {f.lines_read} lines" + (f" ({f.error})" if f.error else "")
         )
-    return MaterializeResult(
+    yield MaterializeResult(
+        asset_key=RAW_EVENTS,
         metadata={
             "new_files": len(result.files),
             "new_lines_read": result.lines_read,
@@ -52,8 +63,10 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace) ->
             "dagster/row_count": totals[0],
             "files_total": totals[1],
             "files": MetadataValue.md(_files_table(result.files)),
-        }
+        },
     )
+    for key in context.selected_asset_keys - {RAW_EVENTS}:
+        yield MaterializeResult(asset_key=key)
 
 
 def _files_table(files) -> str:
@@ -82,7 +95,7 @@ def landing_files_sensor(context: SensorEvaluationContext, meterbook: MeterbookW
 
 
 @asset_sensor(
-    asset_key=AssetKey("raw_events"),
+    asset_key=RAW_EVENTS,
     job_name="daily_usage_refresh",
     default_status=DefaultSensorStatus.STOPPED,
     description=(

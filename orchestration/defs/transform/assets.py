@@ -7,8 +7,6 @@
 Partitions reach dbt only as `--vars` (STYLE item 3).
 """
 
-from __future__ import annotations
-
 import fcntl
 import json
 from collections.abc import Mapping
@@ -19,22 +17,14 @@ from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration.defs.partitions import daily_usage, monthly_billing
-from orchestration.defs.resources import LOCK_WAIT_SECONDS, MeterbookWorkspace
+from orchestration.defs.resources import LOCK_WAIT_SECONDS, WRITE_LOCK, MeterbookWorkspace
 from orchestration.locking import workspace_lock
 from orchestration.workspace import DBT_PROJECT_DIR
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 DAILY_SELECT = "fct_daily_meter_usage"
 BILLING_SELECT = "tag:billing"
-USAGE_SELECT = "path:models/staging tag:usage"
-
-# Python assets that write the tables dbt reads as sources.
-SOURCE_ASSETS = {
-    "meterbook_raw": "raw_events",
-    "meterbook_catalog": "pricing_catalog",
-    "meterbook_billing": "billing_windows",
-    "meterbook_ledger": "finalized_invoices",
-}
+USAGE_SELECT = "tag:usage"
 
 
 def ensure_manifest() -> Path:
@@ -68,12 +58,18 @@ def ensure_manifest() -> Path:
     return MANIFEST
 
 
+def source_keys(schema: str, always: tuple[str, ...] = ()) -> list[AssetKey]:
+    """Keys of the dbt sources in `schema`: the tables a Python asset must declare it writes."""
+    sources = json.loads(ensure_manifest().read_text())["sources"].values()
+    names = {s["name"] for s in sources if s["schema"] == schema} | set(always)
+    return [AssetKey([schema, name]) for name in sorted(names)]
+
+
 class MeterbookTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            name = SOURCE_ASSETS.get(dbt_resource_props["source_name"])
-            if name:
-                return AssetKey(name)
+            # the Python asset that writes the table declares this same key (source_keys)
+            return AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
         return AssetKey(dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
@@ -86,7 +82,7 @@ def dbt_vars(partition: dict[str, str] | None) -> list[str]:
 
 
 def _build(context, dbt: DbtCliResource, meterbook: MeterbookWorkspace, partition):
-    with workspace_lock(meterbook.workspace.home, "dbt", LOCK_WAIT_SECONDS):
+    with workspace_lock(meterbook.workspace.home, WRITE_LOCK, LOCK_WAIT_SECONDS):
         yield from dbt.cli(["build", *dbt_vars(partition)], context=context).stream()
 
 

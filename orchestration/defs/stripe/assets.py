@@ -1,0 +1,108 @@
+"""Stripe in Dagster: push the month's finalized invoices; pull payment status on a schedule."""
+
+from dagster import (
+    AssetExecutionContext,
+    AssetSelection,
+    DefaultScheduleStatus,
+    MaterializeResult,
+    MetadataValue,
+    ScheduleDefinition,
+    asset,
+    define_asset_job,
+)
+
+from integrations.stripe import overdue_invoices, pull_payment_status, sync_period
+from orchestration.defs.partitions import monthly_billing
+from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.defs.stripe.resource import StripeResource
+from orchestration.workspace import now_utc
+
+
+@asset(
+    key="stripe_invoices",
+    group_name="stripe",
+    partitions_def=monthly_billing,
+    deps=["finalized_invoices"],
+    description=(
+        "Each finalized invoice of the month, pushed to Stripe exactly once: customer found or "
+        "created, invoice with one item per line (amounts in minor units), then finalized. "
+        "Re-runs look up what exists by metadata and create nothing twice."
+    ),
+    kinds={"stripe"},
+)
+def stripe_invoices(
+    context: AssetExecutionContext, meterbook: MeterbookWorkspace, stripe: StripeResource
+) -> MaterializeResult:
+    gateway = stripe.gateway()
+    with meterbook.warehouse() as con:
+        result = sync_period(con, meterbook.catalog(), context.partition_key, gateway)
+    metadata = result.metadata()
+    result.raise_for_failures()
+    return MaterializeResult(metadata={k: _value(v) for k, v in metadata.items()})
+
+
+@asset(
+    key="accounts_receivable",
+    group_name="stripe",
+    deps=["stripe_invoices"],
+    description=(
+        "Payment status of every invoice synced to Stripe (open, paid, uncollectible, void; "
+        "amount paid, attempts, next attempt), with the overdue ones listed."
+    ),
+    kinds={"stripe", "duckdb"},
+)
+def accounts_receivable(
+    context: AssetExecutionContext, meterbook: MeterbookWorkspace, stripe: StripeResource
+) -> MaterializeResult:
+    now = now_utc()
+    with meterbook.warehouse() as con:
+        result = pull_payment_status(con, stripe.gateway(), now)
+        overdue = overdue_invoices(con, now)
+    rows = [
+        f"| {o.number} | {o.customer_id} | {o.currency} | {o.amount_remaining} | {o.due_at:%Y-%m-%d} |"
+        for o in overdue[:50]
+    ]
+    table = "\n".join(
+        ["| invoice | customer | currency | remaining | due |", "|---|---|---|---|---|", *rows]
+    )
+    return MaterializeResult(
+        metadata={
+            **{k: _value(v) for k, v in result.metadata().items()},
+            "overdue": len(overdue),
+            "overdue_invoices": MetadataValue.md(table if rows else "none overdue"),
+        }
+    )
+
+
+def _value(v):
+    return v if isinstance(v, int | float | str | bool) else MetadataValue.json(v)
+
+
+stripe_sync = define_asset_job(
+    "stripe_sync",
+    selection=AssetSelection.assets("stripe_invoices", "accounts_receivable"),
+    partitions_def=monthly_billing,
+    description="Push the month's finalized invoices to Stripe and read back their payment status.",
+)
+
+stripe_payment_status = define_asset_job(
+    "stripe_payment_status",
+    selection=AssetSelection.assets("accounts_receivable"),
+    description="Read the payment status of every invoice synced to Stripe.",
+)
+
+payment_status_schedule = ScheduleDefinition(
+    job=stripe_payment_status,
+    cron_schedule="0 */6 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Every six hours: payment status from Stripe into accounts_receivable.",
+)
+
+ASSETS = [stripe_invoices, accounts_receivable]
+JOBS = [stripe_sync, stripe_payment_status]
+SCHEDULES = [payment_status_schedule]
+
+
+def resources() -> dict:
+    return {"stripe": StripeResource()}
