@@ -1,0 +1,38 @@
+"""Stripe: push finalized invoices, pull their payment status, exactly once.
+
+- `client.py`: `StripeConfig` (env: STRIPE_API_KEY, STRIPE_API_BASE), `StripeGateway` (the SDK
+  with bounded, injectable-sleep retries and redacted errors).
+- `payloads.py`: pure builders of every request body, idempotency keys and search queries.
+- `sync.py`: `sync_period(con, catalog, period, client) -> SyncResult` (map -> push -> reconcile).
+- `status.py`: `pull_payment_status(con, client, now)`, `overdue_invoices(con, now)`.
+- `mapping.py`: the `meterbook_stripe` tables.
+"""
+
+from integrations.stripe.client import RetryPolicy, StripeConfig, StripeGateway
+from integrations.stripe.errors import (
+    StripeApiError,
+    StripeConfigError,
+    StripeError,
+    StripeUnavailable,
+    SyncError,
+)
+from integrations.stripe.mapping import ensure_stripe_schema
+from integrations.stripe.status import PullResult, overdue_invoices, pull_payment_status
+from integrations.stripe.sync import SyncResult, sync_period
+
+__all__ = [
+    "PullResult",
+    "RetryPolicy",
+    "StripeApiError",
+    "StripeConfig",
+    "StripeConfigError",
+    "StripeError",
+    "StripeGateway",
+    "StripeUnavailable",
+    "SyncError",
+    "SyncResult",
+    "ensure_stripe_schema",
+    "overdue_invoices",
+    "pull_payment_status",
+    "sync_period",
+]

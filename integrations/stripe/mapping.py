@@ -1,0 +1,225 @@
+"""The `meterbook_stripe` schema: which Stripe object is which of ours, and what Stripe says.
+
+The mapping is a cache of what Stripe holds, never the only record: every Stripe object also
+carries our id in its metadata, so a lost or rebuilt warehouse is re-mapped by lookups instead
+of creating twins. Rows are written right after the Stripe calls they record (an invoice's
+items together, once all exist), so a run killed anywhere leaves at worst a missing row (found
+again in Stripe), never a row pointing at an object that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from integrations.stripe.records import LedgerInvoice
+
+STRIPE_DDL = """
+CREATE SCHEMA IF NOT EXISTS meterbook_stripe;
+CREATE TABLE IF NOT EXISTS meterbook_stripe.customers (
+    customer_id VARCHAR PRIMARY KEY,
+    stripe_customer_id VARCHAR NOT NULL,
+    mapped_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meterbook_stripe.invoices (
+    invoice_id VARCHAR PRIMARY KEY,
+    number VARCHAR NOT NULL,
+    close_month VARCHAR NOT NULL,
+    customer_id VARCHAR NOT NULL,
+    stripe_customer_id VARCHAR NOT NULL,
+    stripe_invoice_id VARCHAR NOT NULL,
+    currency VARCHAR NOT NULL,
+    stripe_status VARCHAR NOT NULL,      -- as last seen: draft | open | paid | uncollectible | void
+    expected_total_minor BIGINT,         -- what the Stripe invoice must total: our amount_due
+    stripe_total_minor BIGINT,           -- Stripe's total, once finalized there
+    mapped_at TIMESTAMPTZ NOT NULL,
+    pushed_at TIMESTAMPTZ,               -- finalized in Stripe and its total checked
+    voided_at TIMESTAMPTZ                -- voided in Stripe because the ledger voided it
+);
+CREATE TABLE IF NOT EXISTS meterbook_stripe.invoice_items (
+    invoice_id VARCHAR NOT NULL,
+    item_ref VARCHAR NOT NULL,           -- our line_id, or 'meterbook:tax' / 'meterbook:credits'
+    stripe_invoice_item_id VARCHAR NOT NULL,
+    stripe_invoice_id VARCHAR NOT NULL,
+    amount_minor BIGINT NOT NULL,
+    mapped_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (invoice_id, item_ref)
+);
+-- Bumped when Stripe refuses a keyed request (4xx): it created nothing, and Stripe would
+-- replay the refusal under the same key for 24 hours even after the cause is fixed.
+CREATE TABLE IF NOT EXISTS meterbook_stripe.idempotency_generations (
+    base_key VARCHAR PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    last_error VARCHAR NOT NULL,
+    refused_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meterbook_stripe.accounts_receivable (
+    invoice_id VARCHAR PRIMARY KEY,
+    number VARCHAR NOT NULL,
+    close_month VARCHAR NOT NULL,
+    customer_id VARCHAR NOT NULL,
+    stripe_invoice_id VARCHAR NOT NULL,
+    currency VARCHAR NOT NULL,
+    currency_exponent INTEGER NOT NULL,
+    status VARCHAR NOT NULL,             -- Stripe's: draft | open | paid | uncollectible | void
+    collection_method VARCHAR,
+    total DECIMAL(38, 12) NOT NULL,
+    amount_due DECIMAL(38, 12) NOT NULL,
+    amount_paid DECIMAL(38, 12) NOT NULL,
+    amount_remaining DECIMAL(38, 12) NOT NULL,
+    attempt_count INTEGER NOT NULL,
+    next_payment_attempt TIMESTAMPTZ,
+    due_date TIMESTAMPTZ,                -- Stripe's due date (send_invoice only)
+    due_at TIMESTAMPTZ,                  -- due_date, or finalization for charge_automatically
+    finalized_at TIMESTAMPTZ,
+    paid_at TIMESTAMPTZ,
+    voided_at TIMESTAMPTZ,
+    pulled_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class InvoiceMapping:
+    invoice_id: str
+    stripe_invoice_id: str
+    stripe_customer_id: str
+    stripe_status: str
+    pushed_at: datetime | None
+    voided_at: datetime | None
+
+
+def ensure_stripe_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(STRIPE_DDL)
+
+
+def customer_mapping(con: duckdb.DuckDBPyConnection, customer_id: str) -> str | None:
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open and refuses other work.
+    rows = con.execute(
+        "SELECT stripe_customer_id FROM meterbook_stripe.customers WHERE customer_id = ?",
+        [customer_id],
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def save_customer(
+    con: duckdb.DuckDBPyConnection, customer_id: str, stripe_customer_id: str, now: datetime
+) -> None:
+    con.execute(
+        """
+        INSERT INTO meterbook_stripe.customers VALUES (?, ?, ?)
+        ON CONFLICT (customer_id) DO UPDATE SET stripe_customer_id = excluded.stripe_customer_id
+        """,
+        [customer_id, stripe_customer_id, now],
+    )
+
+
+def invoice_mapping(con: duckdb.DuckDBPyConnection, invoice_id: str) -> InvoiceMapping | None:
+    rows = con.execute(
+        """
+        SELECT invoice_id, stripe_invoice_id, stripe_customer_id, stripe_status, pushed_at,
+               voided_at
+        FROM meterbook_stripe.invoices WHERE invoice_id = ?
+        """,
+        [invoice_id],
+    ).fetchall()
+    return InvoiceMapping(*rows[0]) if rows else None
+
+
+def save_invoice(
+    con: duckdb.DuckDBPyConnection,
+    invoice: LedgerInvoice,
+    stripe_invoice: dict,
+    now: datetime,
+    *,
+    expected_total_minor: int | None = None,
+    pushed: bool = False,
+    voided: bool = False,
+) -> None:
+    """Record (or refresh) the Stripe invoice of `invoice` as Stripe last showed it."""
+    finalized = stripe_invoice.get("status") != "draft"
+    con.execute(
+        """
+        INSERT INTO meterbook_stripe.invoices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (invoice_id) DO UPDATE SET
+            stripe_invoice_id = excluded.stripe_invoice_id,
+            stripe_customer_id = excluded.stripe_customer_id,
+            stripe_status = excluded.stripe_status,
+            expected_total_minor = coalesce(excluded.expected_total_minor, expected_total_minor),
+            stripe_total_minor = coalesce(excluded.stripe_total_minor, stripe_total_minor),
+            pushed_at = coalesce(pushed_at, excluded.pushed_at),
+            voided_at = coalesce(voided_at, excluded.voided_at)
+        """,
+        [
+            invoice.invoice_id,
+            invoice.number,
+            invoice.close_month,
+            invoice.customer_id,
+            stripe_invoice["customer"],
+            stripe_invoice["id"],
+            invoice.currency,
+            stripe_invoice["status"],
+            expected_total_minor,
+            stripe_invoice.get("total") if finalized else None,
+            now,
+            now if pushed else None,
+            now if voided else None,
+        ],
+    )
+
+
+def save_items(
+    con: duckdb.DuckDBPyConnection,
+    invoice_id: str,
+    items: list[tuple[str, dict]],
+    now: datetime,
+) -> None:
+    """Record the Stripe items of one invoice, `(our ref, Stripe item)` each, in one statement."""
+    if not items:
+        return
+    rows = [
+        (invoice_id, ref, item["id"], item["invoice"], item["amount"], now) for ref, item in items
+    ]
+    placeholders = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows))
+    con.execute(
+        f"""
+        INSERT INTO meterbook_stripe.invoice_items VALUES {placeholders}
+        ON CONFLICT (invoice_id, item_ref) DO UPDATE SET
+            stripe_invoice_item_id = excluded.stripe_invoice_item_id,
+            stripe_invoice_id = excluded.stripe_invoice_id,
+            amount_minor = excluded.amount_minor
+        """,
+        [value for row in rows for value in row],
+    )
+
+
+def set_stripe_status(con: duckdb.DuckDBPyConnection, invoice_id: str, status: str) -> None:
+    con.execute(
+        "UPDATE meterbook_stripe.invoices SET stripe_status = ? WHERE invoice_id = ?",
+        [status, invoice_id],
+    )
+
+
+def key_generations(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Every key moved on after a refusal (a short table: refusals are rare)."""
+    rows = con.execute(
+        "SELECT base_key, generation FROM meterbook_stripe.idempotency_generations"
+    ).fetchall()
+    return dict(rows)
+
+
+def bump_key_generation(
+    con: duckdb.DuckDBPyConnection, base_key: str, error: str, now: datetime
+) -> None:
+    con.execute(
+        """
+        INSERT INTO meterbook_stripe.idempotency_generations VALUES (?, 1, ?, ?)
+        ON CONFLICT (base_key) DO UPDATE SET
+            generation = generation + 1,
+            last_error = excluded.last_error,
+            refused_at = excluded.refused_at
+        """,
+        [base_key, error, now],
+    )
