@@ -1,0 +1,49 @@
+{#
+  Metering reads the compiled SQL of meters and exclusions from meterbook_catalog at compile
+  time. That SQL is written only by orchestration/catalog/tables/metering.py, from the
+  validated catalog (names quoted, values as literals, expressions through the safe parser).
+  At parse time (execute is false) there are no rows: the model SQL then has no branches.
+#}
+{% macro metering_catalog_rows(relation, order_by) %}
+  {% if not execute %}
+    {{ return([]) }}
+  {% endif %}
+  {% set result = run_query('select * from ' ~ relation ~ ' order by ' ~ order_by) %}
+  {{ return(result.rows) }}
+{% endmacro %}
+
+{# A var that must be a date 'YYYY-MM-DD', as a SQL date literal; anything else fails. #}
+{% macro metering_date_literal(name) %}
+  {%- set value = var(name) | string -%}
+  {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', value) -%}
+    {{ exceptions.raise_compiler_error("var " ~ name ~ " must be a date YYYY-MM-DD, got " ~ value) }}
+  {%- endif -%}
+  date '{{ value }}'
+{%- endmacro %}
+
+{# The close_month var as a SQL string literal, or none when it is not set. #}
+{% macro metering_close_month_literal() %}
+  {%- set value = var('close_month', none) -%}
+  {%- if value is none or value == '' -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- if not modules.re.fullmatch('[0-9]{4}-(0[1-9]|1[0-2])', value | string) -%}
+    {{ exceptions.raise_compiler_error("var close_month must be YYYY-MM, got " ~ value) }}
+  {%- endif -%}
+  {{ return("'" ~ value ~ "'") }}
+{%- endmacro %}
+
+{#
+  meterbook_billing.meter_windows is written by the close stage; a usage-only run must work
+  before any close, so the table is created empty when it does not exist (never replaced).
+#}
+{% macro metering_ensure_meter_windows() %}
+create schema if not exists meterbook_billing;
+create table if not exists meterbook_billing.meter_windows (
+  close_month varchar,
+  window_id varchar,
+  billing_customer_id varchar,
+  window_start timestamptz,
+  window_end timestamptz
+);
+{% endmacro %}

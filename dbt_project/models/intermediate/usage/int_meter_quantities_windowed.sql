@@ -1,0 +1,195 @@
+{#
+  Quantity per metering window x meter x group for var close_month (all months of
+  meter_windows when it is not set), computed from the window's billable events directly
+  (SPEC 3.1): never by adding daily results. Windows are half-open [window_start, window_end).
+#}
+{%- set close_month = metering_close_month_literal() -%}
+
+with windows as (
+    select * from {{ ref('stg_billing__meter_windows') }}
+    {%- if close_month %}
+    where close_month = {{ close_month }}
+    {%- endif %}
+),
+
+meters as (
+    select meter_seq, meter_code, aggregation, unit_divide_by, unit_rounding
+    from {{ ref('stg_catalog__meters') }}
+),
+
+metered as (
+    select * from {{ ref('int_events_metered') }}
+),
+
+in_window as (
+    select
+        windows.close_month,
+        windows.window_id,
+        metered.meter_seq,
+        metered.group_key,
+        metered.event_ts,
+        metered.event_id,
+        metered.read_seq,
+        metered.value,
+        metered.text_value
+    from windows
+    inner join metered
+        on metered.billing_customer_id = windows.billing_customer_id
+        and metered.event_ts >= windows.window_start
+        and metered.event_ts < windows.window_end
+),
+
+-- count, sum, count_unique, max, min, latest: plain aggregates of the window's events
+aggregated as (
+    select
+        close_month,
+        window_id,
+        meter_seq,
+        group_key,
+        count(*) as event_count,
+        sum(value) as value_sum,
+        max(value) as value_max,
+        min(value) as value_min,
+        count(distinct text_value) as distinct_count,
+        -- latest: the last by timestamp, the larger event_id on a tie (read_seq: determinism)
+        arg_max(value, (event_ts, event_id, read_seq)) as value_latest
+    from in_window
+    group by all
+),
+
+-- time_weighted: the value held when the window opens, per group (the last one set before)
+carried_in as (
+    select
+        windows.close_month,
+        windows.window_id,
+        metered.meter_seq,
+        metered.group_key,
+        arg_max(metered.value, (metered.event_ts, metered.event_id, metered.read_seq)) as value
+    from windows
+    inner join metered
+        on metered.billing_customer_id = windows.billing_customer_id
+        and metered.event_ts < windows.window_start
+    where metered.meter_seq in (select meter_seq from meters where aggregation = 'time_weighted')
+    group by all
+),
+
+level_changes as (
+    select close_month, window_id, meter_seq, group_key,
+        windows.window_start as changed_at, 0 as is_event, '' as event_id, 0 as read_seq, value
+    from carried_in
+    inner join windows using (close_month, window_id)
+    union all
+    select close_month, window_id, in_window.meter_seq, group_key,
+        event_ts, 1, event_id, read_seq, value
+    from in_window
+    inner join meters on in_window.meter_seq = meters.meter_seq
+    where meters.aggregation = 'time_weighted'
+),
+
+-- each level holds from its change until the next change or the window's end; its weight is
+-- that span's share of the window (exact decimal, no float)
+level_spans as (
+    select
+        level_changes.*,
+        coalesce(
+            lead(changed_at) over (
+                partition by close_month, window_id, meter_seq, group_key
+                order by changed_at, is_event, event_id, read_seq
+            ),
+            windows.window_end
+        ) as held_until,
+        windows.window_start,
+        windows.window_end
+    from level_changes
+    inner join windows using (close_month, window_id)
+),
+
+time_weighted as (
+    select
+        close_month,
+        window_id,
+        meter_seq,
+        group_key,
+        sum(is_event) as event_count,
+        sum(cast(value * mb_div(
+            epoch_us(held_until) - epoch_us(changed_at),
+            epoch_us(window_end) - epoch_us(window_start)
+        ) as decimal(38, 12))) as value_weighted,
+        -- a group only carried in at level 0 and never changed adds nothing worth a line
+        bool_or(is_event = 1 or value <> 0) as keep_group
+    from level_spans
+    group by all
+),
+
+raw_quantities as (
+    select
+        aggregated.close_month,
+        aggregated.window_id,
+        aggregated.meter_seq,
+        aggregated.group_key,
+        aggregated.event_count,
+        case meters.aggregation
+            when 'count' then cast(aggregated.event_count as decimal(38, 12))
+            when 'sum' then coalesce(aggregated.value_sum, cast(0 as decimal(38, 12)))
+            when 'count_unique' then cast(aggregated.distinct_count as decimal(38, 12))
+            when 'max' then coalesce(aggregated.value_max, cast(0 as decimal(38, 12)))
+            when 'min' then coalesce(aggregated.value_min, cast(0 as decimal(38, 12)))
+            when 'latest' then coalesce(aggregated.value_latest, cast(0 as decimal(38, 12)))
+        end as raw_quantity
+    from aggregated
+    inner join meters on aggregated.meter_seq = meters.meter_seq
+    where meters.aggregation <> 'time_weighted'
+    union all
+    select close_month, window_id, meter_seq, group_key, event_count, value_weighted
+    from time_weighted
+    where keep_group
+),
+
+-- every window x meter of the catalog; with no events at all, one row with group NULL and 0
+window_meters as (
+    select windows.close_month, windows.window_id, windows.billing_customer_id, meters.*
+    from windows
+    cross join meters
+),
+
+quantities as (
+    select
+        window_meters.*,
+        raw_quantities.group_key,
+        coalesce(raw_quantities.event_count, 0) as event_count,
+        coalesce(raw_quantities.raw_quantity, cast(0 as decimal(38, 12))) as raw_quantity
+    from window_meters
+    left join raw_quantities
+        on window_meters.close_month = raw_quantities.close_month
+        and window_meters.window_id = raw_quantities.window_id
+        and window_meters.meter_seq = raw_quantities.meter_seq
+),
+
+-- unit: divide, then round to a whole number (nearest = half-up); no rounding keeps the fraction
+divided as (
+    select
+        *,
+        case when unit_divide_by is null then raw_quantity
+            else mb_div(raw_quantity, unit_divide_by) end as divided_quantity
+    from quantities
+),
+
+final as (
+    select
+        close_month,
+        window_id,
+        billing_customer_id,
+        meter_code,
+        cast(group_key as json) as group_key,
+        -- each branch cast on its own: DuckDB would type the CASE as ceil's DECIMAL(38, 0)
+        case unit_rounding
+            when 'up' then cast(ceil(divided_quantity) as decimal(38, 12))
+            when 'down' then cast(floor(divided_quantity) as decimal(38, 12))
+            when 'nearest' then cast(round(divided_quantity, 0) as decimal(38, 12))
+            else cast(divided_quantity as decimal(38, 12))
+        end as quantity,
+        cast(event_count as bigint) as event_count
+    from divided
+)
+
+select * from final

@@ -1,0 +1,17 @@
+{{ config(pre_hook=metering_ensure_meter_windows()) }}
+
+with source as (
+    select * from {{ source('billing', 'meter_windows') }}
+),
+
+final as (
+    select
+        close_month,
+        window_id,
+        billing_customer_id,
+        cast(window_start as timestamptz) as window_start,
+        cast(window_end as timestamptz) as window_end
+    from source
+)
+
+select * from final

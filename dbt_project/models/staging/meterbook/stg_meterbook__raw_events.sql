@@ -1,0 +1,26 @@
+-- every line read, typed; raw_line is left out (it is only for people looking at one event)
+with source as (
+    select * from {{ source('meterbook', 'raw_events') }}
+),
+
+final as (
+    select
+        cast(read_seq as bigint) as read_seq,
+        file_sha256,
+        path,
+        cast(line_no as bigint) as line_no,
+        event_id,
+        customer_id,
+        event_name,
+        cast(event_ts as timestamptz) as event_ts,
+        cast(properties as json) as properties,
+        source,
+        payload_hash,
+        parse_reason,
+        cast(key_rank as integer) as key_rank,
+        coalesce(key_repeated, false) as key_repeated,
+        cast(ingested_at as timestamptz) as ingested_at
+    from source
+)
+
+select * from final

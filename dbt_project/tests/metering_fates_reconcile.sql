@@ -1,0 +1,12 @@
+-- lines read = sum of fates: every raw event has exactly one row in fct_event_fates
+with raw as (
+    select count(*) as n from {{ ref('stg_meterbook__raw_events') }}
+),
+
+fated as (
+    select count(*) as n, count(distinct read_seq) as distinct_n from {{ ref('fct_event_fates') }}
+)
+
+select raw.n as lines_read, fated.n as fated, fated.distinct_n
+from raw, fated
+where raw.n <> fated.n or fated.n <> fated.distinct_n

@@ -1,0 +1,92 @@
+"""Run the dbt project in-process: the argument list is a pure function, the run is not.
+
+Partitions reach dbt only as vars (`min_date`, `max_date`: daily partitions, [min, max);
+`close_month`: the monthly billing partition). They are checked here, so a malformed key
+never reaches the SQL that dbt renders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from orchestration.workspace import DBT_PROJECT_DIR
+
+COMMANDS = ("build", "run", "test", "compile", "parse", "ls", "seed")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_VAR_FORMATS = {"min_date": _DATE, "max_date": _DATE, "close_month": _MONTH}
+
+
+class DbtRunError(RuntimeError):
+    """dbt failed; the message is dbt's own (the failing node and its error)."""
+
+
+def _check_vars(vars: dict) -> None:
+    unknown = sorted(set(vars) - set(_VAR_FORMATS))
+    if unknown:
+        raise ValueError(f"unknown dbt var(s): {', '.join(unknown)}")
+    for name, value in vars.items():
+        if value is not None and not (isinstance(value, str) and _VAR_FORMATS[name].match(value)):
+            raise ValueError(f"dbt var {name}={value!r} is not in the expected format")
+    low, high = vars.get("min_date"), vars.get("max_date")
+    if low and high and low >= high:
+        raise ValueError(f"min_date {low} must be before max_date {high} (the range is [min, max))")
+
+
+def dbt_args(command: str, select: str | None, vars: dict) -> list[str]:
+    """The dbt CLI arguments for one invocation. Vars left out keep dbt_project.yml defaults."""
+    if command not in COMMANDS:
+        raise ValueError(f"unknown dbt command {command!r}")
+    _check_vars(vars)
+    args = [command]
+    if select:
+        args += ["--select", select]
+    if vars:
+        args += ["--vars", json.dumps(vars, sort_keys=True)]
+    return args
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def _failure_message(result) -> str:
+    if result.exception is not None:
+        return str(result.exception)
+    failed = [
+        f"{r.node.name}: {r.message}"
+        for r in getattr(result.result, "results", None) or []
+        if str(r.status) in ("error", "fail", "runtime error")
+    ]
+    return "; ".join(failed) or "dbt failed without an error message"
+
+
+def run_dbt(warehouse_path: Path, args: list[str], target_path: Path | None = None) -> None:
+    """Run dbt on the warehouse at `warehouse_path`; raise DbtRunError on any failure.
+
+    `target_path` (optional) keeps dbt's artifacts and logs out of the project folder, so
+    that separate warehouses (tests) do not share one target/ folder.
+    """
+    from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when running)
+
+    full = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    if target_path is not None:
+        full += ["--target-path", str(target_path), "--log-path", str(target_path)]
+    with _env("METERBOOK_WAREHOUSE", str(Path(warehouse_path).resolve())):
+        result = dbtRunner().invoke(full)
+    if not result.success:
+        raise DbtRunError(f"dbt {args[0] if args else ''} failed: {_failure_message(result)}")

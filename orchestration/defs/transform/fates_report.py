@@ -1,0 +1,146 @@
+"""`meterbook events`: how many events met each fate (SPEC section 6), as JSON and as text.
+
+Reads marts.fct_event_fates (one row per line read) and meterbook_raw.landing_files.
+With a period, only events whose timestamp falls in that UTC month are counted. Events
+without a valid timestamp (rejected as malformed, missing_field or bad_timestamp) cannot be
+placed in any month, so they are left out of every period report and appear only in the
+report without a period, whose lines_read is therefore every line read.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import duckdb
+
+FATES = ("billable", "unmetered", "excluded", "duplicate", "conflict", "rejected")
+HELD = ("rejected", "conflict")
+REASONED = ("excluded", "rejected")
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def month_bounds(period: str) -> tuple[datetime, datetime]:
+    """[start, end) of a 'YYYY-MM' month in UTC."""
+    match = _MONTH.match(period)
+    if not match:
+        raise ValueError(f"period must be YYYY-MM, got {period!r}")
+    year, month = int(match.group(1)), int(match.group(2))
+    end = (year + 1, 1) if month == 12 else (year, month + 1)
+    return datetime(year, month, 1, tzinfo=UTC), datetime(*end, 1, tzinfo=UTC)
+
+
+def _counted_events(period: str | None) -> tuple[str, list]:
+    """SQL for the events the report counts, and its parameters."""
+    base = "SELECT * FROM marts.fct_event_fates"
+    if period is None:
+        return base, []
+    start, end = month_bounds(period)
+    return base + " WHERE event_ts >= ? AND event_ts < ?", [start, end]
+
+
+def _fate_counts(rows: list[tuple]) -> dict[str, int]:
+    counts = dict.fromkeys(FATES, 0)
+    for fate, n in rows:
+        counts[fate] += n
+    return counts
+
+
+def _reasons(con: duckdb.DuckDBPyConnection, events: str, params: list) -> dict:
+    rows = con.execute(
+        f"""SELECT fate, reason, count(*) FROM ({events})
+            WHERE fate IN ('excluded', 'rejected') GROUP BY ALL ORDER BY fate, reason""",
+        params,
+    ).fetchall()
+    reasons: dict[str, dict[str, int]] = {fate: {} for fate in REASONED}
+    for fate, reason, n in rows:
+        reasons[fate][reason] = n
+    return reasons
+
+
+def _files(con: duckdb.DuckDBPyConnection, events: str, params: list, period: str | None) -> list:
+    # without a period every ingested file is listed (an empty file too); with one, the files
+    # that have events in it
+    join = "LEFT JOIN" if period is None else "INNER JOIN"
+    rows = con.execute(
+        f"""SELECT f.path, f.file_sha256, e.fate, count(e.fate)
+            FROM meterbook_raw.landing_files AS f
+            {join} ({events}) AS e ON e.file_sha256 = f.file_sha256
+            GROUP BY ALL ORDER BY min(f.file_seq), f.path, e.fate""",
+        params,
+    ).fetchall()
+    files: dict[str, dict] = {}
+    for path, sha, fate, n in rows:
+        entry = files.setdefault(
+            sha, {"path": path, "sha256": sha, "lines_read": 0, "fates": dict.fromkeys(FATES, 0)}
+        )
+        if fate is not None:
+            entry["fates"][fate] += n
+            entry["lines_read"] += n
+    return list(files.values())
+
+
+def _held(con: duckdb.DuckDBPyConnection, events: str, params: list) -> list[dict]:
+    rows = con.execute(
+        f"""SELECT fate, reason, path, line_no FROM ({events})
+            WHERE fate IN ('rejected', 'conflict') ORDER BY read_seq""",
+        params,
+    ).fetchall()
+    return [{"fate": f, "reason": r, "path": p, "line": line} for f, r, p, line in rows]
+
+
+class NoFatesYet(LookupError):
+    """The usage models have not run on this warehouse yet."""
+
+
+def _require_tables(con: duckdb.DuckDBPyConnection) -> None:
+    found = con.execute(
+        """SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()
+           AND ((schema_name = 'marts' AND table_name = 'fct_event_fates')
+             OR (schema_name = 'meterbook_raw' AND table_name = 'landing_files'))"""
+    ).fetchone()[0]
+    if found < 2:
+        raise NoFatesYet(
+            "no event fates in this warehouse yet: ingest the landing files and run the "
+            "usage models (marts.fct_event_fates) first"
+        )
+
+
+def events_report(con: duckdb.DuckDBPyConnection, period: str | None) -> dict:
+    """The SPEC 6 document: lines_read always equals the sum of fates, per file too."""
+    _require_tables(con)
+    events, params = _counted_events(period)
+    fates = _fate_counts(
+        con.execute(f"SELECT fate, count(*) FROM ({events}) GROUP BY fate", params).fetchall()
+    )
+    return {
+        "period": period,
+        "lines_read": sum(fates.values()),
+        "fates": fates,
+        "reasons": _reasons(con, events, params),
+        "files": _files(con, events, params, period),
+        "held": _held(con, events, params),
+    }
+
+
+def _fate_line(fates: dict[str, int]) -> str:
+    return ", ".join(f"{fate} {fates[fate]}" for fate in FATES if fates[fate])
+
+
+def format_events_report(report: dict) -> str:
+    """The report for people: totals with reasons, then files, then the held events."""
+    scope = f"with a timestamp in {report['period']} (UTC)" if report["period"] else "all periods"
+    width = max(len(f) for f in FATES)
+    lines = [f"Events, {scope}: {report['lines_read']} lines read"]
+    for fate in FATES:
+        detail = report["reasons"].get(fate, {})
+        why = "  (" + ", ".join(f"{r} {n}" for r, n in detail.items()) + ")" if detail else ""
+        lines.append(f"  {fate:<{width}} {report['fates'][fate]:>10}{why}")
+    lines.append(f"Files ({len(report['files'])})")
+    for entry in report["files"]:
+        fates = _fate_line(entry["fates"]) or "no events"
+        lines.append(f"  {entry['path']}: {entry['lines_read']} lines: {fates}")
+    lines.append(f"Held for review ({len(report['held'])})")
+    for held in report["held"]:
+        lines.append(f"  {held['fate']:<9} {held['reason']:<20} {held['path']}:{held['line']}")
+    return "\n".join(lines)
