@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Code = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Money = Decimal
-NonNegative = Annotated[Decimal, Field(ge=0)]
+# The warehouse holds DECIMAL(38, 12) and mb_div needs magnitudes below 10^14: a value that
+# does not fit is a catalog error, never a silently rounded price.
+NonNegative = Annotated[Decimal, Field(ge=0, lt=Decimal("1e14"), decimal_places=12)]
 Op = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte"]
 Aggregation = Literal["count", "sum", "count_unique", "max", "min", "latest", "time_weighted"]
 ChargeModel = Literal["per_unit", "package", "graduated", "volume", "percentage"]
@@ -97,7 +99,7 @@ class Meter(Strict):
 
 
 class Tier(Strict):
-    up_to: Annotated[Decimal, Field(gt=0)] | None
+    up_to: Annotated[Decimal, Field(gt=0, lt=Decimal("1e14"), decimal_places=12)] | None
     unit_price: NonNegative = Decimal(0)
     flat_fee: NonNegative = Decimal(0)
 
@@ -128,9 +130,14 @@ class Pricing(Strict):
         extra = [n for n in pricing if n not in needed and getattr(self, n) is not None]
         if extra:
             raise ValueError(f"model '{self.model}' does not use {', '.join(extra)}")
-        if self.tiers is not None:
-            _check_tiers(self.tiers)
         return self
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, tiers: list[Tier] | None) -> list[Tier] | None:
+        if tiers is not None:
+            _check_tiers(tiers)
+        return tiers
 
 
 def _check_tiers(tiers: list[Tier]) -> None:
@@ -195,12 +202,6 @@ class Plan(Strict):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     interval: Literal["month", "quarter", "year"] = "month"
     versions: Annotated[list[PlanVersion], Field(min_length=1)]
-
-    @model_validator(mode="after")
-    def _versions(self) -> Plan:
-        _unique([v.version for v in self.versions], "version number")
-        _unique([v.effective_from for v in self.versions], "versions[].effective_from date")
-        return self
 
     def version_at(self, day: date) -> PlanVersion | None:
         """The version in force on `day`: the latest effective_from on or before it."""

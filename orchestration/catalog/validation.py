@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 
 from orchestration.catalog.expressions import ExpressionError, parse_expression
-from orchestration.catalog.models import Catalog, Subscription
+from orchestration.catalog.models import Catalog, Plan, Subscription
 
 Problem = tuple[tuple, str]
 
@@ -58,12 +59,31 @@ def _plans(catalog: Catalog) -> Iterator[Problem]:
                         ("plans", p, "versions", v, "charges", c, "meter"),
                         f"unknown meter {charge.meter!r}",
                     )
-        dates = [v.effective_from for v in plan.versions]
-        if dates != sorted(dates):
+        yield from _versions(plan.versions, ("plans", p, "versions"))
+
+
+def _versions(versions: list, at: tuple) -> Iterator[Problem]:
+    numbers: dict[int, int] = {}
+    dates: dict[date, int] = {}
+    for v, version in enumerate(versions):
+        if version.version in numbers:
+            first = numbers[version.version]
             yield (
-                ("plans", p, "versions"),
-                "versions must be listed by effective_from, oldest first",
+                (*at, v, "version"),
+                f"version {version.version} appears twice (also versions[{first}])",
             )
+        if version.effective_from in dates:
+            # two versions in force from the same day: which one prices that day is undefined
+            first = dates[version.effective_from]
+            yield (
+                (*at, v, "effective_from"),
+                f"effective_from {version.effective_from} appears twice (also versions[{first}])",
+            )
+        numbers.setdefault(version.version, v)
+        dates.setdefault(version.effective_from, v)
+    ordered = [v.effective_from for v in versions]
+    if ordered != sorted(ordered):
+        yield at, "versions must be listed by effective_from, oldest first"
 
 
 def _customers(catalog: Catalog) -> Iterator[Problem]:
@@ -112,10 +132,7 @@ def _subscriptions(catalog: Catalog) -> Iterator[Problem]:
                 )
         yield from _overrides(sub, at, meters)
         if plan is not None:
-            fees = {f.code for v in plan.versions for f in v.fixed_fees}
-            for code in sub.quantities:
-                if code not in fees:
-                    yield (*at, "quantities", code), f"plan {plan.code!r} has no fixed fee {code!r}"
+            yield from _against_plan(sub, at, plan)
         if sub.trial_end is not None and sub.trial_end <= sub.start_date:
             yield (*at, "trial_end"), "trial_end must be after start_date (it is exclusive)"
 
@@ -133,3 +150,38 @@ def _overrides(sub: Subscription, at: tuple, meters: set[str]) -> Iterator[Probl
             end <= sub.start_date or (sub.end_date is not None and end > sub.end_date)
         ):
             yield (*here, "effective_to"), "the override ends outside the subscription's dates"
+
+
+def _against_plan(sub: Subscription, at: tuple, plan: Plan) -> Iterator[Problem]:
+    fees = {f.code for v in plan.versions for f in v.fixed_fees}
+    for code in sub.quantities:
+        if code not in fees:
+            yield (*at, "quantities", code), f"plan {plan.code!r} has no fixed fee {code!r}"
+    yield from _overrides_priced(sub, at, plan)
+
+
+def _overrides_priced(sub: Subscription, at: tuple, plan: Plan) -> Iterator[Problem]:
+    """An override replaces the pricing of a plan charge: the plan must charge that meter,
+    and two overrides of one meter must not both be in force on the same day."""
+    charged = {c.meter for v in plan.versions for c in v.charges}
+    last_end: dict[str, tuple[int, date | None]] = {}
+    order = sorted(
+        range(len(sub.price_overrides)),
+        key=lambda i: sub.price_overrides[i].effective_from or sub.start_date,
+    )
+    for o in order:
+        override = sub.price_overrides[o]
+        here = (*at, "price_overrides", o)
+        if override.meter not in charged:
+            yield (
+                (*here, "meter"),
+                f"plan {plan.code!r} has no charge on meter {override.meter!r} to override",
+            )
+        start = override.effective_from or sub.start_date
+        previous = last_end.get(override.meter)
+        if previous is not None and (previous[1] is None or start < previous[1]):
+            yield (
+                (*here, "effective_from"),
+                f"overlaps price_overrides[{previous[0]}] on meter {override.meter!r}",
+            )
+        last_end[override.meter] = (o, override.effective_to)

@@ -1,0 +1,72 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='close_month',
+        on_schema_change='fail',
+        pre_hook="{{ billing_delete_close_month() }}",
+    )
+}}
+
+-- One draft invoice per subscription period of the close month (SPEC 3.4, 5). Totals are sums
+-- of rounded lines: subtotal = all lines (after discounts), discount_total = the positive sum
+-- of the discount lines, tax = tax_rate x subtotal rounded once, total = subtotal + tax.
+-- invoice_id is stable across re-runs (subscription and period start).
+
+with invoices as (
+    select * from {{ ref('int_billing_invoices') }}
+),
+
+lines as (
+    select * from {{ ref('fct_invoice_lines') }}
+    where {{ billing_in_close_month('close_month') }}
+),
+
+sums as (
+    select
+        close_month,
+        invoice_id,
+        sum(amount) as subtotal,
+        coalesce(-sum(amount) filter (where kind = 'discount'), 0) as discount_total,
+        count(*) as line_count
+    from lines
+    group by all
+),
+
+taxed as (
+    select
+        i.*,
+        cast(coalesce(s.subtotal, 0) as decimal(38, 12)) as subtotal,
+        cast(coalesce(s.discount_total, 0) as decimal(38, 12)) as discount_total,
+        coalesce(s.line_count, 0) as line_count,
+        {{ billing_round_money('mb_mul(coalesce(s.subtotal, 0), i.tax_rate)', 'i.currency_exponent') }}
+            as tax_total
+    from invoices i
+    left join sums s using (close_month, invoice_id)
+),
+
+final as (
+    select
+        close_month,
+        invoice_id,
+        cast(null as varchar) as number,
+        'draft' as status,
+        customer_id,
+        subscription_id,
+        plan_code,
+        currency,
+        cast(currency_exponent as integer) as currency_exponent,
+        period_start,
+        period_end,
+        cast(subtotal as decimal(38, 12)) as subtotal,
+        cast(discount_total as decimal(38, 12)) as discount_total,
+        cast(tax_rate as decimal(38, 12)) as tax_rate,
+        cast(tax_total as decimal(38, 12)) as tax_total,
+        cast(subtotal + tax_total as decimal(38, 12)) as total,
+        cast(0 as decimal(38, 12)) as credits_applied,
+        cast(subtotal + tax_total as decimal(38, 12)) as amount_due,
+        cast(line_count as integer) as line_count
+    from taxed
+)
+
+select * from final

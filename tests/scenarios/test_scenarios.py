@@ -1,0 +1,86 @@
+"""Every billing scenario of ../shared/scenarios, through the real commands (README.md there):
+a new workspace, `meterbook close --period P`, then `meterbook invoices --period P --json`,
+compared with the expected invoices. Never special-cased: a folder is a folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from compare import compare
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO.parent / "shared" / "scenarios"
+NOW = "2026-11-20T00:00:00Z"
+
+
+def scenario_dirs() -> list[Path]:
+    if not SCENARIOS.is_dir():
+        return []
+    return sorted(p for p in SCENARIOS.iterdir() if (p / "scenario.yaml").is_file())
+
+
+def meterbook_command() -> list[str]:
+    beside = Path(sys.executable).parent / "meterbook"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("meterbook")
+    return [found] if found else [sys.executable, "-m", "orchestration.cli"]
+
+
+def months_of(folder: Path) -> list[tuple[str, Path]]:
+    spec = yaml.safe_load((folder / "scenario.yaml").read_text())
+    if "periods" in spec:
+        return [(str(p), folder / f"expected_{p}.json") for p in spec["periods"]]
+    return [(str(spec["period"]), folder / "expected.json")]
+
+
+def run(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, METERBOOK_HOME=str(home), METERBOOK_NOW=NOW)
+    env.pop("DAGSTER_HOME", None)  # the workspace's own instance
+    return subprocess.run(
+        [*meterbook_command(), *args, "--home", str(home)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def json_document(stdout: str) -> dict:
+    """The JSON document; lines of progress text before it are tolerated."""
+    lines = stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("{")), None)
+    assert start is not None, f"no JSON document in the output:\n{stdout[-2000:]}"
+    return json.loads("\n".join(lines[start:]))
+
+
+def test_scenarios_are_present():
+    if not scenario_dirs():
+        pytest.skip(f"no scenarios at {SCENARIOS} (the shared folder beside the repository)")
+    assert all(months_of(folder) for folder in scenario_dirs())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", scenario_dirs(), ids=lambda p: p.name)
+def test_scenario(folder: Path, tmp_path: Path):
+    home = tmp_path / "home"
+    shutil.copytree(folder / "catalog", home / "catalog")
+    events = folder / "events"
+    if events.is_dir():
+        shutil.copytree(events, home / "landing" / "events")
+    differences = []
+    for period, expected_file in months_of(folder):
+        closed = run(["close", "--period", period], home)
+        assert closed.returncode == 0, f"close {period} failed:\n{closed.stderr[-3000:]}"
+        shown = run(["invoices", "--period", period, "--json"], home)
+        assert shown.returncode == 0, f"invoices {period} failed:\n{shown.stderr[-3000:]}"
+        expected = json.loads(expected_file.read_text())
+        differences += [f"{period}: {d}" for d in compare(json_document(shown.stdout), expected)]
+    assert not differences, "\n".join(differences)
