@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+import warnings
+
+from dagster import BetaWarning, Definitions
 
 from orchestration.defs.resources import build_resources, default_workspace
 from orchestration.workspace import Workspace
+
+# backfill_policy is "beta" in Dagster; we rely only on its stable one-partition-per-run form
+warnings.filterwarnings("ignore", category=BetaWarning)
 
 
 def build_definitions(ws: Workspace) -> Definitions:

@@ -6,6 +6,7 @@ in the UI's run history, exactly as if finance had launched it there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +46,19 @@ def run_job(
 
     defs = build_definitions(ws)
     job = defs.resolve_job_def(job_name)
-    with DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=partition_key,
-            run_config={} if verbose else QUIET,
-            raise_on_error=False,
-        )
+    # dbt's own log lines go to stdout; keep stdout for what a command prints (JSON) and the
+    # terminal for progress. The full log of the last run of each job stays in logs/.
+    log_path = ws.home / "logs" / f"{job_name}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log, DagsterInstance.get() as instance:
+        quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(log)
+        with quiet:
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=partition_key,
+                run_config={} if verbose else QUIET,
+                raise_on_error=False,
+            )
     return RunOutcome(
         result.run_id, result.success, None if result.success else _first_error(result)
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 from datetime import date
 
-from dagster import DailyPartitionsDefinition, MonthlyPartitionsDefinition
+from dagster import BackfillPolicy, DailyPartitionsDefinition, MonthlyPartitionsDefinition
 
 FIRST_DAY = "2024-01-01"
 
@@ -13,6 +13,10 @@ daily_usage = DailyPartitionsDefinition(start_date=FIRST_DAY, fmt="%Y-%m-%d", en
 
 # end_offset=1 includes the month in progress, so the daily refresh can keep its draft current.
 monthly_billing = MonthlyPartitionsDefinition(start_date=FIRST_DAY[:7], fmt="%Y-%m", end_offset=1)
+
+
+# Every partitioned asset reads its one partition key (dbt vars, Python writes keyed by it).
+ONE_PARTITION_PER_RUN = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
 def parse_month(period: str) -> date:

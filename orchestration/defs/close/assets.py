@@ -30,7 +30,7 @@ from orchestration.defs.close.lineage import (
     check_ledger,
     check_meter_totals,
 )
-from orchestration.defs.partitions import monthly_billing
+from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, monthly_billing
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.defs.transform.assets import source_keys
 from orchestration.defs.transform.dbt_runner import dbt_args, run_dbt
@@ -41,6 +41,7 @@ from orchestration.workspace import now_utc
 @multi_asset(
     name="billing_windows",
     partitions_def=monthly_billing,
+    backfill_policy=ONE_PARTITION_PER_RUN,
     specs=[
         AssetSpec(
             key,
@@ -109,6 +110,7 @@ def _rerate_finalized_months(
     key="invoice_documents",
     group_name="billing",
     partitions_def=monthly_billing,
+    backfill_policy=ONE_PARTITION_PER_RUN,
     deps=["fct_invoices", "fct_invoice_lines", "fct_daily_meter_usage"],
     description=(
         "One HTML invoice per invoice of the month in documents/<month>/: customer, period, lines "
@@ -173,6 +175,7 @@ def _previous_totals(con, month: str) -> dict[str, Decimal]:
     key="finalized_invoices",
     group_name="billing",
     partitions_def=monthly_billing,
+    backfill_policy=ONE_PARTITION_PER_RUN,
     deps=["fct_invoices"],
     description=(
         "The month's invoices, numbered gaplessly (PREFIX-YYYY-NNNNNN) and frozen in the append-only "

@@ -12,7 +12,7 @@ from dagster import (
 )
 
 from integrations.stripe import overdue_invoices, pull_payment_status, sync_period
-from orchestration.defs.partitions import monthly_billing
+from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, monthly_billing
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.defs.stripe.resource import StripeResource
 from orchestration.workspace import now_utc
@@ -22,6 +22,7 @@ from orchestration.workspace import now_utc
     key="stripe_invoices",
     group_name="stripe",
     partitions_def=monthly_billing,
+    backfill_policy=ONE_PARTITION_PER_RUN,
     deps=["finalized_invoices"],
     description=(
         "Each finalized invoice of the month, pushed to Stripe exactly once: customer found or "

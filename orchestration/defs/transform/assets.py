@@ -8,6 +8,7 @@ Partitions reach dbt only as `--vars` (STYLE item 3).
 """
 
 import fcntl
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from orchestration.defs.partitions import daily_usage, monthly_billing
+from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, daily_usage, monthly_billing
 from orchestration.defs.resources import LOCK_WAIT_SECONDS, WRITE_LOCK, MeterbookWorkspace
 from orchestration.locking import workspace_lock
 from orchestration.workspace import DBT_PROJECT_DIR
@@ -27,6 +28,7 @@ BILLING_SELECT = "tag:billing"
 USAGE_SELECT = "tag:usage"
 
 
+@functools.cache
 def ensure_manifest() -> Path:
     """Parse the dbt project when the manifest is missing or older than any project file."""
     newest = max(
@@ -108,6 +110,7 @@ def usage_models(
     select=DAILY_SELECT,
     name="daily_usage_models",
     partitions_def=daily_usage,
+    backfill_policy=ONE_PARTITION_PER_RUN,
     dagster_dbt_translator=_translator,
 )
 def daily_usage_models(
@@ -127,6 +130,7 @@ def daily_usage_models(
     select=BILLING_SELECT,
     name="billing_models",
     partitions_def=monthly_billing,
+    backfill_policy=ONE_PARTITION_PER_RUN,
     dagster_dbt_translator=_translator,
 )
 def billing_models(
