@@ -87,6 +87,13 @@ def run_dbt(warehouse_path: Path, args: list[str], target_path: Path | None = No
     if target_path is not None:
         full += ["--target-path", str(target_path), "--log-path", str(target_path)]
     with _env("METERBOOK_WAREHOUSE", str(Path(warehouse_path).resolve())):
-        result = dbtRunner().invoke(full)
+        try:
+            result = dbtRunner().invoke(full)
+        finally:
+            # dbt-duckdb keeps its connection open after an in-process run; the warehouse file
+            # stays locked against the next process (a dbt subprocess) until it is closed
+            from dbt.adapters.duckdb.connections import DuckDBConnectionManager  # noqa: PLC0415
+
+            DuckDBConnectionManager.close_all_connections()
     if not result.success:
         raise DbtRunError(f"dbt {args[0] if args else ''} failed: {_failure_message(result)}")

@@ -1,0 +1,315 @@
+"""Finalization: number a month's drafts gaplessly and freeze them in the ledger, in one go.
+
+Lifecycle of an invoice (the decisions SPEC 3 leaves to us):
+- `meterbook close` rebuilds every draft of the month that is not finalized, on every run.
+  Within `grace_days` after the month ends that is the normal way late usage reaches a draft.
+  After grace, close still rebuilds the unfinalized drafts (nothing is lost by waiting), and
+  `close_warning` gives a one-line warning that the month should be finalized.
+- `finalize_period` numbers the month's drafts `PREFIX-YYYY-NNNNNN` and copies them to the
+  ledger in ONE transaction. YYYY is the year of the close month; there is one gapless
+  sequence per (prefix, year). Order: customer, subscription, period start, invoice id.
+  It refuses a month whose periods have not ended yet, and an invoice that does not add up.
+  Drafts already in the ledger are skipped, so finalizing twice is a no-op; a draft that
+  appears later for the same month (a subscription added afterwards) is numbered then.
+- `void_invoice` adds a 'void' status change; the invoice row and its number stay. Void is
+  terminal: the subscription's period is not re-invoiced automatically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+from orchestration.catalog.models import Catalog
+from orchestration.defs.close.ledger import (
+    draft_document,
+    ensure_ledger_schema,
+    invoice_sort_key,
+    ledger_documents,
+)
+from orchestration.defs.close.lineage import invoice_problems
+from orchestration.money import minor_exponent
+
+# Test hook: seconds to sleep inside the finalize transaction, after every insert and before
+# COMMIT, so a test can SIGKILL the process there and prove nothing is half-written.
+FAULT_SLEEP_ENV = "METERBOOK_TEST_SLEEP_IN_FINALIZE"
+_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_LINE_NUMBERS = ("quantity", "billable_quantity", "unit_price")
+
+
+class FinalizeError(RuntimeError):
+    """The month cannot be finalized; the message says why and names the invoice."""
+
+
+@dataclass(frozen=True)
+class FinalizeResult:
+    period: str
+    numbered: tuple[tuple[str, str], ...]  # (invoice_id, number), in numbering order
+    already_finalized: int  # invoices of the month that were in the ledger before this call
+
+    @property
+    def noop(self) -> bool:
+        return not self.numbered
+
+
+@dataclass(frozen=True)
+class PeriodWindow:
+    period: str
+    ends_at: datetime  # the month's last period end, over the customers' time zones (UTC)
+    grace_ends_at: datetime  # ends_at + grace_days: drafts are expected final by then
+    past_grace: bool
+
+
+def parse_period(period: str) -> tuple[int, int]:
+    match = _PERIOD.match(period or "")
+    if not match:
+        raise ValueError(f"period {period!r} must be YYYY-MM")
+    return int(match.group(1)), int(match.group(2))
+
+
+def format_number(prefix: str, year: int, seq: int) -> str:
+    return f"{prefix}-{year:04d}-{seq:06d}"
+
+
+def period_window(catalog: Catalog, period: str, now: datetime) -> PeriodWindow:
+    """When the close month ends, and when its grace ends, in the latest customer zone."""
+    year, month = parse_period(period)
+    first_after = date(year + month // 12, month % 12 + 1, 1)
+    grace_day = first_after + timedelta(days=catalog.settings.grace_days)
+    zones = {c.timezone for c in catalog.customers if c.parent_id is None} or {"UTC"}
+    ends_at = max(local_midnight(first_after, zone) for zone in zones)
+    grace_ends_at = max(local_midnight(grace_day, zone) for zone in zones)
+    return PeriodWindow(period, ends_at, grace_ends_at, _aware(now) >= grace_ends_at)
+
+
+def close_warning(catalog: Catalog, period: str, now: datetime, open_drafts: int) -> str | None:
+    """The one-line warning for a close run after grace with drafts still unfinalized."""
+    window = period_window(catalog, period, now)
+    if not window.past_grace or open_drafts == 0:
+        return None
+    return (
+        f"{period} is past its grace period (ended {window.grace_ends_at:%Y-%m-%dT%H:%MZ}); "
+        f"{open_drafts} draft invoice(s) were rebuilt and are still not finalized: "
+        f"run `meterbook finalize --period {period}`"
+    )
+
+
+def local_midnight(day: date, zone: str) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def finalize_period(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    period: str,
+    now: datetime,
+    drafts: dict[str, Any] | None = None,
+) -> FinalizeResult:
+    """Number and freeze the drafts of `period` (see the module doc for the rules).
+
+    `drafts` defaults to the rating stage's `invoices_document(con, period)` (SPEC 5 dict).
+    """
+    year, _ = parse_period(period)
+    now = _aware(now)
+    ensure_ledger_schema(con)
+    if drafts is None:
+        drafts = draft_document(con, period, None)
+    frozen = ledger_documents(con, period)
+    pending = _pending(drafts, frozen, period)
+    if not pending:
+        if frozen:
+            return FinalizeResult(period, (), len(frozen))
+        raise FinalizeError(
+            f"no draft invoices for {period}: run `meterbook close --period {period}` first"
+        )
+    for invoice in pending:
+        _check_ready(invoice, catalog, now, period)
+    numbered = _freeze(con, catalog.settings.invoice_prefix, year, period, pending, now)
+    return FinalizeResult(period, numbered, len(frozen))
+
+
+def _pending(
+    drafts: dict[str, Any], frozen: list[dict[str, Any]], period: str
+) -> list[dict[str, Any]]:
+    if drafts.get("period") != period:
+        raise FinalizeError(f"the draft document is for {drafts.get('period')!r}, not {period}")
+    done_ids = {inv["invoice_id"] for inv in frozen}
+    done_subs = {inv["subscription_id"] for inv in frozen}
+    seen: set[str] = set()
+    pending = []
+    for invoice in drafts.get("invoices", []):
+        if invoice["invoice_id"] in done_ids or invoice["subscription_id"] in done_subs:
+            continue
+        if invoice["subscription_id"] in seen:
+            raise FinalizeError(
+                f"{period}: subscription {invoice['subscription_id']} has two draft invoices"
+            )
+        seen.add(invoice["subscription_id"])
+        pending.append(invoice)
+    return sorted(pending, key=invoice_sort_key)
+
+
+def _check_ready(invoice: dict[str, Any], catalog: Catalog, now: datetime, period: str) -> None:
+    name = f"invoice {invoice['invoice_id']} ({invoice['customer_id']})"
+    if invoice.get("status") != "draft":
+        raise FinalizeError(f"{name} has status {invoice.get('status')!r}, not 'draft'")
+    customer = next((c for c in catalog.customers if c.id == invoice["customer_id"]), None)
+    zone = customer.timezone if customer else "UTC"
+    ends = local_midnight(date.fromisoformat(invoice["period_end"]), zone)
+    if now < ends:
+        raise FinalizeError(
+            f"{name}: its period ends {ends:%Y-%m-%dT%H:%MZ}, after now ({now:%Y-%m-%dT%H:%MZ}); "
+            "a period is finalized only once it is over"
+        )
+    problems = invoice_problems(invoice, customer.tax_rate if customer else None)
+    if problems:
+        raise FinalizeError(
+            f"{name} does not add up ({'; '.join(problems)}); if the catalog changed since the "
+            f"last close, run `meterbook close --period {period}` again"
+        )
+
+
+def _freeze(con, prefix, year, period, pending, now) -> tuple[tuple[str, str], ...]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        seq = _last_seq(con, prefix, year)
+        numbered = []
+        for invoice in pending:
+            seq += 1
+            number = format_number(prefix, year, seq)
+            _insert_invoice(con, period, invoice, number, now)
+            con.execute(
+                "INSERT INTO meterbook_ledger.invoice_numbers VALUES (?, ?, ?, ?, ?)",
+                [prefix, year, seq, number, invoice["invoice_id"]],
+            )
+            numbered.append((invoice["invoice_id"], number))
+        con.execute(
+            "INSERT INTO meterbook_ledger.period_finalizations VALUES (?, ?, ?, ?)",
+            [period, now, len(numbered), raw_watermark(con)],
+        )
+        _fault_sleep()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return tuple(numbered)
+
+
+def _last_seq(con: duckdb.DuckDBPyConnection, prefix: str, year: int) -> int:
+    row = con.execute(
+        "SELECT coalesce(max(number_seq), 0) FROM meterbook_ledger.invoice_numbers "
+        "WHERE number_prefix = ? AND number_year = ?",
+        [prefix, year],
+    ).fetchone()
+    return int(row[0])
+
+
+def _insert_invoice(con, period: str, invoice: dict[str, Any], number: str, now) -> None:
+    frozen = dict(invoice)  # key order kept: the frozen JSON reads like the draft did
+    frozen["number"] = number
+    frozen["status"] = "finalized"
+    document = json.dumps(frozen, ensure_ascii=False, separators=(",", ":"))
+    currency = invoice["currency"]
+    con.execute(
+        "INSERT INTO meterbook_ledger.invoices VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            invoice["invoice_id"], number, period, invoice["customer_id"],
+            invoice["subscription_id"], currency, minor_exponent(currency),
+            invoice["period_start"], invoice["period_end"],
+            *(Decimal(invoice[f]) for f in ("subtotal", "discount_total", "tax_total", "total")),
+            Decimal(invoice.get("credits_applied") or "0"), Decimal(invoice["amount_due"]),
+            now, document,
+        ],
+    )  # fmt: skip
+    con.executemany(
+        "INSERT INTO meterbook_ledger.invoice_lines VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [_line_row(invoice, position, line) for position, line in enumerate(invoice["lines"])],
+    )
+    con.execute(
+        "INSERT INTO meterbook_ledger.invoice_status_changes VALUES (?, 'finalized', ?, NULL)",
+        [invoice["invoice_id"], now],
+    )
+
+
+def _line_row(invoice: dict[str, Any], position: int, line: dict[str, Any]) -> list[Any]:
+    numbers = [_decimal_or_none(line.get(name)) for name in _LINE_NUMBERS]
+    return [
+        invoice["invoice_id"], line["line_id"], position, line["kind"], line.get("meter"),
+        line.get("fee_code"), group_json(line.get("group")), line.get("description") or "",
+        line.get("period_start") or invoice["period_start"],
+        line.get("period_end") or invoice["period_end"],
+        *numbers, Decimal(line["amount"]),
+    ]  # fmt: skip
+
+
+def group_json(group: dict[str, Any] | None) -> str | None:
+    """One text per group: sorted keys, no spaces; None for no group (null and {} alike)."""
+    if not group:
+        return None
+    return json.dumps(group, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def raw_watermark(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest raw_events.read_seq ingested so far (0 before any ingest)."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE schema_name = 'meterbook_raw' AND table_name = 'raw_events'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    return int(
+        con.execute("SELECT coalesce(max(read_seq), 0) FROM meterbook_raw.raw_events").fetchone()[0]
+    )
+
+
+def _fault_sleep() -> None:
+    seconds = os.environ.get(FAULT_SLEEP_ENV)
+    if seconds:
+        print(
+            f"finalize: sleeping {seconds}s inside the transaction ({FAULT_SLEEP_ENV})", flush=True
+        )
+        time.sleep(float(seconds))
+
+
+def void_invoice(
+    con: duckdb.DuckDBPyConnection, invoice_id: str, reason: str, now: datetime
+) -> None:
+    """Mark a finalized invoice void. The invoice, its lines and its number stay as they are."""
+    if not reason or not reason.strip():
+        raise FinalizeError(f"voiding {invoice_id} needs a reason")
+    ensure_ledger_schema(con)
+    row = con.execute(
+        "SELECT status FROM meterbook_ledger.current_invoice_status WHERE invoice_id = ?",
+        [invoice_id],
+    ).fetchone()
+    if row is None:
+        raise FinalizeError(
+            f"invoice {invoice_id} is not finalized (drafts are rebuilt by close, not voided)"
+        )
+    if row[0] == "void":
+        raise FinalizeError(f"invoice {invoice_id} is already void")
+    con.execute(
+        "INSERT INTO meterbook_ledger.invoice_status_changes VALUES (?, 'void', ?, ?)",
+        [invoice_id, _aware(now), reason.strip()],
+    )  # one row, so atomic by itself; the workspace lock keeps a second voider out
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    return now.astimezone(UTC)
