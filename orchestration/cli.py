@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    ws = activate(workspace_at(getattr(args, "home", None)))
+    ws = workspace_at(getattr(args, "home", None))
+    if args.command != "demo":  # the demo starts from an empty folder and activates it itself
+        activate(ws)
     try:
         return args.handler(ws, args)
     except (CommandError, PipelineError) as exc:

@@ -1,3 +1,4 @@
+{{ config(meta={"dagster": {"ref": {"name": "fct_event_fates"}}}) }}
 -- lines read = sum of fates: every raw event has exactly one row in fct_event_fates
 with raw as (
     select count(*) as n from {{ ref('stg_meterbook__raw_events') }}

@@ -1,3 +1,4 @@
+{{ config(meta={"dagster": {"ref": {"name": "int_meter_quantities_windowed"}}}) }}
 -- one row per window x meter x group, and every window x meter of the catalog has a row
 with windowed as (
     select * from {{ ref('int_meter_quantities_windowed') }}
