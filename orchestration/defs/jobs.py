@@ -17,7 +17,6 @@ from dagster import (
 from orchestration.defs.catalog import pricing_catalog
 from orchestration.defs.close.assets import billing_windows
 from orchestration.defs.ingest.assets import raw_events
-from orchestration.defs.partitions import daily_usage, monthly_billing
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.defs.transform.assets import billing_models, daily_usage_models, usage_models
 
@@ -32,7 +31,6 @@ ingest_landing_files = define_asset_job(
 daily_usage_refresh = define_asset_job(
     "daily_usage_refresh",
     selection=_ingest | AssetSelection.assets(*daily_usage_models.keys),
-    partitions_def=daily_usage,
     description="Refreshes one UTC day of usage per customer and meter (the month-so-far view).",
 )
 
@@ -40,7 +38,6 @@ month_end_close = define_asset_job(
     "month_end_close",
     selection=_ingest
     | AssetSelection.assets(*billing_windows.keys, *billing_models.keys, "invoice_documents"),
-    partitions_def=monthly_billing,
     description=(
         "Month-end close: ingests, meters, rates and rebuilds the DRAFT invoices of the month, "
         "with their documents. Safe to re-run; finalized invoices never change."
@@ -50,7 +47,6 @@ month_end_close = define_asset_job(
 finalize_invoices = define_asset_job(
     "finalize_invoices",
     selection=AssetSelection.assets("finalized_invoices"),
-    partitions_def=monthly_billing,
     description=(
         "Finalize the month: numbers the draft invoices (gapless) and freezes them in the ledger. "
         "Run the month-end close first. Running it twice changes nothing."

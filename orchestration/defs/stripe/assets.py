@@ -82,7 +82,6 @@ def _value(v):
 stripe_sync = define_asset_job(
     "stripe_sync",
     selection=AssetSelection.assets("stripe_invoices", "accounts_receivable"),
-    partitions_def=monthly_billing,
     description="Push the month's finalized invoices to Stripe and read back their payment status.",
 )
 
