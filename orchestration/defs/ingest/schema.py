@@ -1,0 +1,68 @@
+"""The meterbook_raw tables (docs/ARCHITECTURE.md), written only by the ingest.
+
+Two additions to the architecture's columns, both for the ingest's own bookkeeping:
+`landing_file_paths` is keyed by (path, file_sha256), so a producer overwriting a path with new
+bytes leaves both contents on record, and carries `size_bytes` and `mtime_ns`, the cache that
+lets `pending_files` skip hashing a path it has already seen unchanged.
+
+`raw_events` has no primary key on purpose: an index over tens of millions of rows costs more
+to maintain than the one scan of stored keys the key ranking needs per ingest.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+RAW_DDL = """
+CREATE SCHEMA IF NOT EXISTS meterbook_raw;
+CREATE TABLE IF NOT EXISTS meterbook_raw.landing_files (
+    file_sha256 VARCHAR PRIMARY KEY,
+    path VARCHAR NOT NULL,              -- first path seen, relative to landing/events, posix
+    format VARCHAR NOT NULL,            -- jsonl, ndjson, json, csv, parquet; '.gz' appended if gzipped
+    size_bytes BIGINT NOT NULL,
+    file_seq BIGINT NOT NULL UNIQUE,    -- global read order of files
+    ingested_at TIMESTAMPTZ NOT NULL,
+    lines_read BIGINT NOT NULL,         -- = rows of this file in raw_events
+    error VARCHAR                       -- set when the file as a whole could not be read
+);
+CREATE TABLE IF NOT EXISTS meterbook_raw.landing_file_paths (
+    path VARCHAR NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    first_seen_at TIMESTAMPTZ NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    mtime_ns BIGINT NOT NULL,
+    PRIMARY KEY (path, file_sha256)
+);
+CREATE TABLE IF NOT EXISTS meterbook_raw.raw_events (
+    read_seq BIGINT NOT NULL,           -- global read order, unique
+    file_sha256 VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    line_no BIGINT NOT NULL,            -- 0 = the file as a whole (unreadable file)
+    event_id VARCHAR,
+    customer_id VARCHAR,
+    event_name VARCHAR,
+    event_ts TIMESTAMPTZ,
+    properties JSON,
+    source VARCHAR,
+    payload_hash VARCHAR,               -- set on rows whose key is repeated (key_repeated)
+    parse_reason VARCHAR,
+    raw_line VARCHAR,
+    ingested_at TIMESTAMPTZ NOT NULL,
+    key_rank INTEGER,
+    key_repeated BOOLEAN
+);
+"""
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the meterbook_raw tables if they are missing; existing rows are untouched."""
+    con.execute(RAW_DDL)
+
+
+def raw_schema_exists(con: duckdb.DuckDBPyConnection) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE schema_name = 'meterbook_raw' AND table_name IN ('landing_files', 'landing_file_paths')"
+        " AND database_name = current_database()"
+    ).fetchone()[0]
+    return found == 2

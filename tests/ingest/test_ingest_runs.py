@@ -1,0 +1,214 @@
+"""Across files and runs: content identity, read order, idempotence, keys, atomicity."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import pytest
+from ingest_helpers import event, jsonl
+
+from orchestration.defs.ingest import ingest as ingest_module
+from orchestration.defs.ingest.ingest import pending_files
+
+
+def test_rerunning_changes_nothing(landing):
+    landing.write("a.jsonl", jsonl(event("e1"), event("e1"), event("e2")) + "bad\n")
+    landing.write(
+        "b/c.csv", "event_id,customer_id,event_name,timestamp\ne3,acme,x,2026-10-02T10:00:00Z\n"
+    )
+    first = landing.ingest()
+    before = landing.snapshot()
+    again = landing.ingest()
+    assert again.files == [] and again.lines_read == 0 and again.event_days == []
+    assert landing.snapshot() == before
+    assert first.lines_read == 5
+
+
+def test_same_bytes_under_another_name_is_recorded_as_a_path_only(landing):
+    body = jsonl(event("e1"), event("e2"))
+    landing.write("main.jsonl", body)
+    landing.write("copies/main-copy.jsonl", body)
+    result = landing.ingest()
+    assert [f.path for f in result.files] == ["copies/main-copy.jsonl"]  # first in path order
+    assert result.skipped_copies == ["main.jsonl"]
+    landing.write("later/again.jsonl", body)
+    later = landing.ingest()
+    assert later.files == [] and later.skipped_copies == ["later/again.jsonl"]
+    assert landing.rows("SELECT count(*) FROM meterbook_raw.raw_events") == [(2,)]
+    assert landing.rows("SELECT path FROM meterbook_raw.landing_file_paths ORDER BY path") == [
+        ("copies/main-copy.jsonl",),
+        ("later/again.jsonl",),
+        ("main.jsonl",),
+    ]
+
+
+def test_files_are_read_in_path_order_and_later_runs_come_after(landing):
+    landing.write("b.jsonl", jsonl(event("b1")))
+    landing.write("a/z.jsonl", jsonl(event("a1"), event("a2")))
+    landing.ingest()
+    landing.write("0-early-name.jsonl", jsonl(event("c1")))
+    landing.ingest()
+    order = [e["event_id"] for e in landing.events()]
+    assert order == ["a1", "a2", "b1", "c1"]
+    seqs = landing.rows("SELECT path, file_seq FROM meterbook_raw.landing_files ORDER BY file_seq")
+    assert seqs == [("a/z.jsonl", 1), ("b.jsonl", 2), ("0-early-name.jsonl", 3)]
+    read_seqs = [e["read_seq"] for e in landing.events()]
+    assert read_seqs == sorted(set(read_seqs))
+
+
+def test_key_rank_and_key_repeated_across_ingests(landing):
+    landing.write("1.jsonl", jsonl(event("k1"), event("k2"), event("k1"), event("k3")))
+    landing.ingest()
+    first = {(e["line_no"]): (e["key_rank"], e["key_repeated"]) for e in landing.events()}
+    assert first == {1: (1, True), 2: (1, False), 3: (2, True), 4: (1, False)}
+    # a rejected copy does not claim the key; a later file repeats k2
+    landing.write("2.jsonl", jsonl(event("k2", timestamp="bad"), event("k2"), event("k1")))
+    landing.ingest()
+    rows = [(e["path"], e["event_id"], e["key_rank"], e["key_repeated"]) for e in landing.events()]
+    assert rows == [
+        ("1.jsonl", "k1", 1, True),
+        ("1.jsonl", "k2", 1, True),
+        ("1.jsonl", "k1", 2, True),
+        ("1.jsonl", "k3", 1, False),
+        ("2.jsonl", "k2", None, None),
+        ("2.jsonl", "k2", 2, True),
+        ("2.jsonl", "k1", 3, True),
+    ]
+
+
+def test_keys_belong_to_their_customer(landing):
+    landing.write(
+        "a.jsonl", jsonl(event("e1", customer_id="acme"), event("e1", customer_id="beta"))
+    )
+    landing.ingest()
+    assert [(e["key_rank"], e["key_repeated"]) for e in landing.events()] == [
+        (1, False),
+        (1, False),
+    ]
+
+
+def test_payload_hash_compares_by_value(landing):
+    base = event("d1", properties={"gb": 2.5, "env": "prod", "n": 2})
+    same = [
+        {**base, "properties": {"env": "prod", "n": 2, "gb": 2.5}},  # key order
+        {**base, "properties": {"gb": 2.50, "env": "prod", "n": 2.0}},  # 2.50, 2.0
+        {**base, "properties": {"gb": "2.5", "env": "prod", "n": "2"}},  # numbers as text
+        {**base, "timestamp": "2026-10-02T12:00:00+02:00", "source": "other"},  # same instant
+        {**base, "properties": {**base["properties"], "gone": None}},  # null = absent
+    ]
+    different = [
+        {**base, "properties": {"gb": 9.0, "env": "prod", "n": 2}},
+        {**base, "event_name": "other"},
+        {**base, "timestamp": "2026-10-02T10:00:01Z"},
+        {**base, "properties": {"gb": 2.5, "env": "prod", "n": 2, "extra": True}},
+        {**base, "properties": {"gb": 2.5, "env": "prod", "n": "true"}},
+    ]
+    landing.write("a.jsonl", jsonl(base, *same, *different))
+    landing.ingest()
+    hashes = [e["payload_hash"] for e in landing.events()]
+    assert all(h is not None for h in hashes)
+    assert set(hashes[: 1 + len(same)]) == {hashes[0]}
+    assert len(set(hashes[1 + len(same) :]) | {hashes[0]}) == 1 + len(different)
+
+
+def test_payload_hash_is_given_to_earlier_rows_when_a_later_ingest_repeats_them(landing):
+    landing.write("1.jsonl", jsonl(event("e1", properties={"a": 1}), event("e2")))
+    landing.ingest()
+    assert [e["payload_hash"] for e in landing.events()] == [None, None]  # nothing repeats yet
+    landing.write("2.jsonl", jsonl(event("e1", properties={"a": 1.0})))
+    landing.ingest()
+    first, other, later = landing.events()
+    assert first["key_repeated"] and later["key_repeated"] and not other["key_repeated"]
+    assert first["payload_hash"] == later["payload_hash"] is not None
+    assert other["payload_hash"] is None
+
+
+def test_event_days_are_the_utc_days_of_new_events(landing):
+    landing.write(
+        "a.jsonl",
+        jsonl(
+            event("e1", timestamp="2026-10-02T23:30:00-02:00"),  # 10-03 in UTC
+            event("e2", timestamp="2026-10-02T10:00:00Z"),
+            event("e3", timestamp="nope"),
+        ),
+    )
+    assert landing.ingest().event_days == [date(2026, 10, 2), date(2026, 10, 3)]
+    landing.write("b.jsonl", jsonl(event("e4", timestamp="2026-10-09T10:00:00Z")))
+    assert landing.ingest().event_days == [date(2026, 10, 9)]
+
+
+def test_pending_files_sees_new_content_only(landing):
+    assert pending_files(landing.con, landing.dir) == []
+    a = landing.write("a.jsonl", jsonl(event("e1")))
+    assert pending_files(landing.con, landing.dir) == [a]  # before any ingest: no tables yet
+    landing.ingest()
+    assert pending_files(landing.con, landing.dir) == []
+    landing.write("copy.jsonl", jsonl(event("e1")))
+    b = landing.write("b.jsonl", jsonl(event("e2")))
+    assert pending_files(landing.con, landing.dir) == [b]
+
+
+def test_a_touched_file_is_not_read_again(landing):
+    path = landing.write("a.jsonl", jsonl(event("e1")))
+    landing.ingest()
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert pending_files(landing.con, landing.dir) == []
+    result = landing.ingest()
+    assert result.files == [] and result.skipped_copies == []
+    assert landing.rows("SELECT mtime_ns FROM meterbook_raw.landing_file_paths") == [
+        (stat.st_mtime_ns + 10**9,)
+    ]
+
+
+def test_a_path_overwritten_with_new_bytes_is_new_content(landing):
+    landing.write("a.jsonl", jsonl(event("e1")))
+    landing.ingest()
+    landing.write("a.jsonl", jsonl(event("e1"), event("e2")))
+    result = landing.ingest()
+    assert [f.lines_read for f in result.files] == [2]
+    assert [(e["event_id"], e["key_rank"]) for e in landing.events()] == [
+        ("e1", 1),
+        ("e1", 2),
+        ("e2", 1),
+    ]
+    assert landing.rows("SELECT count(*) FROM meterbook_raw.landing_file_paths") == [(2,)]
+
+
+def test_a_crash_leaves_nothing_and_the_next_run_reads_everything(landing, monkeypatch):
+    landing.write("a.jsonl", jsonl(event("e1")))
+    landing.ingest()
+    before = landing.snapshot()
+    landing.write("b.jsonl", jsonl(event("e1"), event("e2")))
+    landing.write("c.jsonl", jsonl(event("e3")))
+
+    def crash(*args):
+        raise RuntimeError("killed")
+
+    # the last step before the commit: every row is written by then
+    monkeypatch.setattr(ingest_module, "_event_days", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        landing.ingest()
+    assert landing.snapshot() == before
+    monkeypatch.undo()
+    result = landing.ingest()
+    assert [f.path for f in result.files] == ["b.jsonl", "c.jsonl"]
+    assert [(e["event_id"], e["key_rank"], e["key_repeated"]) for e in landing.events()] == [
+        ("e1", 1, True),
+        ("e1", 2, True),
+        ("e2", 1, False),
+        ("e3", 1, False),
+    ]
+
+
+def test_batches_of_one_file_rank_keys_like_one_batch(landing):
+    body = jsonl(*[event(f"e{i % 7}", properties={"i": i % 3}) for i in range(60)])
+    landing.write("a.jsonl", body)
+    landing.ingest(chunk_bytes=512)  # many batches
+    small = [(e["key_rank"], e["key_repeated"], e["payload_hash"]) for e in landing.events()]
+    other = type(landing)(landing.dir.parent.parent / "other")
+    other.write("a.jsonl", body)
+    other.ingest()
+    assert small == [(e["key_rank"], e["key_repeated"], e["payload_hash"]) for e in other.events()]
+    assert {r for r, _, _ in small} == set(range(1, 10))
