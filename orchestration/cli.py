@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from orchestration.catalog import CatalogError, load_catalog
+from orchestration.locking import WorkspaceLocked
 from orchestration.pipeline import PipelineError, activate, run_job, workspace_at
 from orchestration.workspace import Workspace
 
@@ -96,7 +97,7 @@ def cmd_void(ws: Workspace, args) -> int:
     from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
     from orchestration.workspace import now_utc  # noqa: PLC0415
 
-    with MeterbookWorkspace(home=str(ws.home)).warehouse("void") as con:
+    with MeterbookWorkspace(home=str(ws.home)).warehouse() as con:
         void_invoice(con, args.invoice_id, args.reason, now_utc())
     progress(f"voided {args.invoice_id}: {args.reason}")
     return 0
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         activate(ws)
     try:
         return args.handler(ws, args)
-    except (CommandError, PipelineError) as exc:
+    except (CommandError, PipelineError, WorkspaceLocked) as exc:
         print(f"meterbook {args.command}: {exc}", file=sys.stderr)
         return 1
 

@@ -40,8 +40,6 @@ def run_job(
     ws: Workspace, job_name: str, partition_key: str | None = None, verbose: bool = False
 ) -> RunOutcome:
     activate(ws)
-    from dagster import DagsterInstance  # noqa: PLC0415 (import after DAGSTER_HOME is set)
-
     from orchestration.definitions import build_definitions  # noqa: PLC0415
 
     defs = build_definitions(ws)
@@ -50,7 +48,7 @@ def run_job(
     # terminal for progress. The full log of the last run of each job stays in logs/.
     log_path = ws.home / "logs" / f"{job_name}.log"
     log_path.parent.mkdir(exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log, DagsterInstance.get() as instance:
+    with open(log_path, "w", encoding="utf-8") as log, _instance(ws) as instance:
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(log)
         with quiet:
             result = job.execute_in_process(
@@ -62,6 +60,18 @@ def run_job(
     return RunOutcome(
         result.run_id, result.success, None if result.success else _first_error(result)
     )
+
+
+def _instance(ws: Workspace):
+    """The workspace's Dagster instance. Its first use creates the SQLite tables, and two
+    commands started together on a new workspace would both create them; one at a time."""
+    from dagster import DagsterInstance  # noqa: PLC0415 (import after DAGSTER_HOME is set)
+
+    from orchestration.defs.resources import LOCK_WAIT_SECONDS  # noqa: PLC0415
+    from orchestration.locking import workspace_lock  # noqa: PLC0415
+
+    with workspace_lock(ws.home, "dagster-instance", LOCK_WAIT_SECONDS):
+        return DagsterInstance.get()
 
 
 def _first_error(result) -> str:

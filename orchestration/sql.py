@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -24,8 +26,38 @@ def quote_json_path(prop: str) -> str:
     return quote_literal("$." + json.dumps(prop))
 
 
+# DuckDB would take 80% of RAM before spilling; a bounded limit keeps a large backfill
+# beside the Dagster webserver and daemon on an ordinary machine.
+MEMORY_LIMIT = os.environ.get("METERBOOK_MEMORY_LIMIT", "4GB")
+
+
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A warehouse connection with the session settings every stage relies on."""
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = {quote_literal(MEMORY_LIMIT)}")
     return con
+
+
+def connect_when_free(path: Path | str, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    """`connect`, waiting up to `wait_seconds` while another process has the file open.
+
+    Our own processes queue on the workspace lock first; this waits for one that holds the
+    file without it, such as the dbt child of a close that was killed (SIGKILL reaches the
+    close, not its children).
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return connect(path)
+        except duckdb.IOException as exc:
+            if "Could not set lock" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                from orchestration.locking import WorkspaceLocked  # noqa: PLC0415
+
+                raise WorkspaceLocked(
+                    f"workspace is busy: {path} is held open by another process; "
+                    f"gave up after waiting {wait_seconds:g}s"
+                ) from None
+            time.sleep(0.1)

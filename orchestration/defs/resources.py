@@ -14,7 +14,7 @@ from dagster_dbt import DbtCliResource
 
 from orchestration.catalog import Catalog, load_catalog
 from orchestration.locking import workspace_lock
-from orchestration.sql import connect
+from orchestration.sql import connect_when_free
 from orchestration.workspace import DBT_PROJECT_DIR, Workspace
 
 # One writer at a time: a second close waits this long, then fails with a clear message.
@@ -35,24 +35,39 @@ class MeterbookWorkspace(ConfigurableResource):
         return load_catalog(self.workspace.catalog_dir)
 
     @contextmanager
+    def exclusive(self, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[Path]:
+        """The warehouse file, to ourselves: the workspace lock, then no other process has the
+        file open (DuckDB admits one process per file, even for reading). For dbt steps, which
+        open the file in their own process; yields its path."""
+        ws = self.workspace.ensure()
+        with workspace_lock(ws.home, WRITE_LOCK, wait_seconds):
+            connect_when_free(ws.warehouse_path, wait_seconds).close()
+            yield ws.warehouse_path
+
+    @contextmanager
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to the warehouse, held under the workspace's one write lock."""
         ws = self.workspace.ensure()
         with workspace_lock(ws.home, WRITE_LOCK, LOCK_WAIT_SECONDS):
-            con = connect(ws.warehouse_path)
+            con = connect_when_free(ws.warehouse_path, LOCK_WAIT_SECONDS)
             try:
                 yield con
             finally:
                 con.close()
 
     @contextmanager
-    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for reports; it does not take the write lock."""
-        con = connect(self.workspace.warehouse_path)
-        try:
-            yield con
-        finally:
-            con.close()
+    def reader(
+        self, wait_seconds: float = LOCK_WAIT_SECONDS
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for reports and checks. It queues on the same lock as writers: DuckDB
+        lets only one process open the file, and a check runs beside other steps when the UI
+        launches a run (multiprocess executor)."""
+        with workspace_lock(self.workspace.home, WRITE_LOCK, wait_seconds):
+            con = connect_when_free(self.workspace.warehouse_path, wait_seconds)
+            try:
+                yield con
+            finally:
+                con.close()
 
 
 def default_workspace() -> Workspace:

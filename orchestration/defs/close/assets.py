@@ -31,10 +31,9 @@ from orchestration.defs.close.lineage import (
     check_meter_totals,
 )
 from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, monthly_billing
-from orchestration.defs.resources import LOCK_WAIT_SECONDS, WRITE_LOCK, MeterbookWorkspace
+from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.defs.transform.assets import source_keys
 from orchestration.defs.transform.dbt_runner import dbt_args, run_dbt
-from orchestration.locking import workspace_lock
 from orchestration.money import format_money
 from orchestration.workspace import now_utc
 
@@ -97,11 +96,8 @@ def _rerate_finalized_months(
         context.log.info(f"late events for finalized {source}: re-rating it to find the difference")
         with meterbook.warehouse() as con:
             write_billing_windows(con, catalog, source)
-        with workspace_lock(meterbook.workspace.home, WRITE_LOCK, LOCK_WAIT_SECONDS):
-            run_dbt(
-                meterbook.workspace.warehouse_path,
-                dbt_args("build", "tag:billing", {"close_month": source}),
-            )
+        with meterbook.exclusive() as warehouse_path:
+            run_dbt(warehouse_path, dbt_args("build", "tag:billing", {"close_month": source}))
         with meterbook.warehouse() as con:
             record_rerated_usage(con, source, now_utc())
     return months

@@ -20,6 +20,7 @@ from dagster import (
 from orchestration.defs.ingest.ingest import pending_files, run_ingest
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.defs.transform.assets import source_keys
+from orchestration.locking import WorkspaceLocked
 from orchestration.workspace import now_utc
 
 RAW_EVENTS = AssetKey(["meterbook_raw", "raw_events"])
@@ -86,8 +87,11 @@ def landing_files_sensor(context: SensorEvaluationContext, meterbook: MeterbookW
     ws = meterbook.workspace
     if not ws.warehouse_path.exists():
         return SkipReason("no warehouse yet: run a close or an ingest once")
-    with meterbook.reader() as con:
-        pending = pending_files(con, ws.landing_dir)
+    try:
+        with meterbook.reader(wait_seconds=0) as con:  # a sensor tick must not wait on a close
+            pending = pending_files(con, ws.landing_dir)
+    except WorkspaceLocked:
+        return SkipReason("the workspace is busy (a run holds it); checking again next tick")
     if not pending:
         return SkipReason("no new landing files")
     names = sorted(p.as_posix() for p in pending)

@@ -18,8 +18,7 @@ from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, daily_usage, monthly_billing
-from orchestration.defs.resources import LOCK_WAIT_SECONDS, WRITE_LOCK, MeterbookWorkspace
-from orchestration.locking import workspace_lock
+from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.workspace import DBT_PROJECT_DIR
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
@@ -84,7 +83,7 @@ def dbt_vars(partition: dict[str, str] | None) -> list[str]:
 
 
 def _build(context, dbt: DbtCliResource, meterbook: MeterbookWorkspace, partition):
-    with workspace_lock(meterbook.workspace.home, WRITE_LOCK, LOCK_WAIT_SECONDS):
+    with meterbook.exclusive():
         yield from dbt.cli(["build", *dbt_vars(partition)], context=context).stream()
 
 

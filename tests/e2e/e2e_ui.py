@@ -1,0 +1,213 @@
+"""Driving `dagster dev` the way a person at the Dagster UI does, through its GraphQL API.
+
+`drive_the_ui(home)` starts `dagster dev -w workspace.yaml` on 127.0.0.1 for one workspace,
+waits for the code location, launches `month_end_close` for the period (what the UI's
+"Launch run" button sends), waits for the run, stops the server (its whole process group)
+and reads the invoices. It returns what it saw; test_e2e_dagster_ui.py asserts on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2e_helpers import (
+    NOW,
+    PERIOD,
+    REPO,
+    RUN_TIMEOUT,
+    Finished,
+    kill_group,
+    run,
+    run_ok,
+    wait_until,
+)
+
+LOCATION = "meterbook"
+DAGSTER = Path(sys.executable).parent / "dagster"
+STARTUP_TIMEOUT = 180  # seconds for the webserver and the code location to come up
+
+WORKSPACE_QUERY = """
+{ workspaceOrError { __typename
+    ... on PythonError { message }
+    ... on Workspace { locationEntries { name loadStatus
+        locationOrLoadError { __typename
+          ... on PythonError { message stack }
+          ... on RepositoryLocation { repositories { name jobs { name description } } } } } } } }
+"""
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on PipelineNotFoundError { message }
+    ... on UnauthorizedError { message }
+    ... on InvalidSubsetError { message } } }
+"""
+RUN_STATUS = """
+query Run($id: ID!) { runOrError(runId: $id) { __typename
+    ... on Run { status tags { key value } }
+    ... on RunNotFoundError { message } } }
+"""
+RUN_ERRORS = """
+query Errors($id: ID!) { logsForRun(runId: $id) { __typename
+    ... on EventConnection { events { __typename
+        ... on ExecutionStepFailureEvent { stepKey
+            error { message errorChain { error { message } } } } } } } }
+"""
+DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+@dataclass(frozen=True)
+class UiOutcome:
+    location: dict
+    jobs: dict[str, str | None]
+    launch: dict
+    run_id: str | None
+    status: str | None
+    partition_tag: str | None
+    errors: list[str]  # the failed steps of a run that failed
+    invoices: Finished  # `meterbook invoices --json` once the server is stopped
+
+
+class GraphQL:
+    def __init__(self, port: int):
+        self.url = f"http://127.0.0.1:{port}/graphql"
+
+    def __call__(self, query: str, **variables) -> dict:
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        request = urllib.request.Request(
+            self.url, data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        assert "errors" not in answer, answer["errors"]
+        return answer["data"]
+
+    def answers(self) -> bool:
+        try:
+            self("{ __typename }")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dagster_dev(home: Path, port: int) -> subprocess.Popen:
+    env = dict(
+        os.environ,
+        METERBOOK_HOME=str(home),
+        DAGSTER_HOME=str(home / "dagster"),
+        METERBOOK_NOW=NOW,
+    )
+    with open(home.parent / "dagster-dev.log", "w") as log:
+        return subprocess.Popen(
+            [str(DAGSTER), "dev", "-w", str(REPO / "workspace.yaml"),
+             "-p", str(port), "-h", "127.0.0.1"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Ctrl-C first (dagster dev shuts its children down), then the whole group for sure."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=20)
+    kill_group(server.pid)
+    server.wait()
+
+
+def loaded_location(gql: GraphQL, server: subprocess.Popen) -> dict:
+    def entry():
+        assert server.poll() is None, "dagster dev exited"
+        if not gql.answers():
+            return None
+        data = gql(WORKSPACE_QUERY)["workspaceOrError"]
+        entries = {e["name"]: e for e in data.get("locationEntries", [])}
+        found = entries.get(LOCATION)
+        return found if found and found["loadStatus"] == "LOADED" else None
+
+    return wait_until(entry, STARTUP_TIMEOUT, f"code location {LOCATION!r} to load", poll=0.5)
+
+
+def launch_close(gql: GraphQL) -> dict:
+    params = {
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "jobName": "month_end_close",
+        },
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": PERIOD}]},
+    }
+    return gql(LAUNCH, params=params)["launchRun"]
+
+
+def finished_run(gql: GraphQL, run_id: str) -> dict:
+    def done():
+        run = gql(RUN_STATUS, id=run_id)["runOrError"]
+        return run if run.get("status") in DONE else None
+
+    return wait_until(done, RUN_TIMEOUT, f"run {run_id} to finish", poll=1.0)
+
+
+def run_errors(gql: GraphQL, run_id: str) -> list[str]:
+    """One line per failed step: the step and the innermost error message."""
+    events = gql(RUN_ERRORS, id=run_id)["logsForRun"].get("events", [])
+    lines = []
+    for event in events:
+        error = event.get("error")
+        if error:
+            chain = [link["error"]["message"] for link in error.get("errorChain", [])]
+            innermost = (chain[-1] if chain else error["message"]).strip().splitlines()
+            lines.append(f"{event['stepKey']}: {innermost[0] if innermost else '?'}")
+    return lines
+
+
+def drive_the_ui(home: Path) -> UiOutcome:
+    run_ok(home, "validate")  # like any first command: creates dagster/ with telemetry off
+    port = free_port()
+    server = start_dagster_dev(home, port)
+    gql = GraphQL(port)
+    try:
+        location = loaded_location(gql, server)
+        repositories = (location["locationOrLoadError"] or {}).get("repositories", [])
+        jobs = {j["name"]: j["description"] for r in repositories for j in r["jobs"]}
+        launch = launch_close(gql)
+        run_id = (launch.get("run") or {}).get("runId")
+        finished = finished_run(gql, run_id) if run_id else {}
+        errors = run_errors(gql, run_id) if finished.get("status") == "FAILURE" else []
+    finally:
+        stop(server)
+    tags = {t["key"]: t["value"] for t in finished.get("tags", [])}
+    return UiOutcome(
+        location=location,
+        jobs=jobs,
+        launch=launch,
+        run_id=run_id,
+        status=finished.get("status"),
+        partition_tag=tags.get("dagster/partition"),
+        errors=errors,
+        invoices=run(home, "invoices", "--period", PERIOD, "--json"),
+    )
