@@ -1,0 +1,229 @@
+"""The whole usage pipeline at scale: ingest + metering (+ rating), against one bare DuckDB query.
+
+Run:  .venv/bin/python benchmarks/bench_pipeline.py --events 1000000
+
+Events come from bench_ingest.generate_events (10,000 customers, 20 event names, 2%
+duplicates, October 2026). The catalog has one meter per event name (half `count`, half `sum`
+of input + output tokens) and one subscription per customer on a plan with 20 charges over
+every charge model, so the close rates 10,000 customers x 20 charges. Each phase runs in a fresh
+process (its own peak RSS):
+
+- ingest:  run_ingest (parse, fates at parse level, incremental key ranking);
+- meter:   the dbt usage models (fates, metered events) and the daily usage of every day;
+- rate:    the close calendar and the dbt billing models for 2026-10 (quantities per segment,
+           rating, invoices);
+- bare:    read_json -> row_number() dedupe on (customer_id, event_id) -> count per
+           customer x event name x day, the same logical work as ingest + meter;
+- overhead: the real `month_end_close` Dagster job (ingest, dbt, rating, documents, checks) on
+           a 1,000-event workspace: the fixed cost of a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_ingest import (  # noqa: E402
+    CUSTOMERS,
+    EVENT_NAMES,
+    NOW,
+    _bare_phase,
+    _figures,
+    _ingest_phase,
+    generate_events,
+    run_phase,
+)
+
+MONTH = "2026-10"
+MODELS = ("per_unit", "package", "graduated", "volume", "percentage")
+TIERS = [
+    {"up_to": "1000", "unit_price": "0.002", "flat_fee": "1"},
+    {"up_to": "50000", "unit_price": "0.001"},
+    {"up_to": None, "unit_price": "0.0005"},
+]
+PRICING = {
+    "per_unit": {"unit_price": "0.01"},
+    "package": {"package_size": "100", "package_price": "0.50"},
+    "graduated": {"tiers": TIERS},
+    "volume": {"tiers": TIERS},
+    "percentage": {"rate": "2.5"},
+}
+
+
+def catalog_document(customers: int = CUSTOMERS, names: int = EVENT_NAMES) -> dict:
+    meters = [
+        {"code": f"m{i:02d}", "event_name": f"event.{i}", "aggregation": "count"}
+        if i % 2
+        else {
+            "code": f"m{i:02d}",
+            "event_name": f"event.{i}",
+            "aggregation": "sum",
+            "expression": "input_tokens + output_tokens",
+            "unit": {"divide_by": 1000, "rounding": "up"},
+        }
+        for i in range(names)
+    ]
+    charges = [
+        {"meter": m["code"], "model": MODELS[i % len(MODELS)], **PRICING[MODELS[i % len(MODELS)]]}
+        for i, m in enumerate(meters)
+    ]
+    version = {"version": 1, "effective_from": "2026-01-01", "charges": charges}
+    version["fixed_fees"] = [{"code": "platform", "amount": "49.00"}]
+    return {
+        "meters": meters,
+        "plans": [{"code": "usage", "currency": "USD", "versions": [version]}],
+        "customers": [{"id": f"cust_{i}", "tax_rate": "0.2"} for i in range(customers)],
+        "subscriptions": [
+            {
+                "id": f"sub_{i}",
+                "customer_id": f"cust_{i}",
+                "plan": "usage",
+                "start_date": "2026-01-01",
+            }
+            for i in range(customers)
+        ],
+    }
+
+
+def write_catalog(home: Path) -> None:
+    import yaml  # noqa: PLC0415
+
+    (home / "catalog").mkdir(parents=True, exist_ok=True)
+    (home / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(catalog_document()))
+
+
+def _meter_phase(home: str, out) -> None:
+    from orchestration.catalog import load_catalog  # noqa: PLC0415
+    from orchestration.catalog.tables import write_catalog_tables  # noqa: PLC0415
+    from orchestration.defs.transform.dbt_runner import dbt_args, run_dbt  # noqa: PLC0415
+    from orchestration.sql import connect  # noqa: PLC0415
+
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    warehouse = Path(home) / "warehouse.duckdb"
+    con = connect(warehouse)
+    write_catalog_tables(con, load_catalog(Path(home) / "catalog"))
+    con.close()
+    target = Path(home) / "dbt-target"
+    run_dbt(warehouse, dbt_args("build", "tag:usage", {}), target_path=target)
+    con = connect(warehouse, read_only=True)
+    billable = con.execute(
+        "SELECT count(*) FROM marts.fct_event_fates WHERE fate = 'billable'"
+    ).fetchone()[0]
+    con.close()
+    out.put(_figures(start_wall, start_cpu, rows=billable))
+
+
+def _rate_phase(home: str, out) -> None:
+    from orchestration.catalog import load_catalog  # noqa: PLC0415
+    from orchestration.defs.close.billing_windows import write_billing_windows  # noqa: PLC0415
+    from orchestration.defs.transform.dbt_runner import dbt_args, run_dbt  # noqa: PLC0415
+    from orchestration.sql import connect  # noqa: PLC0415
+
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    warehouse = Path(home) / "warehouse.duckdb"
+    con = connect(warehouse)
+    write_billing_windows(con, load_catalog(Path(home) / "catalog"), MONTH)
+    con.close()
+    run_dbt(
+        warehouse,
+        dbt_args("build", "tag:billing", {"close_month": MONTH}),
+        target_path=Path(home) / "dbt-target",
+    )
+    con = connect(warehouse, read_only=True)
+    lines = con.execute(
+        "SELECT count(*) FROM marts.fct_invoice_lines WHERE close_month = ?", [MONTH]
+    ).fetchone()[0]
+    con.close()
+    out.put(_figures(start_wall, start_cpu, rows=lines))
+
+
+def _dagster_phase(home: str, out) -> None:
+    from orchestration.pipeline import run_job  # noqa: PLC0415
+    from orchestration.workspace import Workspace  # noqa: PLC0415
+
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    outcome = run_job(Workspace(Path(home)), "month_end_close", MONTH)
+    if not outcome.success:
+        raise SystemExit(f"month_end_close failed: {outcome.error}")
+    out.put(_figures(start_wall, start_cpu, rows=0))
+
+
+def _workspace(work: Path, name: str, events_file: Path) -> Path:
+    home = work / name
+    shutil.rmtree(home, ignore_errors=True)
+    write_catalog(home)
+    return home
+
+
+def run(events: int, work: Path, memory_limit: str | None) -> dict:
+    os.environ["METERBOOK_NOW"] = NOW.isoformat()
+    if memory_limit:
+        os.environ["METERBOOK_MEMORY_LIMIT"] = memory_limit
+    big, small = work / f"events-{events}.jsonl", work / "events-1000.jsonl"
+    for path, n in ((big, events), (small, 1000)):
+        if not path.exists():
+            generate_events(path, n)
+    home = _workspace(work, "home", big)
+    report = {"events": events}
+    report["ingest"] = run_phase(_ingest_phase, str(big), str(home), memory_limit, None)
+    report["meter"] = run_phase(_meter_phase, str(home))
+    report["rate"] = run_phase(_rate_phase, str(home))
+    report["bare_query"] = run_phase(_bare_phase, str(big), memory_limit, None)
+    small_home = _workspace(work, "home1k", small)
+    (small_home / "landing" / "events").mkdir(parents=True)
+    shutil.copy(small, small_home / "landing" / "events" / "events.jsonl")
+    report["dagster_close_1000"] = run_phase(_dagster_phase, str(small_home))
+    return report
+
+
+def print_report(r: dict) -> None:
+    n, ingest, meter, rate, bare = r["events"], r["ingest"], r["meter"], r["rate"], r["bare_query"]
+    ours_wall, ours_cpu = ingest["wall_s"] + meter["wall_s"], ingest["cpu_s"] + meter["cpu_s"]
+    rows = [
+        ("ingest", ingest, f"{n / ingest['wall_s']:,.0f} events/s"),
+        ("meter (dbt usage)", meter, f"{n / meter['wall_s']:,.0f} events/s"),
+        (
+            "rate (dbt billing)",
+            rate,
+            f"{rate['rows']:,} lines, {rate['rows'] / rate['wall_s']:,.0f} lines/s",
+        ),
+        ("bare DuckDB query", bare, f"{n / bare['wall_s']:,.0f} events/s"),
+        ("Dagster close, 1,000 events", r["dagster_close_1000"], "fixed overhead of a run"),
+    ]
+    print(f"\n{n:,} events, {CUSTOMERS:,} customers, {EVENT_NAMES} event names, 2% duplicates")
+    print(f"{'phase':<30}{'wall s':>9}{'cpu s':>9}{'peak MiB':>10}  throughput")
+    for name, f, note in rows:
+        print(f"{name:<30}{f['wall_s']:>9.1f}{f['cpu_s']:>9.1f}{f['peak_rss_mib']:>10,.0f}  {note}")
+    print(
+        f"ingest + meter vs bare query: wall {ours_wall / bare['wall_s']:.2f}x, "
+        f"cpu {ours_cpu / bare['cpu_s']:.2f}x"
+    )
+    print(json.dumps(r))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--workdir", type=Path, default=None, help="kept when given")
+    parser.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit")
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        print_report(run(args.events, work, args.memory_limit))
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
