@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -285,14 +286,29 @@ class Catalog(Strict):
     customers: list[Customer] = []
     subscriptions: list[Subscription] = []
 
+    @cached_property
+    def _index(self) -> dict[str, dict]:
+        # lookups by code or id in O(1): catalogs run to tens of thousands of customers
+        return {
+            "meters": {m.code: m for m in self.meters},
+            "plans": {p.code: p for p in self.plans},
+            "customers": {c.id: c for c in self.customers},
+        }
+
     def meter(self, code: str) -> Meter:
-        return next(m for m in self.meters if m.code == code)
+        return self._index["meters"][code]
 
     def plan(self, code: str) -> Plan:
-        return next(p for p in self.plans if p.code == code)
+        return self._index["plans"][code]
 
     def customer(self, customer_id: str) -> Customer:
-        return next(c for c in self.customers if c.id == customer_id)
+        return self._index["customers"][customer_id]
+
+    def find_meter(self, code: str) -> Meter | None:
+        return self._index["meters"].get(code)
+
+    def find_customer(self, customer_id: str) -> Customer | None:
+        return self._index["customers"].get(customer_id)
 
     def billing_customer(self, customer_id: str) -> Customer:
         """The customer that pays for `customer_id`: its parent for a sub-account."""

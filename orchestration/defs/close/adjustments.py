@@ -333,7 +333,7 @@ def _description(catalog: Catalog, meter: str | None, group: str | None, start, 
     if meter is None:
         what = "minimum spend / spend cap"
     else:
-        known = next((m for m in catalog.meters if m.code == meter), None)
+        known = catalog.find_meter(meter)
         what = known.display_name if known else meter
         if group:
             values = [str(v) for v in json.loads(group).values() if v is not None]

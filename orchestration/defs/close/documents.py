@@ -83,8 +83,9 @@ def render_documents(
     folder = Path(documents_dir) / period
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
+    usage = DailyUsage.load(con, document["invoices"])
     for invoice in document["invoices"]:
-        paths += _write_invoice(con, catalog, period, invoice, folder, browser)
+        paths += _write_invoice(usage, catalog, period, invoice, folder, browser)
     _remove_stale_drafts(folder, paths)
     return paths
 
@@ -98,7 +99,7 @@ def _pdf_browser(pdf: bool | None) -> str | None:
     return browser
 
 
-def _write_invoice(con, catalog, period, invoice, folder: Path, browser) -> list[Path]:
+def _write_invoice(usage, catalog, period, invoice, folder: Path, browser) -> list[Path]:
     status = invoice["status"]
     if status == "draft":
         target = folder / f"draft-{_SAFE_NAME.sub('_', invoice['invoice_id'])}.html"
@@ -108,8 +109,8 @@ def _write_invoice(con, catalog, period, invoice, folder: Path, browser) -> list
         if target.exists():  # issued documents are written once
             pdf_path = target.with_suffix(".pdf")
             return [target, *([pdf_path] if pdf_path.exists() else [])]
-    customer = next((c for c in catalog.customers if c.id == invoice["customer_id"]), None)
-    charts = _charts(con, catalog, invoice)
+    customer = catalog.find_customer(invoice["customer_id"])
+    charts = _charts(usage, catalog, invoice)
     target.write_text(render_invoice_html(invoice, period, customer, charts), encoding="utf-8")
     if status == "draft" or browser is None:
         return [target]
@@ -239,10 +240,10 @@ def _tax_label(invoice: dict[str, Any], customer: Customer | None) -> str:
     return f"Tax ({_quantity(rate * 100)}% of subtotal)"
 
 
-def _charts(con, catalog: Catalog, invoice: dict[str, Any]) -> str:
-    usage = [line["meter"] for line in invoice["lines"] if line["kind"] == "usage"]
-    meters = list(dict.fromkeys(code for code in usage if code))
-    if not meters or not _has_daily_usage(con):
+def _charts(usage: DailyUsage, catalog: Catalog, invoice: dict[str, Any]) -> str:
+    codes = [line["meter"] for line in invoice["lines"] if line["kind"] == "usage"]
+    meters = list(dict.fromkeys(code for code in codes if code))
+    if not meters or not usage.available:
         return ""
     start, end = (
         date.fromisoformat(invoice["period_start"]),
@@ -250,15 +251,55 @@ def _charts(con, catalog: Catalog, invoice: dict[str, Any]) -> str:
     )
     figures = []
     for code in meters:
-        meter = next((m for m in catalog.meters if m.code == code), None)
+        meter = catalog.find_meter(code)
         name = meter.display_name if meter else code
         additive = meter is None or meter.aggregation in _ADDITIVE
-        points = daily_usage(con, invoice["customer_id"], code, start, end, additive)
+        points = usage.points(invoice["customer_id"], code, start, end, additive)
         if meter is not None and meter.unit is not None:
             # the line's units (per 1k tokens...), unrounded: the chart is for reading only
             points = [DailyPoint(p.day, p.quantity / meter.unit.divide_by) for p in points]
         figures.append(usage_chart_svg(name, points, start, end))
     return '<h2>Daily usage</h2>\n<div class="charts">\n' + "\n".join(figures) + "\n</div>"
+
+
+@dataclass
+class DailyUsage:
+    """The daily usage behind a period's charts, read in one query (not one per invoice)."""
+
+    available: bool
+    # (billing customer, meter) -> [(day, sum over groups, max over groups)], by day
+    rows: dict[tuple[str, str], list[tuple[date, Decimal, Decimal]]]
+
+    @classmethod
+    def load(cls, con: duckdb.DuckDBPyConnection, invoices: list[dict[str, Any]]) -> DailyUsage:
+        if not invoices or not _has_daily_usage(con):
+            return cls(False, {})
+        start = min(date.fromisoformat(i["period_start"]) for i in invoices)
+        end = max(date.fromisoformat(i["period_end"]) for i in invoices)
+        rows: dict[tuple[str, str], list[tuple[date, Decimal, Decimal]]] = {}
+        for customer, meter, day, total, peak in con.execute(
+            """
+            SELECT billing_customer_id, meter_code, usage_date,
+                   cast(sum(daily_quantity) AS DECIMAL(38, 12)),
+                   cast(max(daily_quantity) AS DECIMAL(38, 12))
+            FROM marts.fct_daily_meter_usage
+            WHERE usage_date >= ? AND usage_date < ?
+            GROUP BY ALL ORDER BY 1, 2, 3
+            """,
+            [start, end],
+        ).fetchall():
+            rows.setdefault((customer, meter), []).append((day, total, peak))
+        return cls(True, rows)
+
+    def points(
+        self, customer_id: str, meter_code: str, start: date, end: date, additive: bool
+    ) -> list[DailyPoint]:
+        """UTC days of [start, end) with usage; groups added for additive meters, else the max."""
+        return [
+            DailyPoint(day, total if additive else peak)
+            for day, total, peak in self.rows.get((customer_id, meter_code), [])
+            if start <= day < end
+        ]
 
 
 def _has_daily_usage(con: duckdb.DuckDBPyConnection) -> bool:
@@ -268,28 +309,6 @@ def _has_daily_usage(con: duckdb.DuckDBPyConnection) -> bool:
             "WHERE schema_name = 'marts' AND table_name = 'fct_daily_meter_usage'"
         ).fetchone()[0]
     )
-
-
-def daily_usage(
-    con: duckdb.DuckDBPyConnection,
-    customer_id: str,
-    meter_code: str,
-    start: date,
-    end: date,
-    additive: bool,
-) -> list[DailyPoint]:
-    """UTC days of [start, end) with usage; groups added for additive meters, else the max."""
-    combine = "sum" if additive else "max"  # one of two constants, never input
-    rows = con.execute(
-        f"""
-        SELECT usage_date, cast({combine}(daily_quantity) AS DECIMAL(38, 12))
-        FROM marts.fct_daily_meter_usage
-        WHERE billing_customer_id = ? AND meter_code = ? AND usage_date >= ? AND usage_date < ?
-        GROUP BY usage_date ORDER BY usage_date
-        """,
-        [customer_id, meter_code, start, end],
-    ).fetchall()
-    return [DailyPoint(day, quantity) for day, quantity in rows]
 
 
 def usage_chart_svg(

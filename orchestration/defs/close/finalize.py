@@ -162,7 +162,7 @@ def _check_ready(invoice: dict[str, Any], catalog: Catalog, now: datetime, perio
     name = f"invoice {invoice['invoice_id']} ({invoice['customer_id']})"
     if invoice.get("status") != "draft":
         raise FinalizeError(f"{name} has status {invoice.get('status')!r}, not 'draft'")
-    customer = next((c for c in catalog.customers if c.id == invoice["customer_id"]), None)
+    customer = catalog.find_customer(invoice["customer_id"])
     zone = customer.timezone if customer else "UTC"
     ends = local_midnight(date.fromisoformat(invoice["period_end"]), zone)
     if now < ends:
