@@ -21,4 +21,4 @@ if [ "${1:-}" = "--test" ]; then
       || echo "setup: could not install chromium; the screenshot test will be skipped"
   fi
 fi
-echo "setup: done ($(.venv/bin/python --version), $(.venv/bin/dbt --version 2>/dev/null | head -2 | tail -1 | xargs))"
+echo "setup: done ($(.venv/bin/python --version), dbt-core $(.venv/bin/python -c "import importlib.metadata as m; print(m.version('dbt-core'))"))"

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, then pytest. Exits non-zero on any failure or if no test ran.
+# The whole test suite: lint, then pytest. Exits non-zero on any failure, and when no test ran.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 .venv/bin/ruff check . || exit 1
 .venv/bin/ruff format --check . || exit 1
 
-.venv/bin/pytest "$@"
-status=$?
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+.venv/bin/pytest "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
 if [ "$status" -eq 5 ]; then
   echo "test.sh: pytest collected no tests: that is a failure" >&2
   exit 1
 fi
+# DuckDB's bindings may print leak notices as the interpreter exits; repeat pytest's verdict last.
+summary=$(grep -E "^=*[ ]*[0-9]+ (passed|failed)" "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+echo "pytest: ${summary:-no summary line (exit $status)}"
 exit "$status"
