@@ -16,5 +16,5 @@ if [ "$status" -eq 5 ]; then
 fi
 # DuckDB's bindings may print leak notices as the interpreter exits; repeat pytest's verdict last.
 summary=$(grep -E "^=*[ ]*[0-9]+ (passed|failed)" "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
-echo "pytest: ${summary:-no summary line (exit $status)}"
+printf "\npytest: %s\n" "${summary:-no summary line (exit $status)}"
 exit "$status"
