@@ -97,10 +97,6 @@ def finalize_period(ws: Workspace, period: str) -> RunOutcome:
     return _checked(run_job(ws, "finalize_invoices", period))
 
 
-def ingest(ws: Workspace) -> RunOutcome:
-    return _checked(run_job(ws, "ingest_landing_files"))
-
-
 def _checked(outcome: RunOutcome) -> RunOutcome:
     if not outcome.success:
         raise PipelineError(outcome.error or "run failed", outcome.run_id)

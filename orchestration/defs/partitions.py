@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import os
 from datetime import UTC, date, datetime, timedelta
 
@@ -55,12 +54,3 @@ def parse_month(period: str) -> date:
         return date(int(year), int(month), 1)
     except ValueError:
         raise ValueError(f"period must look like YYYY-MM, got {period!r}") from None
-
-
-def month_days(period: str) -> tuple[date, date]:
-    """The first day of the month and the first day of the next, as a half-open range."""
-    first = parse_month(period)
-    last = calendar.monthrange(first.year, first.month)[1]
-    following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-    assert (following - first).days == last
-    return first, following

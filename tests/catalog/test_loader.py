@@ -112,7 +112,7 @@ def test_bad_tiers(tmp_path, tiers, message):
     assert any("plans[0].versions[0].charges[0]" in i and message in i for i in found), found
 
 
-def test_unknown_meter_and_duplicate_version_dates(tmp_path):
+def test_duplicate_version_dates_are_reported(tmp_path):
     text = BASE.replace("meter: calls, model", "meter: tokens, model").replace(
         "        charges:",
         "        charges: []\n      - version: 2\n        effective_from: 2026-01-01\n        charges:",

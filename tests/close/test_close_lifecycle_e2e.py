@@ -2,7 +2,6 @@
 close -> finalize -> late events -> re-close -> adjustment on the next invoice, once.
 Three Dagster closes: each costs about half a minute, so nothing more runs through Dagster.
 
-Skips while `orchestration.pipeline` (the lead's close_period / finalize_period) is missing.
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ import textwrap
 
 import pytest
 
+from orchestration import pipeline
 from orchestration.catalog import load_catalog
 from orchestration.defs.close.adjustments import write_adjustment_lines
-from orchestration.defs.close.finalize import finalize_period as finalize_in_ledger
 from orchestration.defs.close.ledger import invoices_with_ledger
 from orchestration.defs.close.lineage import (
     check_events_in_one_line,
@@ -24,13 +23,7 @@ from orchestration.defs.close.lineage import (
     line_events,
 )
 from orchestration.sql import connect
-from orchestration.workspace import Workspace, now_utc
-
-pipeline = pytest.importorskip(
-    "orchestration.pipeline", reason="orchestration.pipeline (close_period) is not written yet"
-)
-if not hasattr(pipeline, "close_period"):
-    pytest.skip("orchestration.pipeline has no close_period yet", allow_module_level=True)
+from orchestration.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
@@ -115,11 +108,7 @@ def ledger_rows(con):
 
 
 def finalize(ws: Workspace, period: str) -> None:
-    if hasattr(pipeline, "finalize_period"):
-        pipeline.finalize_period(ws, period)
-    else:  # until the lead's job exists, the ledger function itself
-        catalog = load_catalog(ws.catalog_dir)
-        read(ws, lambda con: finalize_in_ledger(con, catalog, period, now_utc()))
+    pipeline.finalize_period(ws, period)
 
 
 def by_customer(doc_text: str) -> dict:

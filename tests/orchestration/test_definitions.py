@@ -3,7 +3,7 @@
 import pytest
 from dagster import AssetKey
 
-from orchestration.defs.partitions import daily_usage, month_days, monthly_billing, parse_month
+from orchestration.defs.partitions import daily_usage, monthly_billing, parse_month
 from orchestration.defs.transform.assets import dbt_vars
 from orchestration.pipeline import activate
 from orchestration.workspace import Workspace
@@ -65,8 +65,3 @@ def test_dbt_vars_are_json_and_empty_without_partition():
 def test_parse_month_rejects(bad):
     with pytest.raises(ValueError, match="YYYY-MM"):
         parse_month(bad)
-
-
-def test_month_days_handles_december():
-    first, following = month_days("2026-12")
-    assert (first.isoformat(), following.isoformat()) == ("2026-12-01", "2027-01-01")

@@ -12,11 +12,10 @@ from decimal import Decimal
 import pytest
 from rating_harness import invoice, lines, total
 
+from orchestration import pipeline
 from orchestration.defs.close.invoices_json import invoices_document
 from orchestration.sql import connect
 from orchestration.workspace import Workspace
-
-pipeline = pytest.importorskip("orchestration.pipeline", reason="the pipeline is not built yet")
 
 pytestmark = pytest.mark.slow
 
