@@ -47,3 +47,14 @@ create table if not exists meterbook_billing.meter_windows (
   window_end timestamptz
 );
 {% endmacro %}
+
+{# The months a fct_period_meter_quantities run recomputes, deleted before it inserts them. #}
+{% macro period_quantities_delete_months(relation) %}
+  {%- set month = metering_close_month_literal() -%}
+  {%- if month -%}
+    delete from {{ relation }} where close_month = {{ month }}
+  {%- else -%}
+    delete from {{ relation }} where close_month in (
+        select close_month from {{ ref('stg_billing__meter_windows') }})
+  {%- endif -%}
+{% endmacro %}

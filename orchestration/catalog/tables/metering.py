@@ -29,7 +29,6 @@ VALUE_AGGREGATIONS = ("sum", "max", "min", "latest", "time_weighted")
 # SPEC 2.3: a numeric string is a finite decimal; signs, a fraction and an exponent are fine,
 # NaN / Infinity are not. Surrounding spaces are tolerated (CSV cells).
 NUMBER_PATTERN = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
-_JSON_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'HUGEINT', 'DOUBLE')"
 _DEC = pa.decimal128(38, 12)
 _SCALE = Decimal("1E-12")
 
@@ -54,13 +53,15 @@ def property_number_sql(name: str) -> str:
 
     Numeric means a JSON number or a string holding a finite decimal; booleans never are.
     A value beyond DECIMAL(38, 12) (10^26) is NULL too: it cannot be billed exactly.
+    The document is parsed once (json_extract); the value is then told apart by its first
+    character, which costs nothing next to another parse of the whole properties object.
     """
-    path = quote_json_path(name)
-    text = property_text_sql(name)
+    value = f"json_extract(properties, {quote_json_path(name)})"
+    text = f"({value} ->> '$')"
     return (
-        f"(CASE WHEN json_type(properties, {path}) IN {_JSON_NUMBER_TYPES} "
-        f"THEN TRY_CAST({text} AS DECIMAL(38, 12)) "
-        f"WHEN json_type(properties, {path}) = 'VARCHAR' THEN {_numeric_from_text(text)} END)"
+        f"(CASE WHEN starts_with({value}, '\"') THEN {_numeric_from_text(text)} "
+        f"WHEN ascii({value}) = 45 OR ascii({value}) BETWEEN 48 AND 57 "  # '-' or a digit
+        f"THEN TRY_CAST(CAST({value} AS VARCHAR) AS DECIMAL(38, 12)) END)"
     )
 
 

@@ -5,10 +5,13 @@ ingests; `key_repeated` says the key has more than one. Rows with a parse_reason
 part (NULL): a rejected event does not claim its key (SPEC 2.3).
 
 Batches are parsed into a temporary table (`_mbi_run`); at the end of the run the rows are
-ranked set-based, once: the run's keys are counted, joined with the keys already in
-raw_events (one scan of the stored keys), and only keys repeated inside the run are ordered
-by a window. The rows then go to raw_events in one append, and only rows committed by
-earlier runs are updated (key_repeated on their keys). Ranking each batch against raw_events
+ranked set-based, once. Keys are first compared by a 64-bit hash (integers group and join
+far faster than pairs of strings): a row is a candidate when its key's hash occurs twice in
+the run or belongs to a stored key (one scan of the stored keys). Only the candidates, a few
+percent of the rows, are then ranked on the keys themselves, so a hash collision can never
+give a wrong rank. Every other row holds a key seen once: rank 1. The rows then go to
+raw_events in one append, and only rows committed by earlier runs are updated
+(key_repeated on their keys). Ranking each batch against raw_events
 instead would scan the stored keys once per batch, and updating rows appended in the same
 transaction makes DuckDB log the whole append a second time.
 
@@ -27,6 +30,7 @@ import duckdb
 RUN = "_mbi_run"  # the run's parsed rows
 FILES = "_mbi_files"  # file_seq -> file_sha256, path
 PRIOR = "_mbi_prior"  # the run's keys already stored, with their count
+RANKED = "_mbi_ranked"  # key_rank, key_repeated, payload_hash of rows whose key may repeat
 
 _RUN_COLUMNS = """
     file_seq BIGINT, read_seq BIGINT, line_no BIGINT, event_id VARCHAR, customer_id VARCHAR,
@@ -74,6 +78,7 @@ def stage_unreadable(
 def finish_run(con: duckdb.DuckDBPyConnection, first_seq: int, ingested_at: datetime) -> None:
     """Rank the staged rows, append them to raw_events, flag earlier rows of their keys."""
     _count_prior_keys(con)
+    _rank_candidates(con)
     con.execute(_INSERT_RANKED, {"ingested_at": ingested_at})
     con.execute(
         f"""
@@ -86,10 +91,12 @@ def finish_run(con: duckdb.DuckDBPyConnection, first_seq: int, ingested_at: date
         """,
         {"first": first_seq},
     )
-    con.execute(f"DROP TABLE {RUN}; DROP TABLE {FILES}; DROP TABLE {PRIOR}")
+    con.execute(f"DROP TABLE {RUN}; DROP TABLE {FILES}; DROP TABLE {PRIOR}; DROP TABLE {RANKED}")
 
 
 def _count_prior_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """The run's keys already stored, with how often. Matched on a 64-bit hash of the key
+    first (integers join far faster than string pairs), then on the key itself."""
     stored = con.execute(
         "SELECT count(*) FROM (SELECT 1 FROM meterbook_raw.raw_events "
         "WHERE key_rank IS NOT NULL LIMIT 1)"
@@ -101,55 +108,73 @@ def _count_prior_keys(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {PRIOR} AS
-        SELECT r.customer_id, r.event_id, count(*) AS prior_n
-        FROM {source} AS r
+        WITH maybe AS (
+            SELECT r.customer_id, r.event_id
+            FROM {source} AS r
+            WHERE r.key_rank IS NOT NULL AND hash(r.customer_id, r.event_id) IN (
+                SELECT hash(customer_id, event_id) FROM {RUN} WHERE parse_reason IS NULL)
+        )
+        SELECT m.customer_id, m.event_id, count(*) AS prior_n
+        FROM maybe AS m
         SEMI JOIN (SELECT customer_id, event_id FROM {RUN} WHERE parse_reason IS NULL) AS k
-            ON r.customer_id = k.customer_id AND r.event_id = k.event_id
-        WHERE r.key_rank IS NOT NULL
+            ON m.customer_id = k.customer_id AND m.event_id = k.event_id
         GROUP BY ALL
         """
     )
 
 
-# A key seen once in the run (nearly all of them) gets prior + 1 without any ordering; only
-# keys repeated inside the run are ordered by read_seq. Keys are strings, so they are joined
-# once (`keyed`, narrow); everything after that joins on read_seq.
+def _rank_candidates(con: duckdb.DuckDBPyConnection) -> None:
+    """Rank the few rows whose key may repeat; every other parsed row has key_rank 1.
+
+    A row may repeat its key when the 64-bit hash of its key occurs twice in the run or its
+    key is stored already. Ranks are then computed on the keys themselves, so a hash
+    collision only costs a row being ranked here (as 1, unrepeated): it is never wrong.
+    """
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {RANKED} AS
+        WITH hashed AS (
+            SELECT read_seq, hash(customer_id, event_id) AS h FROM {RUN} WHERE parse_reason IS NULL
+        ),
+        candidates AS (
+            SELECT h FROM hashed GROUP BY h HAVING count(*) > 1
+            UNION SELECT hash(customer_id, event_id) FROM {PRIOR}
+        ),
+        rows AS (
+            SELECT r.read_seq, r.customer_id, r.event_id, r.event_name, r.event_ts, r.properties
+            FROM {RUN} AS r
+            SEMI JOIN (SELECT read_seq FROM hashed SEMI JOIN candidates USING (h)) AS c
+                USING (read_seq)
+        ),
+        ranked AS (
+            SELECT
+                r.*,
+                coalesce(p.prior_n, 0) + row_number() OVER (
+                    PARTITION BY r.customer_id, r.event_id ORDER BY r.read_seq) AS key_rank,
+                coalesce(p.prior_n, 0) + count(*) OVER (
+                    PARTITION BY r.customer_id, r.event_id) > 1 AS key_repeated
+            FROM rows AS r LEFT JOIN {PRIOR} AS p USING (customer_id, event_id)
+        )
+        SELECT
+            read_seq, key_rank, key_repeated,
+            CASE WHEN key_repeated
+                THEN mbi_payload_hash(event_name, event_ts, properties) END AS payload_hash
+        FROM ranked
+        """
+    )
+
+
+# Rows outside the ranked candidates hold a key seen once: rank 1, not repeated. Rows with a
+# parse_reason take no part (NULL).
 _INSERT_RANKED = f"""
 INSERT INTO meterbook_raw.raw_events BY NAME
-WITH run_keys AS (
-    SELECT customer_id, event_id, count(*) AS run_n
-    FROM {RUN} WHERE parse_reason IS NULL GROUP BY ALL
-),
-key_counts AS (
-    SELECT k.customer_id, k.event_id, k.run_n, coalesce(p.prior_n, 0) AS prior_n
-    FROM run_keys AS k LEFT JOIN {PRIOR} AS p USING (customer_id, event_id)
-),
-keyed AS MATERIALIZED (
-    SELECT r.read_seq, r.customer_id, r.event_id, c.run_n, c.prior_n
-    FROM {RUN} AS r JOIN key_counts AS c USING (customer_id, event_id)
-    WHERE r.parse_reason IS NULL
-),
-repeats AS (
-    SELECT read_seq,
-        row_number() OVER (PARTITION BY customer_id, event_id ORDER BY read_seq) AS rn
-    FROM keyed WHERE run_n > 1
-),
--- hashed as a set of their own (the few rows whose key repeats), not a sparse CASE
-hashes AS (
-    SELECT r.read_seq, mbi_payload_hash(r.event_name, r.event_ts, r.properties) AS payload_hash
-    FROM {RUN} AS r
-    SEMI JOIN (SELECT read_seq FROM keyed WHERE run_n + prior_n > 1) AS k
-        ON r.read_seq = k.read_seq
-)
 SELECT
     r.read_seq, f.file_sha256, f.path, r.line_no, r.event_id, r.customer_id, r.event_name,
-    r.event_ts, r.properties, r.source, h.payload_hash, r.parse_reason, r.raw_line,
+    r.event_ts, r.properties, r.source, k.payload_hash, r.parse_reason, r.raw_line,
     $ingested_at AS ingested_at,
-    k.prior_n + coalesce(x.rn, 1) AS key_rank,
-    k.prior_n + k.run_n > 1 AS key_repeated
+    CASE WHEN r.parse_reason IS NULL THEN coalesce(k.key_rank, 1) END AS key_rank,
+    CASE WHEN r.parse_reason IS NULL THEN coalesce(k.key_repeated, false) END AS key_repeated
 FROM {RUN} AS r
 JOIN {FILES} AS f USING (file_seq)
-LEFT JOIN keyed AS k ON r.read_seq = k.read_seq
-LEFT JOIN repeats AS x ON r.read_seq = x.read_seq
-LEFT JOIN hashes AS h ON r.read_seq = h.read_seq
+LEFT JOIN {RANKED} AS k USING (read_seq)
 """

@@ -95,9 +95,10 @@ class NoFatesYet(LookupError):
 
 def _require_tables(con: duckdb.DuckDBPyConnection) -> None:
     found = con.execute(
-        """SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()
-           AND ((schema_name = 'marts' AND table_name = 'fct_event_fates')
-             OR (schema_name = 'meterbook_raw' AND table_name = 'landing_files'))"""
+        """SELECT count(*) FROM information_schema.tables
+           WHERE table_catalog = current_database()
+           AND ((table_schema = 'marts' AND table_name = 'fct_event_fates')
+             OR (table_schema = 'meterbook_raw' AND table_name = 'landing_files'))"""
     ).fetchone()[0]
     if found < 2:
         raise NoFatesYet(

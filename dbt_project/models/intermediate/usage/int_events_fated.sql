@@ -42,23 +42,27 @@ checked as not materialized (
 ),
 
 -- a rejected event does not claim its key. Only keys that ingest saw more than once need
--- the window; the other events (nearly all) skip it. `checked` is inlined in both branches
--- so the key_repeated filter reaches the scan and the checks run once per event.
+-- the window; the other events (nearly all) skip it. The branches are split on ingest's
+-- columns only: a filter on reject_reason would be pushed below the projection and evaluate
+-- every meter's checks once more per event. Rejected rows of a repeated key are ranked in a
+-- partition of their own, so they take no position from the events that count.
 keyed as (
     select
         *,
         1 as key_position,
         payload_hash as first_payload_hash
     from checked
-    where not (reject_reason is null and key_repeated)
+    where not key_repeated or parse_reason is not null
     union all
     select
         *,
         row_number() over key_order as key_position,
         first_value(payload_hash) over key_order as first_payload_hash
     from checked
-    where reject_reason is null and key_repeated
-    window key_order as (partition by customer_id, event_id order by read_seq)
+    where key_repeated and parse_reason is null
+    window key_order as (
+        partition by customer_id, event_id, reject_reason is null order by read_seq
+    )
 ),
 
 matched as (

@@ -4,6 +4,9 @@
   (SPEC 3.1): never by adding daily results. Windows are half-open [window_start, window_end).
 #}
 {%- set close_month = metering_close_month_literal() -%}
+{%- set meter_rows = metering_catalog_rows(ref('stg_catalog__meters'), 'meter_seq') -%}
+{%- set time_weighted = meter_rows | selectattr('aggregation', 'equalto', 'time_weighted')
+    | map(attribute='meter_seq') | list -%}
 
 with windows as (
     select * from {{ ref('stg_billing__meter_windows') }}
@@ -17,7 +20,14 @@ meters as (
     from {{ ref('stg_catalog__meters') }}
 ),
 
-metered as (
+-- the span the windows cover: events outside it are never priced, so they are left out
+-- before any property is read (each consumer of `metered` below reads only what it needs;
+-- a materialized CTE would compute every metered event of every month first)
+bounds as (
+    select min(window_start) as first_start, max(window_end) as last_end from windows
+),
+
+metered as not materialized (
     select * from {{ ref('int_events_metered') }}
 ),
 
@@ -37,6 +47,8 @@ in_window as (
         on metered.billing_customer_id = windows.billing_customer_id
         and metered.event_ts >= windows.window_start
         and metered.event_ts < windows.window_end
+    where metered.event_ts >= (select first_start from bounds)
+        and metered.event_ts < (select last_end from bounds)
 ),
 
 -- count, sum, count_unique, max, min, latest: plain aggregates of the window's events
@@ -69,7 +81,9 @@ carried_in as (
     inner join metered
         on metered.billing_customer_id = windows.billing_customer_id
         and metered.event_ts < windows.window_start
-    where metered.meter_seq in (select meter_seq from meters where aggregation = 'time_weighted')
+    -- a literal list (from the catalog at compile time), so other meters are pruned unread
+    where metered.meter_seq in ({{ (time_weighted | join(', ')) if time_weighted else 'null' }})
+        and metered.event_ts < (select last_end from bounds)
     group by all
 ),
 

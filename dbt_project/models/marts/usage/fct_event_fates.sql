@@ -1,4 +1,8 @@
-{{ config(contract={'enforced': true}) }}
+{#
+  A view: the fates are stored once, in int_events_fated; a second table of every event
+  would cost as much to write as the fates cost to compute.
+#}
+{{ config(materialized='view', contract={'enforced': true}) }}
 
 with fated as (
     select * from {{ ref('int_events_fated') }}

@@ -1,6 +1,8 @@
 {#
   Keeps every close month: a run replaces the months it computes (var close_month, or all
-  of meter_windows), deleting the month first so a month that lost its windows is emptied.
+  of meter_windows), deleting them first so a month that lost its windows is emptied. The
+  pre-hook delete matters for speed too: dbt's delete+insert then joins the new rows with
+  the table on close_month alone, which pairs every old row of a month with every new one.
 #}
 {{
     config(
@@ -9,9 +11,11 @@
         unique_key=['close_month'],
         on_schema_change='fail',
         contract={'enforced': true},
-        pre_hook="{% set month = metering_close_month_literal() %}{% if month and is_incremental() %}delete from {{ this }} where close_month = {{ month }}{% endif %}"
+        pre_hook="{% if is_incremental() %}{{ period_quantities_delete_months(this) }}{% endif %}"
     )
 }}
+
+-- depends_on: {{ ref('stg_billing__meter_windows') }}
 
 with windowed as (
     select * from {{ ref('int_meter_quantities_windowed') }}
