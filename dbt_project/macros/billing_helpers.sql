@@ -69,3 +69,33 @@ mb_div(
     any_value({{ period_days }})
 )
 {%- endmacro %}
+
+{# Each price's tiers as one list of structs in tier order, grouped by `keys` (the columns
+   that name the price: a plan version's charge, or a price override). #}
+{% macro billing_tier_lists(relation, keys) -%}
+select
+    {{ keys | join(', ') }},
+    list(
+        struct_pack(
+            tier := tier_no,
+            tier_from := tier_from,
+            up_to := up_to,
+            unit_price := unit_price,
+            flat_fee := flat_fee
+        )
+        order by tier_no
+    ) as tiers
+from {{ relation }}
+group by all
+{%- endmacro %}
+
+{# A minimum and a maximum on the same amount (a charge, or a subscription's spend): the
+   true-up lifts usage to the minimum due; the cap (zero or negative) then brings usage plus
+   true-up down to the maximum. A NULL minimum or maximum adds nothing. #}
+{% macro billing_true_up(minimum_due, usage) -%}
+cast(greatest(coalesce({{ minimum_due }} - {{ usage }}, 0), 0) as decimal(38, 12))
+{%- endmacro %}
+
+{% macro billing_cap(maximum, usage, true_up) -%}
+cast(least(coalesce({{ maximum }} - ({{ usage }} + {{ true_up }}), 0), 0) as decimal(38, 12))
+{%- endmacro %}

@@ -21,16 +21,10 @@
   date '{{ value }}'
 {%- endmacro %}
 
-{# The close_month var as a SQL string literal, or none when it is not set. #}
+{# The close_month var (checked by billing_close_month) as a SQL string literal, or none. #}
 {% macro metering_close_month_literal() %}
-  {%- set value = var('close_month', none) -%}
-  {%- if value is none or value == '' -%}
-    {{ return(none) }}
-  {%- endif -%}
-  {%- if not modules.re.fullmatch('[0-9]{4}-(0[1-9]|1[0-2])', value | string) -%}
-    {{ exceptions.raise_compiler_error("var close_month must be YYYY-MM, got " ~ value) }}
-  {%- endif -%}
-  {{ return("'" ~ value ~ "'") }}
+  {%- set value = billing_close_month() -%}
+  {{ return(none if value is none else "'" ~ value ~ "'") }}
 {%- endmacro %}
 
 {#
@@ -58,3 +52,15 @@ create table if not exists meterbook_billing.meter_windows (
         select close_month from {{ ref('stg_billing__meter_windows') }})
   {%- endif -%}
 {% endmacro %}
+
+{# The aggregates every meter's quantity is picked from (per day, or per window): which one
+   applies is the meter's aggregation. latest: the last by timestamp, the larger event_id on a
+   tie (read_seq: determinism). #}
+{% macro metering_aggregates(latest_alias) -%}
+count(*) as event_count,
+        sum(value) as value_sum,
+        max(value) as value_max,
+        min(value) as value_min,
+        count(distinct text_value) as distinct_count,
+        arg_max(value, (event_ts, event_id, read_seq)) as {{ latest_alias }}
+{%- endmacro %}

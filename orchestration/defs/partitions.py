@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from dagster import BackfillPolicy, DailyPartitionsDefinition, MonthlyPartitionsDefinition
 
+from orchestration.defs.close.periods import parse_close_month
+
 FIRST_DAY = "2024-01-01"
 
 
@@ -47,10 +49,4 @@ ONE_PARTITION_PER_RUN = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 def parse_month(period: str) -> date:
     """'2026-10' -> date(2026, 10, 1); a clear error for anything else."""
-    try:
-        year, month = period.split("-")
-        if len(year) != 4 or len(month) != 2:
-            raise ValueError
-        return date(int(year), int(month), 1)
-    except ValueError:
-        raise ValueError(f"period must look like YYYY-MM, got {period!r}") from None
+    return parse_close_month(period).start

@@ -40,6 +40,7 @@ from typing import Any
 import duckdb
 
 from orchestration.catalog.models import Catalog
+from orchestration.catalog.tables.billing import transaction
 from orchestration.defs.close.finalize import group_json, parse_period, raw_watermark
 from orchestration.defs.close.ledger import draft_document, ensure_ledger_schema
 from orchestration.money import round_money
@@ -173,8 +174,7 @@ def record_rerated_usage(
         )
     ]
     watermark = raw_watermark(con)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             "DELETE FROM meterbook_billing.rerated_usage WHERE source_month = ?", [source_month]
         )
@@ -186,10 +186,6 @@ def record_rerated_usage(
             "INSERT OR REPLACE INTO meterbook_billing.rerate_runs VALUES (?, ?, ?)",
             [source_month, watermark, now],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return len(rows)
 
 
@@ -356,8 +352,7 @@ def _replace_rows(con, close_month: str, rows: list[dict[str, Any]]) -> None:
         "close_month", "subscription_id", "line_id", "meter", "group_key", "description",
         "period_start", "period_end", "quantity", "amount",
     )  # fmt: skip
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             "DELETE FROM meterbook_billing.adjustment_lines WHERE close_month = ?", [close_month]
         )
@@ -367,10 +362,6 @@ def _replace_rows(con, close_month: str, rows: list[dict[str, Any]]) -> None:
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[row[c] for c in columns] for row in rows],
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _raw_events_exist(con: duckdb.DuckDBPyConnection) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,12 +36,12 @@ from orchestration.defs.close.ledger import (
     ledger_documents,
 )
 from orchestration.defs.close.lineage import invoice_problems
+from orchestration.defs.close.periods import parse_close_month
 from orchestration.money import minor_exponent
 
 # Test hook: seconds to sleep inside the finalize transaction, after every insert and before
 # COMMIT, so a test can SIGKILL the process there and prove nothing is half-written.
 FAULT_SLEEP_ENV = "METERBOOK_TEST_SLEEP_IN_FINALIZE"
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _LINE_NUMBERS = ("quantity", "billable_quantity", "unit_price")
 
 
@@ -70,10 +69,9 @@ class PeriodWindow:
 
 
 def parse_period(period: str) -> tuple[int, int]:
-    match = _PERIOD.match(period or "")
-    if not match:
-        raise ValueError(f"period {period!r} must be YYYY-MM")
-    return int(match.group(1)), int(match.group(2))
+    """(year, month) of a close month 'YYYY-MM'; ValueError names the bad text."""
+    first = parse_close_month(period).start
+    return first.year, first.month
 
 
 def format_number(prefix: str, year: int, seq: int) -> str:

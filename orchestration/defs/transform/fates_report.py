@@ -9,25 +9,24 @@ report without a period, whose lines_read is therefore every line read.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 import duckdb
+
+from orchestration.defs.close.periods import parse_close_month
 
 FATES = ("billable", "unmetered", "excluded", "duplicate", "conflict", "rejected")
 HELD = ("rejected", "conflict")
 REASONED = ("excluded", "rejected")
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
 def month_bounds(period: str) -> tuple[datetime, datetime]:
     """[start, end) of a 'YYYY-MM' month in UTC."""
-    match = _MONTH.match(period)
-    if not match:
-        raise ValueError(f"period must be YYYY-MM, got {period!r}")
-    year, month = int(match.group(1)), int(match.group(2))
-    end = (year + 1, 1) if month == 12 else (year, month + 1)
-    return datetime(year, month, 1, tzinfo=UTC), datetime(*end, 1, tzinfo=UTC)
+    month = parse_close_month(period)
+    return (
+        datetime.combine(month.start, time(), UTC),
+        datetime.combine(month.end, time(), UTC),
+    )
 
 
 def _counted_events(period: str | None) -> tuple[str, list]:

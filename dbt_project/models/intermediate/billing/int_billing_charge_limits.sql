@@ -50,16 +50,14 @@ limits as (
 true_ups as (
     select
         *,
-        cast(greatest(coalesce(minimum_due - usage_amount, 0), 0) as decimal(38, 12)) as true_up
+        {{ billing_true_up('minimum_due', 'usage_amount') }} as true_up
     from limits
 ),
 
 caps as (
     select
         *,
-        cast(
-            least(coalesce(maximum - (usage_amount + true_up), 0), 0) as decimal(38, 12)
-        ) as cap
+        {{ billing_cap('maximum', 'usage_amount', 'true_up') }} as cap
     from true_ups
 ),
 

@@ -16,46 +16,16 @@ charges as (
     select * from {{ source('meterbook_catalog', 'charges') }}
 ),
 
-tier_struct as (
-    select
-        *,
-        struct_pack(
-            tier := tier_no,
-            tier_from := tier_from,
-            up_to := up_to,
-            unit_price := unit_price,
-            flat_fee := flat_fee
-        ) as tier
-    from {{ source('meterbook_catalog', 'tiers') }}
-),
-
 charge_tiers as (
-    select plan_code, version, meter_code, list(tier order by tier_no) as tiers
-    from tier_struct
-    group by all
+    {{ billing_tier_lists(source('meterbook_catalog', 'tiers'), ['plan_code', 'version', 'meter_code']) }}
 ),
 
 overrides as (
     select * from {{ source('meterbook_catalog', 'price_overrides') }}
 ),
 
-override_tier_struct as (
-    select
-        *,
-        struct_pack(
-            tier := tier_no,
-            tier_from := tier_from,
-            up_to := up_to,
-            unit_price := unit_price,
-            flat_fee := flat_fee
-        ) as tier
-    from {{ source('meterbook_catalog', 'price_override_tiers') }}
-),
-
 override_tiers as (
-    select subscription_id, override_no, list(tier order by tier_no) as tiers
-    from override_tier_struct
-    group by all
+    {{ billing_tier_lists(source('meterbook_catalog', 'price_override_tiers'), ['subscription_id', 'override_no']) }}
 ),
 
 in_force as (

@@ -59,16 +59,14 @@ limits as (
 true_ups as (
     select
         *,
-        cast(greatest(coalesce(minimum_due - usage_amount, 0), 0) as decimal(38, 12)) as true_up
+        {{ billing_true_up('minimum_due', 'usage_amount') }} as true_up
     from limits
 ),
 
 caps as (
     select
         *,
-        cast(
-            least(coalesce(maximum_spend - (usage_amount + true_up), 0), 0) as decimal(38, 12)
-        ) as cap
+        {{ billing_cap('maximum_spend', 'usage_amount', 'true_up') }} as cap
     from true_ups
 ),
 

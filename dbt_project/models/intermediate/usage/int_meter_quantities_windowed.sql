@@ -58,13 +58,7 @@ aggregated as (
         window_id,
         meter_seq,
         group_key,
-        count(*) as event_count,
-        sum(value) as value_sum,
-        max(value) as value_max,
-        min(value) as value_min,
-        count(distinct text_value) as distinct_count,
-        -- latest: the last by timestamp, the larger event_id on a tie (read_seq: determinism)
-        arg_max(value, (event_ts, event_id, read_seq)) as value_latest
+        {{ metering_aggregates('value_latest') }}
     from in_window
     group by all
 ),

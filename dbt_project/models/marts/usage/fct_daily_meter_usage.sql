@@ -30,12 +30,7 @@ daily as (
         meter_seq,
         meter_code,
         group_key,
-        count(*) as event_count,
-        sum(value) as value_sum,
-        max(value) as value_max,
-        min(value) as value_min,
-        count(distinct text_value) as distinct_count,
-        arg_max(value, (event_ts, event_id, read_seq)) as value_last
+        {{ metering_aggregates('value_last') }}
     from metered
     group by all
 ),
