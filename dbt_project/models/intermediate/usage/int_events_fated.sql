@@ -17,8 +17,10 @@ customers as (
 ),
 
 -- one relation, so the compiled SQL's bare column names (properties, event_name,
--- customer_id, source) are never ambiguous
-joined as (
+-- customer_id, source) are never ambiguous. Not materialized: it is read by both branches
+-- of `keyed`, and DuckDB would otherwise buffer every event with all its columns once more
+-- (21 s -> 14 s for the model at 10M events)
+joined as not materialized (
     select events.*, customers.*
     from events
     left join customers on events.customer_id = customers.known_customer_id

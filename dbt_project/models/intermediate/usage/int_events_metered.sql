@@ -22,6 +22,7 @@ metered as (
         event_ts,
         event_date,
         {{ meter['meter_seq'] }} as meter_seq,
+        {{ metering_aggregation_literal(meter['aggregation']) }} as aggregation,
         cast({{ meter['value_sql'] or 'null' }} as decimal(38, 12)) as value,
         cast({{ meter['text_value_sql'] or 'null' }} as varchar) as text_value,
         cast({{ meter['group_key_sql'] }} as json) as group_key
@@ -32,6 +33,7 @@ metered as (
     select
         read_seq, event_id, customer_id, billing_customer_id, event_ts, event_date,
         cast(null as integer) as meter_seq,
+        cast(null as varchar) as aggregation,
         cast(null as decimal(38, 12)) as value,
         cast(null as varchar) as text_value,
         cast(null as json) as group_key
@@ -53,6 +55,7 @@ final as (
         metered.event_date,
         metered.meter_seq,
         meters.meter_code,
+        metered.aggregation,
         metered.value,
         metered.text_value,
         metered.group_key

@@ -31,11 +31,12 @@ metered as not materialized (
     select * from {{ ref('int_events_metered') }}
 ),
 
-in_window as (
+in_window as not materialized (
     select
         windows.close_month,
         windows.window_id,
         metered.meter_seq,
+        metered.aggregation,
         metered.group_key,
         metered.event_ts,
         metered.event_id,
@@ -53,14 +54,8 @@ in_window as (
 
 -- count, sum, count_unique, max, min, latest: plain aggregates of the window's events
 aggregated as (
-    select
-        close_month,
-        window_id,
-        meter_seq,
-        group_key,
-        {{ metering_aggregates('value_latest') }}
-    from in_window
-    group by all
+    {{ metering_quantities(
+        'in_window', 'close_month, window_id, meter_seq, group_key', ['latest']) }}
 ),
 
 -- time_weighted: the value held when the window opens, per group (the last one set before)
@@ -87,11 +82,10 @@ level_changes as (
     from carried_in
     inner join windows using (close_month, window_id)
     union all
-    select close_month, window_id, in_window.meter_seq, group_key,
+    select close_month, window_id, meter_seq, group_key,
         event_ts, 1, event_id, read_seq, value
     from in_window
-    inner join meters on in_window.meter_seq = meters.meter_seq
-    where meters.aggregation = 'time_weighted'
+    where aggregation = 'time_weighted'
 ),
 
 -- each level holds from its change until the next change or the window's end; its weight is
@@ -131,22 +125,13 @@ time_weighted as (
 
 raw_quantities as (
     select
-        aggregated.close_month,
-        aggregated.window_id,
-        aggregated.meter_seq,
-        aggregated.group_key,
-        aggregated.event_count,
-        case meters.aggregation
-            when 'count' then cast(aggregated.event_count as decimal(38, 12))
-            when 'sum' then coalesce(aggregated.value_sum, cast(0 as decimal(38, 12)))
-            when 'count_unique' then cast(aggregated.distinct_count as decimal(38, 12))
-            when 'max' then coalesce(aggregated.value_max, cast(0 as decimal(38, 12)))
-            when 'min' then coalesce(aggregated.value_min, cast(0 as decimal(38, 12)))
-            when 'latest' then coalesce(aggregated.value_latest, cast(0 as decimal(38, 12)))
-        end as raw_quantity
+        close_month,
+        window_id,
+        meter_seq,
+        group_key,
+        event_count,
+        coalesce(quantity, cast(0 as decimal(38, 12))) as raw_quantity
     from aggregated
-    inner join meters on aggregated.meter_seq = meters.meter_seq
-    where meters.aggregation <> 'time_weighted'
     union all
     select close_month, window_id, meter_seq, group_key, event_count, value_weighted
     from time_weighted

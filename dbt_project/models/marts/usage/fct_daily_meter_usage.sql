@@ -13,46 +13,29 @@
     )
 }}
 
-with metered as (
+with metered as not materialized (
     select * from {{ ref('int_events_metered') }}
     where event_date >= {{ metering_date_literal('min_date') }}
       and event_date < {{ metering_date_literal('max_date') }}
 ),
 
-meters as (
-    select meter_seq, aggregation from {{ ref('stg_catalog__meters') }}
-),
-
+-- time_weighted: the day's quantity is the last value set that day (the level it stays at)
 daily as (
-    select
-        event_date as usage_date,
-        billing_customer_id,
-        meter_seq,
-        meter_code,
-        group_key,
-        {{ metering_aggregates('value_last') }}
-    from metered
-    group by all
+    {{ metering_quantities(
+        'metered',
+        'event_date as usage_date, billing_customer_id, meter_code, group_key',
+        ['latest', 'time_weighted']) }}
 ),
 
 final as (
     select
-        daily.usage_date,
-        daily.billing_customer_id,
-        daily.meter_code,
-        daily.group_key,
-        cast(daily.event_count as bigint) as event_count,
-        -- every branch DECIMAL(38, 12): a CASE mixing BIGINT and DECIMAL may not stay exact
-        case meters.aggregation
-            when 'count' then cast(daily.event_count as decimal(38, 12))
-            when 'sum' then daily.value_sum
-            when 'count_unique' then cast(daily.distinct_count as decimal(38, 12))
-            when 'max' then daily.value_max
-            when 'min' then daily.value_min
-            else daily.value_last
-        end as daily_quantity
+        usage_date,
+        billing_customer_id,
+        meter_code,
+        group_key,
+        cast(event_count as bigint) as event_count,
+        quantity as daily_quantity
     from daily
-    inner join meters on daily.meter_seq = meters.meter_seq
 )
 
 select * from final
