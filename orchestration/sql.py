@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -61,3 +63,19 @@ def connect_when_free(path: Path | str, wait_seconds: float) -> duckdb.DuckDBPyC
                     f"gave up after waiting {wait_seconds:g}s"
                 ) from None
             time.sleep(0.1)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction around the block; inside a caller's transaction, that one is used."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+    except duckdb.TransactionException:  # already inside the caller's transaction
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")

@@ -47,13 +47,8 @@ class MeterbookWorkspace(ConfigurableResource):
     @contextmanager
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to the warehouse, held under the workspace's one write lock."""
-        ws = self.workspace.ensure()
-        with workspace_lock(ws.home, WRITE_LOCK, LOCK_WAIT_SECONDS):
-            con = connect_when_free(ws.warehouse_path, LOCK_WAIT_SECONDS)
-            try:
-                yield con
-            finally:
-                con.close()
+        with self._connection(self.workspace.ensure(), LOCK_WAIT_SECONDS) as con:
+            yield con
 
     @contextmanager
     def reader(
@@ -61,9 +56,16 @@ class MeterbookWorkspace(ConfigurableResource):
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection for reports and checks. It queues on the same lock as writers: DuckDB
         lets only one process open the file, and a check runs beside other steps when the UI
-        launches a run (multiprocess executor)."""
-        with workspace_lock(self.workspace.home, WRITE_LOCK, wait_seconds):
-            con = connect_when_free(self.workspace.warehouse_path, wait_seconds)
+        launches a run (multiprocess executor). Unlike `warehouse`, it does not create the
+        workspace's folders."""
+        with self._connection(self.workspace, wait_seconds) as con:
+            yield con
+
+    @staticmethod
+    @contextmanager
+    def _connection(ws: Workspace, wait_seconds: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        with workspace_lock(ws.home, WRITE_LOCK, wait_seconds):
+            con = connect_when_free(ws.warehouse_path, wait_seconds)
             try:
                 yield con
             finally:

@@ -11,8 +11,7 @@ timezone, tax rate) so the billing models depend on this module's tables only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 import duckdb
@@ -21,6 +20,7 @@ import pyarrow as pa
 from orchestration.catalog.models import Catalog, Customer, Plan, Pricing, Subscription, Tier
 from orchestration.defs.close.segments import trial_end_of
 from orchestration.money import minor_exponent
+from orchestration.sql import transaction
 
 SCHEMA = "meterbook_catalog"
 Columns = Sequence[tuple[str, str]]
@@ -155,22 +155,6 @@ def insert_rows(
         con.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT {select} FROM {view}")
     finally:
         con.unregister(view)
-
-
-@contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """One transaction around the block; inside a caller's transaction, that one is used."""
-    try:
-        con.execute("BEGIN TRANSACTION")
-    except duckdb.TransactionException:  # already inside the caller's transaction
-        yield
-        return
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def ddl(table: str, columns: Columns) -> str:

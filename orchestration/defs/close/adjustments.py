@@ -40,10 +40,10 @@ from typing import Any
 import duckdb
 
 from orchestration.catalog.models import Catalog
-from orchestration.catalog.tables.billing import transaction
 from orchestration.defs.close.finalize import group_json, parse_period, raw_watermark
 from orchestration.defs.close.ledger import draft_document, ensure_ledger_schema
 from orchestration.money import round_money
+from orchestration.sql import transaction
 
 USAGE_KINDS = ("usage", "minimum_true_up", "maximum_cap", "commitment_true_up", "spend_cap")
 _ZERO = Decimal(0)

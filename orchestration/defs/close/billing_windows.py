@@ -25,7 +25,7 @@ from datetime import date
 import duckdb
 
 from orchestration.catalog.models import Catalog, Customer, Plan, Subscription
-from orchestration.catalog.tables.billing import Columns, ddl, insert_rows, transaction
+from orchestration.catalog.tables.billing import Columns, ddl, insert_rows
 from orchestration.defs.close.periods import (
     Period,
     local_midnight,
@@ -37,6 +37,7 @@ from orchestration.defs.close.periods import (
 )
 from orchestration.defs.close.segments import Segment, segments_of
 from orchestration.money import minor_exponent
+from orchestration.sql import transaction
 
 SCHEMA = "meterbook_billing"
 _D = "DECIMAL(38, 12)"
