@@ -1,10 +1,12 @@
 """The Dagster code location loads, and its jobs, partitions and checks are what finance sees."""
 
+from contextlib import nullcontext
+
 import pytest
 from dagster import AssetKey
 
 from orchestration.defs.partitions import daily_usage, monthly_billing, parse_month
-from orchestration.defs.transform.assets import dbt_vars
+from orchestration.defs.transform.assets import _build, dbt_vars
 from orchestration.pipeline import activate
 from orchestration.workspace import Workspace
 
@@ -59,6 +61,49 @@ def test_reconciliation_checks_are_attached(defs):
 def test_dbt_vars_are_json_and_empty_without_partition():
     assert dbt_vars(None) == []
     assert dbt_vars({"close_month": "2026-10"}) == ["--vars", '{"close_month": "2026-10"}']
+
+
+class _Invocation:
+    """A dbt invocation that wrote its artifacts to `target_path` and streams `events`."""
+
+    def __init__(self, target_path, fail):
+        self.target_path, self.fail = target_path, fail
+        target_path.mkdir()
+        (target_path / "run_results.json").write_text("{}")
+
+    def stream(self):
+        yield "materialization"
+        if self.fail:
+            raise RuntimeError("dbt build failed")
+
+
+class _Dbt:
+    def __init__(self, invocation):
+        self.invocation, self.args = invocation, None
+
+    def cli(self, args, context):  # noqa: ARG002 (DbtCliResource.cli's signature)
+        self.args = args
+        return self.invocation
+
+
+class _Meterbook:
+    def exclusive(self):
+        return nullcontext()
+
+
+def test_a_successful_build_removes_its_dbt_artifacts_folder(tmp_path):
+    dbt = _Dbt(_Invocation(tmp_path / "usage_models-abc", fail=False))
+    events = list(_build(None, dbt, _Meterbook(), {"close_month": "2026-10"}))
+    assert events == ["materialization"]
+    assert dbt.args == ["build", "--vars", '{"close_month": "2026-10"}']
+    assert not (tmp_path / "usage_models-abc").exists()
+
+
+def test_a_failed_build_keeps_its_dbt_artifacts_for_inspection(tmp_path):
+    dbt = _Dbt(_Invocation(tmp_path / "usage_models-abc", fail=True))
+    with pytest.raises(RuntimeError, match="dbt build failed"):
+        list(_build(None, dbt, _Meterbook(), None))
+    assert (tmp_path / "usage_models-abc" / "run_results.json").exists()
 
 
 @pytest.mark.parametrize("bad", ["2026-13", "2026-1", "26-10", "2026/10", "", "2026-10-01"])

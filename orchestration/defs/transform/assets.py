@@ -10,6 +10,7 @@ Partitions reach dbt only as `--vars` (STYLE item 3).
 import fcntl
 import functools
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,12 @@ def dbt_vars(partition: dict[str, str] | None) -> list[str]:
 
 def _build(context, dbt: DbtCliResource, meterbook: MeterbookWorkspace, partition):
     with meterbook.exclusive():
-        yield from dbt.cli(["build", *dbt_vars(partition)], context=context).stream()
+        invocation = dbt.cli(["build", *dbt_vars(partition)], context=context)
+        yield from invocation.stream()
+    # every invocation writes its artifacts (a few MB) to a folder of its own under the
+    # project's target/, which a daily schedule would fill for ever. A failed build raises
+    # above and keeps its folder for whoever looks into it.
+    shutil.rmtree(invocation.target_path, ignore_errors=True)
 
 
 _translator = MeterbookTranslator()

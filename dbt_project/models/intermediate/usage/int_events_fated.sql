@@ -102,21 +102,14 @@ exclusions as (
     select exclusion_seq, exclusion_reason from {{ ref('stg_catalog__exclusions') }}
 ),
 
+-- narrow on purpose: storing every event's columns once more (properties, ids, file) cost as
+-- much as computing the fates; fct_event_fates and int_events_metered join back to the raw
+-- events on read_seq for them
 final as (
     select
         fated.read_seq,
-        fated.file_sha256,
-        fated.path,
-        fated.line_no,
-        fated.event_id,
-        fated.customer_id,
         fated.billing_customer_id,
-        fated.event_name,
-        fated.event_ts,
         cast(timezone('UTC', fated.event_ts) as date) as event_date,
-        fated.properties,
-        fated.source,
-        fated.payload_hash,
         fated.fate,
         case fated.fate
             when 'rejected' then fated.reject_reason

@@ -1,14 +1,29 @@
 {#
   A view: both consumers (daily usage for a date range, windowed quantities for a close
-  month) filter by time, and DuckDB pushes that filter into each branch below instead of
-  materialising every billable event once more.
+  month) filter by time, and DuckDB pushes that filter into `billable` below. The fates are
+  narrow, so the event's own columns come from the raw events, joined on read_seq.
 #}
 {{ config(materialized='view') }}
 {%- set meters = metering_catalog_rows(ref('stg_catalog__meters'), 'meter_seq') -%}
 
+-- read by every branch below, so DuckDB computes the join once and buffers it: only the
+-- columns the branches read (at 10M events, daily usage of every day took 5.0 s this way,
+-- 5.2 s buffering every raw column, 6.0 s joining once per branch)
 with billable as (
-    select * from {{ ref('int_events_fated') }}
-    where fate = 'billable'
+    select
+        events.read_seq,
+        events.event_id,
+        events.customer_id,
+        events.event_name,
+        events.event_ts,
+        events.properties,
+        events.source,
+        fates.billing_customer_id,
+        fates.event_date
+    from {{ ref('int_events_fated') }} as fates
+    inner join {{ ref('stg_meterbook__raw_events') }} as events
+        on events.read_seq = fates.read_seq
+    where fates.fate = 'billable'
 ),
 
 -- one branch per meter: the events it counts, with the value its aggregation needs

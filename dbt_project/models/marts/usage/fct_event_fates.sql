@@ -1,28 +1,33 @@
 {#
-  A view: the fates are stored once, in int_events_fated; a second table of every event
-  would cost as much to write as the fates cost to compute.
+  A view: the fates are stored once, narrow, in int_events_fated; the event's file, line and
+  ids come from the raw events it was computed from.
 #}
 {{ config(materialized='view', contract={'enforced': true}) }}
 
-with fated as (
+with fates as (
     select * from {{ ref('int_events_fated') }}
+),
+
+events as (
+    select * from {{ ref('stg_meterbook__raw_events') }}
 ),
 
 final as (
     select
-        read_seq,
-        path,
-        line_no,
-        file_sha256,
-        event_id,
-        customer_id,
-        billing_customer_id,
-        event_name,
-        event_ts,
-        event_date,
-        fate,
-        reason
-    from fated
+        fates.read_seq,
+        events.path,
+        events.line_no,
+        events.file_sha256,
+        events.event_id,
+        events.customer_id,
+        fates.billing_customer_id,
+        events.event_name,
+        events.event_ts,
+        fates.event_date,
+        fates.fate,
+        fates.reason
+    from fates
+    inner join events on events.read_seq = fates.read_seq
 )
 
 select * from final
