@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from conftest import CATALOG, EVENTS, WINDOWS
+from metering_dataset import CATALOG, EVENTS, WINDOWS
 from metering_fixtures import Warehouse, catalog_from_yaml, ev, load_events
 
 from orchestration.catalog.tables.metering import write_metering_tables
@@ -280,3 +280,22 @@ def test_a_failing_run_raises_with_dbts_message(tmp_path):
     wh = Warehouse(tmp_path)  # no raw tables, no catalog tables
     with pytest.raises(DbtRunError, match="raw_events"):
         wh.dbt("build")
+
+
+def test_windows_keep_their_microseconds_when_events_are_bounded_before_the_join(tmp_path):
+    # the windows' span is spliced into the SQL as literals (metering_window_bounds): a
+    # literal cut to whole seconds would drop the event at 12:00:00 from [.., 12:00:00.000001)
+    wh = Warehouse(tmp_path)
+    at = "2026-10-05T{}Z"
+    calls = [
+        ev(f"b{i}", "acme", "api.request", at.format(t), {"region": "eu"})
+        for i, t in enumerate(["10:00:00", "10:00:00.000001", "12:00:00", "12:00:00.000001"])
+    ]
+    window = ("2026-10", "w1", "acme", at.format("10:00:00.000001"), at.format("12:00:00.000001"))
+    wh.setup(catalog_from_yaml(tmp_path, CATALOG), calls, [window])
+    wh.dbt("run", PERIOD, close_month="2026-10")
+    counted = wh.rows(
+        "SELECT quantity, event_count FROM intermediate.int_meter_quantities_windowed "
+        "WHERE meter_code = 'calls'"
+    )
+    assert counted == [(Decimal(2), 2)]

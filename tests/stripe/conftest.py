@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from stripe_double import StripeDouble
-from stripe_fixtures import API_KEY
+from stripe_fixtures import API_KEY, make_gateway
 from stripe_openapi import SPEC_VERSION, OpenApiSpec, fetch_spec
 
-from integrations.stripe.client import RetryPolicy, StripeConfig, StripeGateway
+from integrations.stripe.client import StripeGateway
 from orchestration.defs.close.ledger import ensure_ledger_schema
 from orchestration.sql import connect
 
@@ -58,14 +58,6 @@ def stripe_double(stripe_server) -> StripeDouble:
 @pytest.fixture
 def sleeps() -> list[float]:
     return []
-
-
-def make_gateway(url: str, sleeps: list[float], **options) -> StripeGateway:
-    options.setdefault("timeout_seconds", 5.0)
-    options.setdefault("retry", RetryPolicy(max_attempts=4))
-    return StripeGateway(
-        StripeConfig(api_key=API_KEY, api_base=url, **options), sleep=sleeps.append
-    )
 
 
 @pytest.fixture

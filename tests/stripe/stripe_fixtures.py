@@ -12,11 +12,21 @@ from decimal import Decimal
 
 import duckdb
 
+from integrations.stripe.client import RetryPolicy, StripeConfig, StripeGateway
 from orchestration.catalog.models import Catalog, Customer
 
 API_KEY = "sk_test_meterbookDoubleKey_5f3c9a1e7b2d"
 PERIOD = "2026-10"
 FINALIZED_AT = datetime(2026, 11, 4, 9, 0, tzinfo=UTC)
+
+
+# a gateway to the Stripe double at `url` whose retries record their sleeps instead of sleeping
+def make_gateway(url: str, sleeps: list[float], **options) -> StripeGateway:
+    options.setdefault("timeout_seconds", 5.0)
+    options.setdefault("retry", RetryPolicy(max_attempts=4))
+    return StripeGateway(
+        StripeConfig(api_key=API_KEY, api_base=url, **options), sleep=sleeps.append
+    )
 
 
 def catalog() -> Catalog:

@@ -7,8 +7,7 @@ import logging
 import traceback
 
 import pytest
-from conftest import make_gateway
-from stripe_fixtures import API_KEY, PERIOD, catalog, insert_standard_ledger
+from stripe_fixtures import API_KEY, PERIOD, catalog, insert_standard_ledger, make_gateway
 
 from integrations.stripe.client import StripeConfig, StripeGateway
 from integrations.stripe.errors import StripeConfigError, StripeUnavailable

@@ -6,7 +6,6 @@ import socket
 
 import pytest
 import requests
-from conftest import make_gateway
 from stripe_fixtures import (
     API_KEY,
     INVOICES,
@@ -15,6 +14,7 @@ from stripe_fixtures import (
     catalog,
     insert_invoice,
     insert_standard_ledger,
+    make_gateway,
     set_status,
 )
 

@@ -20,13 +20,11 @@ meters as (
     from {{ ref('stg_catalog__meters') }}
 ),
 
--- the span the windows cover: events outside it are never priced, so they are left out
--- before any property is read (each consumer of `metered` below reads only what it needs;
--- a materialized CTE would compute every metered event of every month first)
-bounds as (
-    select min(window_start) as first_start, max(window_end) as last_end from windows
-),
-
+-- events outside the windows' span are never priced: the span is a literal read at compile
+-- time, so events outside it are left out before any property is read (each consumer of
+-- `metered` below reads only what it needs; a materialized CTE would compute every metered
+-- event of every month first)
+{%- set from_first_start, before_last_end = metering_window_bounds('metered.event_ts') %}
 metered as not materialized (
     select * from {{ ref('int_events_metered') }}
 ),
@@ -48,8 +46,7 @@ in_window as not materialized (
         on metered.billing_customer_id = windows.billing_customer_id
         and metered.event_ts >= windows.window_start
         and metered.event_ts < windows.window_end
-    where metered.event_ts >= (select first_start from bounds)
-        and metered.event_ts < (select last_end from bounds)
+    where {{ from_first_start }} and {{ before_last_end }}
 ),
 
 -- count, sum, count_unique, max, min, latest: plain aggregates of the window's events
@@ -72,7 +69,7 @@ carried_in as (
         and metered.event_ts < windows.window_start
     -- a literal list (from the catalog at compile time), so other meters are pruned unread
     where metered.meter_seq in ({{ (time_weighted | join(', ')) if time_weighted else 'null' }})
-        and metered.event_ts < (select last_end from bounds)
+        and {{ before_last_end }}
     group by all
 ),
 
