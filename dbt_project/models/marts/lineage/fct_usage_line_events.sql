@@ -37,8 +37,12 @@ windows as (
     where {{ billing_in_close_month('close_month') }}
 ),
 
+-- only the events inside the close month's windows (literal bounds, as in
+-- int_meter_quantities_windowed): otherwise every billable event of every month is read
+{%- set from_first_start, before_last_end = metering_window_bounds('event_ts') %}
 metered as (
     select * from {{ ref('int_events_metered') }}
+    where {{ from_first_start }} and {{ before_last_end }}
 ),
 
 -- a usage line covers exactly its segment's dates, which name the window it was rated from
