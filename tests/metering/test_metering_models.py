@@ -282,6 +282,22 @@ def test_a_failing_run_raises_with_dbts_message(tmp_path):
         wh.dbt("build")
 
 
+def test_the_reconciliation_fails_on_a_read_seq_stored_twice(tmp_path):
+    # read_seq has no unique test of its own, on the raw events or on the fates: this
+    # reconciliation is the proof (the fates repeat the repeated row, so their distinct
+    # read_seq fall short of their rows)
+    wh = Warehouse(tmp_path)
+    wh.setup(catalog_from_yaml(tmp_path, CATALOG), EVENTS[:3])
+    wh.dbt("build")
+    with wh.connect() as con:
+        con.execute(
+            "INSERT INTO meterbook_raw.raw_events SELECT * FROM meterbook_raw.raw_events "
+            "WHERE read_seq = (SELECT min(read_seq) FROM meterbook_raw.raw_events)"
+        )
+    with pytest.raises(DbtRunError, match="metering_fates_reconcile"):
+        wh.dbt("build")
+
+
 def test_windows_keep_their_microseconds_when_events_are_bounded_before_the_join(tmp_path):
     # the windows' span is spliced into the SQL as literals (metering_window_bounds): a
     # literal cut to whole seconds would drop the event at 12:00:00 from [.., 12:00:00.000001)
