@@ -1,7 +1,8 @@
 {#
-  A view: both consumers (daily usage for a date range, windowed quantities for a close
-  month) filter by time, and DuckDB pushes that filter into `billable` below. The fates are
-  narrow, so the event's own columns come from the raw events, joined on read_seq.
+  A view: its consumers (daily usage for a date range; windowed quantities and lineage for
+  a close month's windows) filter by time, and DuckDB pushes that filter into `billable`
+  below. The fates are narrow, so the event's own columns come from the raw events, joined
+  on read_seq.
 #}
 {{ config(materialized='view') }}
 {%- set meters = metering_catalog_rows(ref('stg_catalog__meters'), 'meter_seq') -%}
