@@ -40,6 +40,7 @@ SNAPSHOT_TABLES = (
     "marts.fct_invoice_lines",
     "marts.fct_event_fates",
     "meterbook_raw.raw_events",
+    "meterbook_raw.repeated_events",
     "meterbook_raw.landing_files",
     "meterbook_raw.landing_file_paths",
 )

@@ -16,6 +16,15 @@ EVENT_COLUMNS = (
     "CAST(properties AS VARCHAR) AS properties, source, payload_hash, parse_reason, raw_line, "
     "key_rank, key_repeated"
 )
+# raw events with their dedupe helpers as ingest documents them: a parsed row outside
+# repeated_events holds a key seen once (rank 1, not repeated); a rejected row takes no part
+RANKED_EVENTS = """(
+    SELECT r.*, k.payload_hash,
+        CASE WHEN r.parse_reason IS NULL THEN coalesce(k.key_rank, 1) END AS key_rank,
+        CASE WHEN r.parse_reason IS NULL THEN k.read_seq IS NOT NULL END AS key_repeated
+    FROM meterbook_raw.raw_events AS r
+    LEFT JOIN meterbook_raw.repeated_events AS k USING (read_seq)
+)"""
 
 
 def event(
@@ -59,7 +68,7 @@ class Landing:
 
     def events(self, where: str = "true", params: list | None = None) -> list[dict]:
         cur = self.con.execute(
-            f"SELECT {EVENT_COLUMNS} FROM meterbook_raw.raw_events WHERE {where} ORDER BY read_seq",
+            f"SELECT {EVENT_COLUMNS} FROM {RANKED_EVENTS} WHERE {where} ORDER BY read_seq",
             params or [],
         )
         names = [d[0] for d in cur.description]
@@ -74,4 +83,5 @@ class Landing:
             "files": self.rows("SELECT * FROM meterbook_raw.landing_files ORDER BY ALL"),
             "paths": self.rows("SELECT * FROM meterbook_raw.landing_file_paths ORDER BY ALL"),
             "events": self.rows("SELECT * FROM meterbook_raw.raw_events ORDER BY ALL"),
+            "repeats": self.rows("SELECT * FROM meterbook_raw.repeated_events ORDER BY ALL"),
         }

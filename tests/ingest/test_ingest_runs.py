@@ -212,3 +212,43 @@ def test_batches_of_one_file_rank_keys_like_one_batch(landing):
     other.ingest()
     assert small == [(e["key_rank"], e["key_repeated"], e["payload_hash"]) for e in other.events()]
     assert {r for r, _, _ in small} == set(range(1, 10))
+
+
+OLD_RAW_EVENTS = """
+CREATE SCHEMA meterbook_raw;
+CREATE TABLE meterbook_raw.raw_events (
+    read_seq BIGINT NOT NULL, file_sha256 VARCHAR NOT NULL, path VARCHAR NOT NULL,
+    line_no BIGINT NOT NULL, event_id VARCHAR, customer_id VARCHAR, event_name VARCHAR,
+    event_ts TIMESTAMPTZ, properties JSON, source VARCHAR, payload_hash VARCHAR,
+    parse_reason VARCHAR, raw_line VARCHAR, ingested_at TIMESTAMPTZ NOT NULL,
+    key_rank INTEGER, key_repeated BOOLEAN);
+INSERT INTO meterbook_raw.raw_events VALUES
+    (1, 'f', 'old.jsonl', 1, 'e1', 'acme', 'x', '2026-10-02 10:00Z', '{}', NULL, 'h1', NULL,
+     NULL, '2026-11-01 00:00Z', 1, true),
+    (2, 'f', 'old.jsonl', 2, 'e1', 'acme', 'x', '2026-10-02 10:00Z', '{}', NULL, 'h1', NULL,
+     NULL, '2026-11-01 00:00Z', 2, true),
+    (3, 'f', 'old.jsonl', 3, 'e2', 'acme', 'x', '2026-10-02 10:00Z', '{}', NULL, NULL, NULL,
+     NULL, '2026-11-01 00:00Z', 1, false),
+    (4, 'f', 'old.jsonl', 4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'malformed',
+     'nope', '2026-11-01 00:00Z', NULL, NULL);
+"""
+
+
+def test_a_warehouse_with_ranks_on_raw_events_keeps_them_in_repeated_events(landing):
+    landing.con.execute(OLD_RAW_EVENTS)
+    landing.write("new.jsonl", jsonl(event("e2")))
+    landing.ingest()
+    columns = landing.rows(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'raw_events' "
+        "AND column_name IN ('key_rank', 'key_repeated', 'payload_hash')"
+    )
+    assert columns == []
+    ranks = [(e["event_id"], e["key_rank"], e["key_repeated"]) for e in landing.events()]
+    assert ranks == [
+        ("e1", 1, True),
+        ("e1", 2, True),
+        ("e2", 1, True),  # repeated by the new file: given its rank and hash now
+        (None, None, None),
+        ("e2", 2, True),
+    ]
+    assert [e["payload_hash"] for e in landing.events("read_seq <= 2")] == ["h1", "h1"]

@@ -111,7 +111,7 @@ def test_parse_rejections_match_the_hand_checks(scenario):
         assert counts == HAND_CHECKED[folder.name]
     elif folder.name == "bulk_a":  # "malformed lines, ... bad timestamps", and repeats
         assert counts["malformed"] > 0 and counts["bad_timestamp"] > 0
-        repeats = "SELECT count(*) FROM meterbook_raw.raw_events WHERE key_rank > 1"
+        repeats = "SELECT count(*) FROM meterbook_raw.repeated_events WHERE key_rank > 1"
         assert land.rows(repeats)[0][0] > 0
     else:
         assert counts == {}

@@ -1,9 +1,8 @@
 """Build small warehouses for the metering tests: raw tables, catalog tables, windows, dbt.
 
-Until the ingest stage lands, the raw tables are created here with the columns of
-docs/ARCHITECTURE.md, and key_rank / key_repeated / payload_hash are computed the way ingest
-documents them. When `orchestration.defs.ingest.ingest.ensure_raw_schema` exists it is used
-for the DDL instead.
+The raw tables are ingest's own (ensure_raw_schema); events are written straight into
+them, and the repeated keys are ranked the way ingest documents it, with ingest's payload
+hash.
 """
 
 from __future__ import annotations
@@ -23,23 +22,12 @@ import duckdb
 from orchestration.catalog.loader import load_catalog
 from orchestration.catalog.models import Catalog
 from orchestration.catalog.tables.metering import write_metering_tables
+from orchestration.defs.ingest import parse
+from orchestration.defs.ingest.schema import ensure_raw_schema
 from orchestration.defs.transform.dbt_runner import dbt_args, run_dbt
 from orchestration.sql import connect
 from orchestration.workspace import DBT_PROJECT_DIR
 
-RAW_DDL = """
-CREATE SCHEMA IF NOT EXISTS meterbook_raw;
-CREATE TABLE IF NOT EXISTS meterbook_raw.landing_files (
-  file_sha256 VARCHAR PRIMARY KEY, path VARCHAR, format VARCHAR, size_bytes BIGINT,
-  file_seq BIGINT, ingested_at TIMESTAMPTZ, lines_read BIGINT, error VARCHAR);
-CREATE TABLE IF NOT EXISTS meterbook_raw.landing_file_paths (
-  path VARCHAR PRIMARY KEY, file_sha256 VARCHAR, first_seen_at TIMESTAMPTZ);
-CREATE TABLE IF NOT EXISTS meterbook_raw.raw_events (
-  read_seq BIGINT, file_sha256 VARCHAR, path VARCHAR, line_no BIGINT,
-  event_id VARCHAR, customer_id VARCHAR, event_name VARCHAR, event_ts TIMESTAMPTZ,
-  properties JSON, source VARCHAR, payload_hash VARCHAR, parse_reason VARCHAR,
-  raw_line VARCHAR, ingested_at TIMESTAMPTZ, key_rank INTEGER, key_repeated BOOLEAN);
-"""
 # this stage's models and everything they read; the billing models are other engineers' work
 METERING_SELECT = "+fct_event_fates +fct_daily_meter_usage +fct_period_meter_quantities"
 INGESTED_AT = datetime(2026, 11, 6, tzinfo=UTC)
@@ -49,12 +37,7 @@ atexit.register(shutil.rmtree, _DBT_TARGET, ignore_errors=True)
 
 
 def ensure_raw(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        from orchestration.defs.ingest.ingest import ensure_raw_schema  # noqa: PLC0415
-    except ImportError:
-        con.execute(RAW_DDL)
-    else:
-        ensure_raw_schema(con)
+    ensure_raw_schema(con)
 
 
 def create_decimal_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -81,12 +64,6 @@ def ev(event_id, customer_id, event_name, at, props=None, *, path="events.jsonl"
     }
 
 
-def _payload_hash(e: dict) -> str:
-    instant = e["event_ts"].isoformat() if e["event_ts"] else None
-    canonical = json.dumps([e["event_name"], instant, e["properties"]], sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def _file_sha(path: str) -> str:
     return hashlib.sha256(path.encode()).hexdigest()
 
@@ -102,8 +79,8 @@ def load_events(con: duckdb.DuckDBPyConnection, events: list[dict]) -> None:
         line = lines[e["path"]] = lines.get(e["path"], 0) + 1
         con.execute(
             """INSERT INTO meterbook_raw.raw_events (read_seq, file_sha256, path, line_no, event_id,
-               customer_id, event_name, event_ts, properties, payload_hash, parse_reason,
-               ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               customer_id, event_name, event_ts, properties, parse_reason,
+               ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 seq,
                 _file_sha(e["path"]),
@@ -114,7 +91,6 @@ def load_events(con: duckdb.DuckDBPyConnection, events: list[dict]) -> None:
                 e["event_name"],
                 e["event_ts"],
                 json.dumps(e["properties"]),
-                _payload_hash(e),
                 e["parse_reason"],
                 INGESTED_AT,
             ],
@@ -171,13 +147,16 @@ def _insert_path(con: duckdb.DuckDBPyConnection, path: str, sha: str) -> None:
 
 
 def _rank_keys(con: duckdb.DuckDBPyConnection) -> None:
+    parse.create_macros(con)
     con.execute(
-        """UPDATE meterbook_raw.raw_events AS r SET key_rank = k.key_rank, key_repeated = k.n > 1
-           FROM (SELECT read_seq,
+        """DELETE FROM meterbook_raw.repeated_events;
+           INSERT INTO meterbook_raw.repeated_events
+           SELECT read_seq, key_rank, mbi_payload_hash(event_name, event_ts, properties)
+           FROM (SELECT *,
                         row_number() OVER (PARTITION BY customer_id, event_id ORDER BY read_seq) AS key_rank,
                         count(*) OVER (PARTITION BY customer_id, event_id) AS n
-                 FROM meterbook_raw.raw_events WHERE parse_reason IS NULL) AS k
-           WHERE r.read_seq = k.read_seq"""
+                 FROM meterbook_raw.raw_events WHERE parse_reason IS NULL)
+           WHERE n > 1"""
     )
 
 

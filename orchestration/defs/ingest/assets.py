@@ -24,6 +24,12 @@ from orchestration.locking import WorkspaceLocked
 from orchestration.workspace import now_utc
 
 RAW_EVENTS = AssetKey(["meterbook_raw", "raw_events"])
+_DESCRIPTIONS = {
+    "raw_events": "Every line of every landing file under landing/events/, read once per "
+    "distinct content (sha256), with its file, line and parse-level problems.",
+    "repeated_events": "The parsed events whose (customer_id, event_id) occurs more than once, "
+    "with their rank in read order and payload hash (written by the ingest).",
+}
 
 
 @multi_asset(
@@ -32,11 +38,9 @@ RAW_EVENTS = AssetKey(["meterbook_raw", "raw_events"])
         AssetSpec(
             key,
             group_name="ingest",
-            description=(
-                "Every line of every landing file under landing/events/, read once per distinct "
-                "content (sha256), with its file, line and parse-level problems."
-                if key == RAW_EVENTS
-                else "Landing files by content hash and every path seen (written by the ingest)."
+            description=_DESCRIPTIONS.get(
+                key.path[-1],
+                "Landing files by content hash and every path seen (written by the ingest).",
             ),
             kinds={"duckdb", "python"},
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.defs.ingest import keys, parse
+from orchestration.defs.ingest import keys, parse, store
 from orchestration.defs.ingest.discovery import LandingFile, list_landing_files, sha256_file
 from orchestration.defs.ingest.readers import UnreadableFile, read_batches
 from orchestration.defs.ingest.records import DEFAULT_CHUNK_BYTES
@@ -164,13 +164,12 @@ def _read_new_files(
     ).fetchone()
     first_seq = seq
     parse.create_macros(con)
-    keys.start_run(con)
     files = []
     for offset, (f, sha) in enumerate(new):
         ingested, used = _read_file(con, f, sha, file_seq + offset, seq, now, chunk_bytes)
         files.append(ingested)
         seq += used
-    keys.finish_run(con, first_seq, now)
+    keys.rank_run_keys(con, first_seq)
     return files, first_seq
 
 
@@ -183,24 +182,23 @@ def _read_file(
     now: datetime,
     chunk_bytes: int,
 ) -> tuple[IngestedFile, int]:
-    """Stage one file's rows (read_seq = seq_base + line); returns it and the seqs used."""
+    """Append one file's rows (read_seq = seq_base + line); returns it and the seqs used."""
     lines, max_line, error = 0, 0, None
     params = {"now": now, "seq_base": seq_base}
-    keys.add_file(con, file_seq, sha, f.rel)
     try:
         for batch in read_batches(con, f, chunk_bytes):
             con.register(parse.SOURCE, batch.table)
             try:
                 query = parse.parse_query(batch.docs_sql)
-                lines += keys.stage_batch(con, query, params, file_seq)
+                lines += store.append_batch(con, query, params, sha, f.rel)
             finally:
                 with suppress(duckdb.Error):  # keep the error that got us here
                     con.unregister(parse.SOURCE)
             max_line = max(max_line, batch.max_line)
     except UnreadableFile as exc:
         log.warning("landing file %s is unreadable: %s", f.rel, exc)
-        keys.forget_file(con, file_seq)
-        keys.stage_unreadable(con, file_seq, seq_base, str(exc))
+        store.forget_rows_from(con, seq_base)
+        store.append_unreadable(con, seq_base, sha, f.rel, str(exc), now)
         lines, error = 1, str(exc)
     con.execute(
         "INSERT INTO meterbook_raw.landing_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

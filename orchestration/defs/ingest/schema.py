@@ -5,7 +5,9 @@ Two additions to the architecture's columns, both for the ingest's own bookkeepi
 bytes leaves both contents on record, and carries `size_bytes` and `mtime_ns`, the cache that
 lets `pending_files` skip hashing a path it has already seen unchanged.
 
-`raw_events` has no primary key on purpose: an index over tens of millions of rows costs more
+`raw_events` carries no dedupe helpers: they are computed after a run's rows are appended
+and stored beside them in `repeated_events` (keys.py), so that no raw row is ever updated.
+It has no primary key on purpose: an index over tens of millions of rows costs more
 to maintain than the one scan of stored keys the key ranking needs per ingest.
 """
 
@@ -44,12 +46,16 @@ CREATE TABLE IF NOT EXISTS meterbook_raw.raw_events (
     event_ts TIMESTAMPTZ,
     properties JSON,
     source VARCHAR,
-    payload_hash VARCHAR,               -- set on rows whose key is repeated (key_repeated)
     parse_reason VARCHAR,
     raw_line VARCHAR,
-    ingested_at TIMESTAMPTZ NOT NULL,
-    key_rank INTEGER,
-    key_repeated BOOLEAN
+    ingested_at TIMESTAMPTZ NOT NULL
+);
+-- parsed events whose (customer_id, event_id) has more than one parsed occurrence; every
+-- other parsed event has key_rank 1 (keys.py)
+CREATE TABLE IF NOT EXISTS meterbook_raw.repeated_events (
+    read_seq BIGINT NOT NULL,           -- the raw_events row
+    key_rank INTEGER NOT NULL,          -- 1, 2, ... in read order over all ingests
+    payload_hash VARCHAR NOT NULL       -- event_name, instant, properties by value
 );
 """
 
@@ -57,6 +63,27 @@ CREATE TABLE IF NOT EXISTS meterbook_raw.raw_events (
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the meterbook_raw tables if they are missing; existing rows are untouched."""
     con.execute(RAW_DDL)
+    _move_key_columns(con)
+
+
+def _move_key_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses written before repeated_events kept key_rank, key_repeated and
+    payload_hash on raw_events: move the repeated rows' ranks over, then drop the columns."""
+    old = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'meterbook_raw' "
+        "AND table_name = 'raw_events' AND column_name = 'key_repeated' "
+        "AND database_name = current_database()"
+    ).fetchone()[0]
+    if not old:
+        return
+    con.begin()
+    con.execute(
+        "INSERT INTO meterbook_raw.repeated_events SELECT read_seq, key_rank, payload_hash "
+        "FROM meterbook_raw.raw_events WHERE key_repeated AND parse_reason IS NULL"
+    )
+    for column in ("key_rank", "key_repeated", "payload_hash"):
+        con.execute(f"ALTER TABLE meterbook_raw.raw_events DROP COLUMN {column}")
+    con.commit()
 
 
 def raw_schema_exists(con: duckdb.DuckDBPyConnection) -> bool:

@@ -15,10 +15,7 @@ final as (
         cast(event_ts as timestamptz) as event_ts,
         cast(properties as json) as properties,
         source,
-        payload_hash,
         parse_reason,
-        cast(key_rank as integer) as key_rank,
-        coalesce(key_repeated, false) as key_repeated,
         cast(ingested_at as timestamptz) as ingested_at
     from source
 )
