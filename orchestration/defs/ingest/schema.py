@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS meterbook_raw.repeated_events (
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the meterbook_raw tables if they are missing; existing rows are untouched."""
+    """Create the meterbook_raw tables if they are missing; existing rows are kept."""
     con.execute(RAW_DDL)
     _move_key_columns(con)
 
@@ -77,13 +77,17 @@ def _move_key_columns(con: duckdb.DuckDBPyConnection) -> None:
     if not old:
         return
     con.begin()
-    con.execute(
-        "INSERT INTO meterbook_raw.repeated_events SELECT read_seq, key_rank, payload_hash "
-        "FROM meterbook_raw.raw_events WHERE key_repeated AND parse_reason IS NULL"
-    )
-    for column in ("key_rank", "key_repeated", "payload_hash"):
-        con.execute(f"ALTER TABLE meterbook_raw.raw_events DROP COLUMN {column}")
-    con.commit()
+    try:
+        con.execute(
+            "INSERT INTO meterbook_raw.repeated_events SELECT read_seq, key_rank, payload_hash "
+            "FROM meterbook_raw.raw_events WHERE key_repeated AND parse_reason IS NULL"
+        )
+        for column in ("key_rank", "key_repeated", "payload_hash"):
+            con.execute(f"ALTER TABLE meterbook_raw.raw_events DROP COLUMN {column}")
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
 
 
 def raw_schema_exists(con: duckdb.DuckDBPyConnection) -> bool:
