@@ -90,15 +90,8 @@ create table if not exists meterbook_billing.meter_windows (
    the aggregations whose quantity is the last value by timestamp (tie: the larger event_id,
    then read_seq for determinism). `source` must be a view or a not-materialized CTE. #}
 {% macro metering_quantities(source, group_columns, last_value_for) -%}
-{%- set branches = [
-    ('count', 'cast(count(*) as decimal(38, 12))'),
-    ('sum', 'sum(value)'),
-    ('count_unique', 'cast(count(distinct text_value) as decimal(38, 12))'),
-    ('max', 'max(value)'),
-    ('min', 'min(value)'),
-] -%}
-{%- for aggregation, quantity in branches %}
-    select {{ group_columns }}, count(*) as event_count, {{ quantity }} as quantity
+{%- for aggregation in ['count', 'sum', 'count_unique', 'max', 'min'] %}
+    select {{ group_columns }}, count(*) as event_count, {{ metering_quantity(aggregation, []) }} as quantity
     from {{ source }}
     where aggregation = '{{ aggregation }}'
     group by all
@@ -107,10 +100,68 @@ create table if not exists meterbook_billing.meter_windows (
     select
         {{ group_columns }},
         count(*) as event_count,
-        arg_max(value, (event_ts, event_id, read_seq)) as quantity
+        {{ metering_quantity('latest', ['latest']) }} as quantity
     from {{ source }}
     where aggregation in ('{{ last_value_for | join("', '") }}')
     group by all
+{%- endmacro %}
+
+{# The quantity of one aggregation over the rows of a group (columns of int_events_metered);
+   the aggregations in `last_value_for` take the group's last value. #}
+{% macro metering_quantity(aggregation, last_value_for) -%}
+{%- if aggregation in last_value_for -%}
+    arg_max(value, (event_ts, event_id, read_seq))
+{%- elif aggregation == 'count' -%}
+    cast(count(*) as decimal(38, 12))
+{%- elif aggregation == 'sum' -%}
+    sum(value)
+{%- elif aggregation == 'count_unique' -%}
+    cast(count(distinct text_value) as decimal(38, 12))
+{%- elif aggregation == 'max' -%}
+    max(value)
+{%- elif aggregation == 'min' -%}
+    min(value)
+{%- else -%}
+    {{ exceptions.raise_compiler_error("no quantity for aggregation " ~ aggregation) }}
+{%- endif -%}
+{%- endmacro %}
+
+{# The billable events with the columns the meters read: the narrow fates joined back to the
+   raw events on read_seq. `where` narrows the fates (e.g. to a date range). #}
+{% macro metering_billable_events(where='true') -%}
+    select
+        events.read_seq,
+        events.event_id,
+        events.customer_id,
+        events.event_name,
+        events.event_ts,
+        events.properties,
+        events.source,
+        fates.billing_customer_id,
+        fates.event_date
+    from {{ ref('int_events_fated') }} as fates
+    inner join {{ ref('stg_meterbook__raw_events') }} as events
+        on events.read_seq = fates.read_seq
+    where fates.fate = 'billable' and {{ where }}
+{%- endmacro %}
+
+{# One meter's events of `source` (metering_billable_events), with the value its
+   aggregation needs: the columns of int_events_metered but meter_code. #}
+{% macro metering_meter_rows(meter, source) -%}
+    select
+        read_seq,
+        event_id,
+        customer_id,
+        billing_customer_id,
+        event_ts,
+        event_date,
+        {{ meter['meter_seq'] }} as meter_seq,
+        {{ metering_aggregation_literal(meter['aggregation']) }} as aggregation,
+        cast({{ meter['value_sql'] or 'null' }} as decimal(38, 12)) as value,
+        cast({{ meter['text_value_sql'] or 'null' }} as varchar) as text_value,
+        cast({{ meter['group_key_sql'] }} as json) as group_key
+    from {{ source }}
+    where {{ meter['match_sql'] }}
 {%- endmacro %}
 
 {# A meter's aggregation as a SQL literal (the catalog admits only the seven names; quoted all

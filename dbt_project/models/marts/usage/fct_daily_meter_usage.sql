@@ -13,29 +13,51 @@
     )
 }}
 
-with metered as not materialized (
-    select * from {{ ref('int_events_metered') }}
-    where event_date >= {{ metering_date_literal('min_date') }}
-      and event_date < {{ metering_date_literal('max_date') }}
+{%- set meters = metering_catalog_rows(ref('stg_catalog__meters'), 'meter_seq') %}
+
+-- the billable events of [min_date, max_date), joined once and buffered for every meter's
+-- branch below
+with billable as (
+    {{ metering_billable_events(
+        "fates.event_date >= " ~ metering_date_literal('min_date')
+        ~ " and fates.event_date < " ~ metering_date_literal('max_date')) }}
 ),
 
+-- each meter's day, aggregated inside the meter's own branch, so that the billable events
+-- are read through one buffer. Reading int_events_metered instead, once per aggregation the
+-- catalog uses, buffered them once per aggregation: at 100M events 178 s against 101 s,
+-- which spilled (at 10M, where nothing spills, 10 s against 11 s).
 -- time_weighted: the day's quantity is the last value set that day (the level it stays at)
 daily as (
-    {{ metering_quantities(
-        'metered',
-        'event_date as usage_date, billing_customer_id, meter_code, group_key',
-        ['latest', 'time_weighted']) }}
+    {%- for meter in meters %}
+    select
+        event_date as usage_date, billing_customer_id, meter_seq, group_key,
+        count(*) as event_count,
+        {{ metering_quantity(meter['aggregation'], ['latest', 'time_weighted']) }} as quantity
+    from ({{ metering_meter_rows(meter, 'billable') }})
+    group by all
+    union all
+    {%- endfor %}
+    select
+        cast(null as date), cast(null as varchar), cast(null as integer), cast(null as json),
+        0, cast(null as decimal(38, 12))
+    where false
+),
+
+meters as (
+    select meter_seq, meter_code from {{ ref('stg_catalog__meters') }}
 ),
 
 final as (
     select
-        usage_date,
-        billing_customer_id,
-        meter_code,
-        group_key,
-        cast(event_count as bigint) as event_count,
-        quantity as daily_quantity
+        daily.usage_date,
+        daily.billing_customer_id,
+        meters.meter_code,
+        daily.group_key,
+        cast(daily.event_count as bigint) as event_count,
+        daily.quantity as daily_quantity
     from daily
+    inner join meters on daily.meter_seq = meters.meter_seq
 )
 
 select * from final
