@@ -1,15 +1,16 @@
 {#
   A view: its consumers (windowed quantities and lineage for a close month's windows) filter
   by time, and DuckDB pushes that filter into `billable` below. Daily usage builds the same
-  rows from the same macros, but aggregates inside each meter's branch (see there). The fates are narrow, so the event's own columns come from the raw events, joined
-  on read_seq.
+  rows from the same macros (metering_catalog.sql) but aggregates inside each meter's branch
+  (see there). The fates are narrow, so the event's own columns come from the raw events,
+  joined on read_seq.
 #}
 {{ config(materialized='view') }}
 {%- set meters = metering_catalog_rows(ref('stg_catalog__meters'), 'meter_seq') -%}
 
 -- read by every branch below, so DuckDB computes the join once and buffers it: only the
--- columns the branches read (at 10M events, daily usage of every day took 5.0 s this way,
--- 5.2 s buffering every raw column, 6.0 s joining once per branch)
+-- columns the branches read (at 10M events, when daily usage still read this view, one day
+-- took 0.6 s this way against 3.2 s joining once per branch)
 with billable as (
     {{ metering_billable_events() }}
 ),
