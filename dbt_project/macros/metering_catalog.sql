@@ -100,7 +100,7 @@ create table if not exists meterbook_billing.meter_windows (
     select
         {{ group_columns }},
         count(*) as event_count,
-        {{ metering_quantity('latest', ['latest']) }} as quantity
+        {{ metering_quantity(last_value_for[0], last_value_for) }} as quantity
     from {{ source }}
     where aggregation in ('{{ last_value_for | join("', '") }}')
     group by all

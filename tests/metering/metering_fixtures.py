@@ -36,10 +36,6 @@ _DBT_TARGET = Path(tempfile.mkdtemp(prefix="metering-dbt-"))
 atexit.register(shutil.rmtree, _DBT_TARGET, ignore_errors=True)
 
 
-def ensure_raw(con: duckdb.DuckDBPyConnection) -> None:
-    ensure_raw_schema(con)
-
-
 def create_decimal_macros(con: duckdb.DuckDBPyConnection) -> None:
     """Run the SQL of dbt's create_decimal_macros (mb_div, mb_mul) on a Python connection."""
     text = (DBT_PROJECT_DIR / "macros" / "decimal.sql").read_text()
@@ -70,7 +66,7 @@ def _file_sha(path: str) -> str:
 
 def load_events(con: duckdb.DuckDBPyConnection, events: list[dict]) -> None:
     """Append events in read order (after any already loaded), as one ingest would."""
-    ensure_raw(con)
+    ensure_raw_schema(con)
     start = con.execute(
         "SELECT coalesce(max(read_seq), 0) FROM meterbook_raw.raw_events"
     ).fetchone()[0]

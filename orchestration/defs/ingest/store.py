@@ -2,7 +2,8 @@
 
 Rows go straight to raw_events inside the run's transaction: staging them in a temporary
 table first and copying them over at the end cost a third of the ingest (10M events: 30 s
--> 21 s without the copy) and held the whole run in memory. The dedupe helpers are computed
+-> 21 s without the copy) and held the whole run in DuckDB's memory, spilling beyond its
+memory_limit. The dedupe helpers are computed
 after the last batch (keys.py) and kept beside the rows, so no appended row is ever updated.
 """
 

@@ -27,7 +27,7 @@ with billable as (
 -- are read through one buffer. Reading int_events_metered instead, once per aggregation the
 -- catalog uses, buffered them once per aggregation: at 100M events, where those buffers
 -- spill, every day took 178 s that way and 101 s this way; at 10M, where nothing spills,
--- this way is about 10% slower (11 s against 10 s).
+-- the two are within run-to-run noise (7-11 s either way).
 -- time_weighted: the day's quantity is the last value set that day (the level it stays at)
 daily as (
     {%- for meter in meters %}
