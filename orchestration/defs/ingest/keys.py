@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import duckdb
 
+PRIOR_ROWS = "_mbi_prior_rows"  # stored rows whose key the run repeats
 PRIOR = "_mbi_prior"  # the run's keys already stored, with their count
 RANKED = "_mbi_ranked"  # key_rank, key_repeated, payload_hash of run rows whose key may repeat
 
@@ -42,28 +43,35 @@ def rank_run_keys(con: duckdb.DuckDBPyConnection, first_seq: int) -> None:
     params = {"first": first_seq}
     _count_prior_keys(con, params)
     _rank_candidates(con, params)
-    con.execute(
-        f"""
-        INSERT INTO meterbook_raw.repeated_events
-        SELECT r.read_seq, 1, mbi_payload_hash(r.event_name, r.event_ts, r.properties)
-        FROM {_STORED_ROWS} AS r
-        SEMI JOIN {PRIOR} AS k USING (customer_id, event_id)
-        ANTI JOIN meterbook_raw.repeated_events AS seen USING (read_seq)
-        """,
-        params,
-    )
+    _add_stored_rows_repeated(con)
     con.execute(
         f"""
         INSERT INTO meterbook_raw.repeated_events
         SELECT read_seq, key_rank, payload_hash FROM {RANKED} WHERE key_repeated
         """
     )
-    con.execute(f"DROP TABLE {PRIOR}; DROP TABLE {RANKED}")
+    con.execute(f"DROP TABLE {PRIOR_ROWS}; DROP TABLE {PRIOR}; DROP TABLE {RANKED}")
+
+
+def _add_stored_rows_repeated(con: duckdb.DuckDBPyConnection) -> None:
+    """The stored rows whose key this run repeats for the first time (they were rank 1)."""
+    if not con.execute(f"SELECT count(*) FROM {PRIOR_ROWS}").fetchone()[0]:
+        return  # most runs repeat no stored key: do not read the stored rows again
+    con.execute(
+        f"""
+        INSERT INTO meterbook_raw.repeated_events
+        SELECT r.read_seq, 1, mbi_payload_hash(r.event_name, r.event_ts, r.properties)
+        FROM meterbook_raw.raw_events AS r
+        SEMI JOIN {PRIOR_ROWS} AS k USING (read_seq)
+        ANTI JOIN meterbook_raw.repeated_events AS seen USING (read_seq)
+        """
+    )
 
 
 def _count_prior_keys(con: duckdb.DuckDBPyConnection, params: dict) -> None:
-    """The run's keys already stored, with how often. Matched on a 64-bit hash of the key
-    first (integers join far faster than string pairs), then on the key itself."""
+    """The stored rows whose key the run repeats, and those keys with how often. Matched on
+    a 64-bit hash of the key first (integers join far faster than string pairs), then on the
+    key itself. The rows are kept so that the stored keys are scanned once per run."""
     has_stored = con.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM {_STORED_ROWS} LIMIT 1)", params
     ).fetchone()[0]
@@ -71,20 +79,23 @@ def _count_prior_keys(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     stored = _STORED_ROWS if has_stored else f"(SELECT * FROM {_STORED_ROWS} LIMIT 0)"
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE {PRIOR} AS
+        CREATE OR REPLACE TEMP TABLE {PRIOR_ROWS} AS
         WITH maybe AS (
-            SELECT r.customer_id, r.event_id
+            SELECT r.read_seq, r.customer_id, r.event_id
             FROM {stored} AS r
             WHERE hash(r.customer_id, r.event_id) IN (
                 SELECT hash(customer_id, event_id) FROM {_RUN_ROWS})
         )
-        SELECT m.customer_id, m.event_id, count(*) AS prior_n
+        SELECT m.*
         FROM maybe AS m
         SEMI JOIN (SELECT customer_id, event_id FROM {_RUN_ROWS}) AS k
             ON m.customer_id = k.customer_id AND m.event_id = k.event_id
-        GROUP BY ALL
         """,
         params,
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {PRIOR} AS "
+        f"SELECT customer_id, event_id, count(*) AS prior_n FROM {PRIOR_ROWS} GROUP BY ALL"
     )
 
 
