@@ -1,4 +1,7 @@
 {{ config(meta={"dagster": {"ref": {"name": "fct_event_fates"}}}) }}
+-- depends_on: {{ ref('fct_event_fates') }}
+-- (not read: the ref makes the asset this test is attached to one of its parents, which is
+-- what dagster-dbt needs to show it as an asset check instead of a bare observation)
 -- lines read = sum of fates: every raw event has exactly one fate. Counted on the fates table
 -- that fct_event_fates reads (the view adds only the raw event's own columns, joined on
 -- read_seq), so the proof does not pay for that join over every event.

@@ -52,6 +52,7 @@ def test_reconciliation_checks_are_attached(defs):
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert {
         "fates_reconcile",
+        "metering_fates_reconcile",  # the dbt test, shown in Dagster as a check
         "no_key_billed_twice",
         "invoices_add_up",
         "events_in_one_line",
