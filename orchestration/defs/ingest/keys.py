@@ -56,7 +56,7 @@ def rank_run_keys(con: duckdb.DuckDBPyConnection, first_seq: int) -> None:
 def _add_stored_rows_repeated(con: duckdb.DuckDBPyConnection) -> None:
     """The stored rows whose key this run repeats for the first time (they were rank 1)."""
     if not con.execute(f"SELECT count(*) FROM {PRIOR_ROWS}").fetchone()[0]:
-        return  # most runs repeat no stored key: do not read the stored rows again
+        return  # a run that repeats no stored key does not read the stored rows again
     con.execute(
         f"""
         INSERT INTO meterbook_raw.repeated_events
