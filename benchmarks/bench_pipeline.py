@@ -162,7 +162,7 @@ def _dagster_phase(home: str, out) -> None:
     out.put(_figures(start_wall, start_cpu, rows=0))
 
 
-def _workspace(work: Path, name: str, events_file: Path) -> Path:
+def _workspace(work: Path, name: str) -> Path:
     home = work / name
     shutil.rmtree(home, ignore_errors=True)
     write_catalog(home)
@@ -186,13 +186,13 @@ def run(events: int, work: Path, memory_limit: str | None, repeat: int = 1) -> d
 
 def _run_once(work: Path, big: Path, small: Path, memory_limit: str | None) -> dict:
     """Every phase once; ingest, meter and rate build on each other in a fresh workspace."""
-    home = _workspace(work, "home", big)
+    home = _workspace(work, "home")
     report = {"ingest": run_phase(_ingest_phase, str(big), str(home), memory_limit, None)}
     report["meter"] = run_phase(_meter_phase, str(home))
     report["rate"] = run_phase(_rate_phase, str(home))
     report["bare_query"] = run_phase(_bare_phase, str(big), memory_limit, None)
     report["ingest_meter_1000"] = _ingest_meter(work, small, memory_limit)
-    small_home = _workspace(work, "home1k", small)
+    small_home = _workspace(work, "home1k")
     (small_home / "landing" / "events").mkdir(parents=True)
     shutil.copy(small, small_home / "landing" / "events" / "events.jsonl")
     report["dagster_close_1000"] = run_phase(_dagster_phase, str(small_home))
@@ -201,7 +201,7 @@ def _run_once(work: Path, big: Path, small: Path, memory_limit: str | None) -> d
 
 def _ingest_meter(work: Path, events_file: Path, memory_limit: str | None) -> dict:
     """The ingest and meter phases on `events_file`, as one figure (their sum; peak: max)."""
-    home = _workspace(work, "home1k-usage", events_file)
+    home = _workspace(work, "home1k-usage")
     ingest = run_phase(_ingest_phase, str(events_file), str(home), memory_limit, None)
     meter = run_phase(_meter_phase, str(home))
     return {

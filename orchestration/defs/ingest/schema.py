@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import duckdb
 
+from orchestration.sql import transaction
+
 RAW_DDL = """
 CREATE SCHEMA IF NOT EXISTS meterbook_raw;
 CREATE TABLE IF NOT EXISTS meterbook_raw.landing_files (
@@ -76,18 +78,13 @@ def _move_key_columns(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchone()[0]
     if not old:
         return
-    con.begin()
-    try:
+    with transaction(con):
         con.execute(
             "INSERT INTO meterbook_raw.repeated_events SELECT read_seq, key_rank, payload_hash "
             "FROM meterbook_raw.raw_events WHERE key_repeated AND parse_reason IS NULL"
         )
         for column in ("key_rank", "key_repeated", "payload_hash"):
             con.execute(f"ALTER TABLE meterbook_raw.raw_events DROP COLUMN {column}")
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
 
 
 def raw_schema_exists(con: duckdb.DuckDBPyConnection) -> bool:

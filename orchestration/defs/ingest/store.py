@@ -3,8 +3,8 @@
 Rows go straight to raw_events inside the run's transaction: staging them in a temporary
 table first and copying them over at the end cost a third of the ingest (10M events: 30 s
 -> 21 s without the copy) and held the whole run in DuckDB's memory, spilling beyond its
-memory_limit. The dedupe helpers are computed
-after the last batch (keys.py) and kept beside the rows, so no appended row is ever updated.
+memory_limit. The dedupe helpers are computed after the last batch (keys.py) and kept beside
+the rows, so no appended row is ever updated.
 """
 
 from __future__ import annotations
