@@ -63,9 +63,11 @@ query Run($id: ID!) { runOrError(runId: $id) { __typename
 RUN_ERRORS = """
 query Errors($id: ID!) { logsForRun(runId: $id) { __typename
     ... on EventConnection { events { __typename
-        ... on ExecutionStepFailureEvent { stepKey
-            error { message errorChain { error { message } } } } } } } }
+        ... on MessageEvent { message level stepKey eventType }
+        ... on ErrorEvent { error { message errorChain { error { message } } } } } } } }
 """
+# the run's life as Dagster tells it: "process for run exited", a run worker that crashed
+TELLING_EVENTS = {"ENGINE_EVENT", "RUN_FAILURE"}
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -173,16 +175,29 @@ def finished_run(gql: GraphQL, run_id: str) -> dict:
 
 
 def run_errors(gql: GraphQL, run_id: str) -> list[str]:
-    """One line per failed step: the step and the innermost error message."""
+    """One line per event that may say why the run failed: its type, step and innermost error.
+    Not only step failures: a run can fail with none (its run worker died, say), and then the
+    engine events and the run's own failure are all there is to read."""
     events = gql(RUN_ERRORS, id=run_id)["logsForRun"].get("events", [])
     lines = []
     for event in events:
         error = event.get("error")
-        if error:
-            chain = [link["error"]["message"] for link in error.get("errorChain", [])]
-            innermost = (chain[-1] if chain else error["message"]).strip().splitlines()
-            lines.append(f"{event['stepKey']}: {innermost[0] if innermost else '?'}")
+        noted = event.get("level") in {"WARNING", "ERROR", "CRITICAL"}
+        if not (error or noted or event.get("eventType") in TELLING_EVENTS):
+            continue
+        chain = [link["error"]["message"] for link in (error or {}).get("errorChain", [])]
+        cause = chain[-1] if chain else (error or {}).get("message", "")
+        said = [event.get("message", ""), cause]
+        text = " | ".join(part.strip().splitlines()[0] for part in said if part.strip())
+        where = event.get("stepKey") or "run"
+        lines.append(f"{event.get('eventType') or event['__typename']} {where}: {text or '?'}")
     return lines
+
+
+def log_tail(home: Path, lines: int = 60) -> list[str]:
+    """The end of dagster dev's own output, where a run worker that died leaves its trace."""
+    log = home.parent / "dagster-dev.log"
+    return log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
 
 
 def drive_the_ui(home: Path) -> UiOutcome:
@@ -197,9 +212,12 @@ def drive_the_ui(home: Path) -> UiOutcome:
         launch = launch_close(gql)
         run_id = (launch.get("run") or {}).get("runId")
         finished = finished_run(gql, run_id) if run_id else {}
-        errors = run_errors(gql, run_id) if finished.get("status") == "FAILURE" else []
+        failed = finished.get("status") == "FAILURE"
+        errors = run_errors(gql, run_id) if failed else []
     finally:
         stop(server)
+    if failed:
+        errors += ["--- dagster dev output, last lines:", *log_tail(home)]
     tags = {t["key"]: t["value"] for t in finished.get("tags", [])}
     return UiOutcome(
         location=location,

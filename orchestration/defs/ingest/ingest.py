@@ -22,6 +22,7 @@ from orchestration.defs.ingest.discovery import LandingFile, list_landing_files,
 from orchestration.defs.ingest.readers import UnreadableFile, read_batches
 from orchestration.defs.ingest.records import DEFAULT_CHUNK_BYTES
 from orchestration.defs.ingest.schema import ensure_raw_schema, raw_schema_exists
+from orchestration.sql import transaction
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,10 @@ def run_ingest(
     plan = _plan(con, list_landing_files(landing_dir))
     if not (plan.new or plan.copies or plan.touched):
         return IngestResult(files=[], skipped_copies=[], lines_read=0, event_days=[])
-    con.begin()
-    try:
+    with transaction(con):
         files, first_seq = _read_new_files(con, plan.new, now, chunk_bytes)
         _record_paths(con, plan, now)
         days = _event_days(con, first_seq) if files else []
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return IngestResult(
         files=files,
         skipped_copies=[f.rel for f, _ in plan.copies],
