@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -68,6 +69,8 @@ query Errors($id: ID!) { logsForRun(runId: $id) { __typename
 """
 # the run's life as Dagster tells it: "process for run exited", a run worker that crashed
 TELLING_EVENTS = {"ENGINE_EVENT", "RUN_FAILURE"}
+# a log level (not dbt's "ERROR=0" summary), a traceback, a process that ended
+TROUBLE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b(?!=)|Traceback|Exception|exited|terminated")
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -79,7 +82,7 @@ class UiOutcome:
     run_id: str | None
     status: str | None
     partition_tag: str | None
-    errors: list[str]  # the failed steps of a run that failed
+    errors: list[str]  # of a run that failed: what Dagster and dagster dev said about it
     invoices: Finished  # `meterbook invoices --json` once the server is stopped
 
 
@@ -194,10 +197,13 @@ def run_errors(gql: GraphQL, run_id: str) -> list[str]:
     return lines
 
 
-def log_tail(home: Path, lines: int = 60) -> list[str]:
-    """The end of dagster dev's own output, where a run worker that died leaves its trace."""
+def dev_log_trouble(home: Path, tail: int = 20) -> list[str]:
+    """What dagster dev itself printed about trouble (a daemon that could not launch the run,
+    a code server that lost its run worker), then its last lines; dbt's output is most of it."""
     log = home.parent / "dagster-dev.log"
-    return log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    trouble = [line for line in lines if TROUBLE.search(line)]
+    return [*trouble[-40:], "--- its last lines:", *lines[-tail:]]
 
 
 def drive_the_ui(home: Path) -> UiOutcome:
@@ -217,7 +223,7 @@ def drive_the_ui(home: Path) -> UiOutcome:
     finally:
         stop(server)
     if failed:
-        errors += ["--- dagster dev output, last lines:", *log_tail(home)]
+        errors += ["--- what dagster dev printed about trouble:", *dev_log_trouble(home)]
     tags = {t["key"]: t["value"] for t in finished.get("tags", [])}
     return UiOutcome(
         location=location,
