@@ -10,7 +10,9 @@ Partitions reach dbt only as `--vars` (STYLE item 3).
 import fcntl
 import functools
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,17 @@ USAGE_SELECT = "tag:usage"
 @functools.cache
 def ensure_manifest() -> Path:
     """Parse the dbt project when the manifest is missing or older than any project file."""
+    if _manifest_is_current():
+        return MANIFEST
+    MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+    with open(MANIFEST.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes must not write the manifest at once
+        if not _manifest_is_current():  # the process we waited for may have parsed it
+            _parse_into_target()
+    return MANIFEST
+
+
+def _manifest_is_current() -> bool:
     newest = max(
         p.stat().st_mtime
         for p in DBT_PROJECT_DIR.rglob("*")
@@ -38,26 +51,26 @@ def ensure_manifest() -> Path:
         and "target" not in p.parts
         and "logs" not in p.parts
     )
-    if MANIFEST.exists() and MANIFEST.stat().st_mtime >= newest:
-        return MANIFEST
-    MANIFEST.parent.mkdir(parents=True, exist_ok=True)
-    with open(MANIFEST.parent / ".parse.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes must not write the manifest at once
-        from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when parsing)
+    return MANIFEST.exists() and MANIFEST.stat().st_mtime >= newest
 
-        result = dbtRunner().invoke(
-            [
-                "parse",
-                "--quiet",
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-            ]
-        )
+
+def _parse_into_target() -> None:
+    """`dbt parse` into a folder of its own, then the artifacts renamed into target/: other
+    processes read target/manifest.json without the lock, and a rename is all or nothing."""
+    from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when parsing)
+
+    scratch = Path(tempfile.mkdtemp(prefix="parse-", dir=MANIFEST.parent))
+    try:
+        project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+        where = ["--target-path", str(scratch), "--log-path", str(scratch)]
+        result = dbtRunner().invoke(["parse", "--quiet", *project, *where])
         if not result.success:
             raise RuntimeError(f"dbt parse failed: {result.exception}")
-    return MANIFEST
+        for artifact in ("partial_parse.msgpack", MANIFEST.name):  # the manifest last
+            if (scratch / artifact).exists():
+                os.replace(scratch / artifact, MANIFEST.parent / artifact)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def source_keys(schema: str, always: tuple[str, ...] = ()) -> list[AssetKey]:

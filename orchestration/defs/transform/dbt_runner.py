@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,14 +80,20 @@ def _failure_message(result) -> str:
 def run_dbt(warehouse_path: Path, args: list[str], target_path: Path | None = None) -> None:
     """Run dbt on the warehouse at `warehouse_path`; raise DbtRunError on any failure.
 
-    `target_path` (optional) keeps dbt's artifacts and logs out of the project folder, so
-    that separate warehouses (tests) do not share one target/ folder.
+    dbt writes its artifacts and logs to `target_path`, or else to a folder of its own under
+    the project's target/ that is removed after a success and kept after a failure. Never to
+    target/ itself: every process that loads the Dagster definitions reads
+    target/manifest.json, and dbt rewrites its artifacts in place, so a step starting beside
+    this run could read half a manifest.
     """
     from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when running)
 
+    private = target_path is None
+    if private:
+        (DBT_PROJECT_DIR / "target").mkdir(exist_ok=True)
+        target_path = Path(tempfile.mkdtemp(prefix="run_dbt-", dir=DBT_PROJECT_DIR / "target"))
     full = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    if target_path is not None:
-        full += ["--target-path", str(target_path), "--log-path", str(target_path)]
+    full += ["--target-path", str(target_path), "--log-path", str(target_path)]
     with _env("METERBOOK_WAREHOUSE", str(Path(warehouse_path).resolve())):
         try:
             result = dbtRunner().invoke(full)
@@ -96,4 +104,9 @@ def run_dbt(warehouse_path: Path, args: list[str], target_path: Path | None = No
 
             DuckDBConnectionManager.close_all_connections()
     if not result.success:
-        raise DbtRunError(f"dbt {args[0] if args else ''} failed: {_failure_message(result)}")
+        where = f" (its logs: {target_path})" if private else ""
+        raise DbtRunError(
+            f"dbt {args[0] if args else ''} failed{where}: {_failure_message(result)}"
+        )
+    if private:
+        shutil.rmtree(target_path, ignore_errors=True)
