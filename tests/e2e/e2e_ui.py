@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -64,11 +65,12 @@ query Run($id: ID!) { runOrError(runId: $id) { __typename
 RUN_ERRORS = """
 query Errors($id: ID!) { logsForRun(runId: $id) { __typename
     ... on EventConnection { events { __typename
-        ... on MessageEvent { message level stepKey eventType }
+        ... on MessageEvent { message level stepKey eventType timestamp }
         ... on ErrorEvent { error { message errorChain { error { message } } } } } } } }
 """
-# the run's life as Dagster tells it: "process for run exited", a run worker that crashed
-TELLING_EVENTS = {"ENGINE_EVENT", "RUN_FAILURE"}
+# the run's life as Dagster tells it: queued and launched (twice, if the daemon retried a
+# launch), "process for run exited", a run worker that crashed, the run's own end
+TELLING_EVENTS = {"RUN_ENQUEUED", "RUN_STARTING", "RUN_START", "ENGINE_EVENT", "RUN_FAILURE"}
 # a log level (not dbt's "ERROR=0" summary), a traceback, a process that ended
 TROUBLE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b(?!=)|Traceback|Exception|exited|terminated")
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -192,8 +194,9 @@ def run_errors(gql: GraphQL, run_id: str) -> list[str]:
         cause = chain[-1] if chain else (error or {}).get("message", "")
         said = [event.get("message", ""), cause]
         text = " | ".join(part.strip().splitlines()[0] for part in said if part.strip())
-        where = event.get("stepKey") or "run"
-        lines.append(f"{event.get('eventType') or event['__typename']} {where}: {text or '?'}")
+        when = time.strftime("%H:%M:%S", time.gmtime(int(event.get("timestamp") or 0) / 1000))
+        kind, where = event.get("eventType") or event["__typename"], event.get("stepKey") or "run"
+        lines.append(f"{when} {kind} {where}: {text or '?'}")
     return lines
 
 
