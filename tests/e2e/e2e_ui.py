@@ -180,7 +180,7 @@ def finished_run(gql: GraphQL, run_id: str) -> dict:
 
 
 def run_errors(gql: GraphQL, run_id: str) -> list[str]:
-    """One line per event that may say why the run failed: its type, step and innermost error.
+    """One line per event that may say why the run failed: time, type, step, message, error.
     Not only step failures: a run can fail with none (its run worker died, say), and then the
     engine events and the run's own failure are all there is to read."""
     events = gql(RUN_ERRORS, id=run_id)["logsForRun"].get("events", [])
