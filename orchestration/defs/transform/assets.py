@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,10 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, daily_usage, monthly_billing
 from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.defs.transform.dbt_runner import PROJECT_TARGET, project_args, scratch_target
 from orchestration.workspace import DBT_PROJECT_DIR
 
-MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+MANIFEST = PROJECT_TARGET / "manifest.json"
 DAILY_SELECT = "fct_daily_meter_usage"
 BILLING_SELECT = "tag:billing"
 USAGE_SELECT = "tag:usage"
@@ -35,7 +35,7 @@ def ensure_manifest() -> Path:
     """Parse the dbt project when the manifest is missing or older than any project file."""
     if _manifest_is_current():
         return MANIFEST
-    MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+    MANIFEST.parent.mkdir(parents=True, exist_ok=True)  # for the lock file
     with open(MANIFEST.parent / ".parse.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes must not write the manifest at once
         if not _manifest_is_current():  # the process we waited for may have parsed it
@@ -55,15 +55,13 @@ def _manifest_is_current() -> bool:
 
 
 def _parse_into_target() -> None:
-    """`dbt parse` into a folder of its own, then the artifacts renamed into target/: other
+    """`dbt parse` into a scratch folder, then the artifacts renamed into target/: other
     processes read target/manifest.json without the lock, and a rename is all or nothing."""
     from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when parsing)
 
-    scratch = Path(tempfile.mkdtemp(prefix="parse-", dir=MANIFEST.parent))
+    scratch = scratch_target("parse-", under=MANIFEST.parent)
     try:
-        project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-        where = ["--target-path", str(scratch), "--log-path", str(scratch)]
-        result = dbtRunner().invoke(["parse", "--quiet", *project, *where])
+        result = dbtRunner().invoke(["parse", "--quiet", *project_args(scratch)])
         if not result.success:
             raise RuntimeError(f"dbt parse failed: {result.exception}")
         for artifact in ("partial_parse.msgpack", MANIFEST.name):  # the manifest last

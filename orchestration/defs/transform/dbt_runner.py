@@ -21,6 +21,7 @@ from orchestration.workspace import DBT_PROJECT_DIR
 COMMANDS = ("build", "run", "test", "compile", "parse", "ls", "seed")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+PROJECT_TARGET = DBT_PROJECT_DIR / "target"
 _VAR_FORMATS = {"min_date": _DATE, "max_date": _DATE, "close_month": _MONTH}
 
 
@@ -77,26 +78,36 @@ def _failure_message(result) -> str:
     return "; ".join(failed) or "dbt failed without an error message"
 
 
+def project_args(target_path: Path) -> list[str]:
+    """Where dbt finds the project and its profile, and where it writes artifacts and logs."""
+    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    return [*project, "--target-path", str(target_path), "--log-path", str(target_path)]
+
+
+def scratch_target(prefix: str, under: Path = PROJECT_TARGET) -> Path:
+    """A new folder of its own for one dbt invocation's artifacts, under the project's target/.
+
+    Never target/ itself: every process that loads the Dagster definitions reads
+    target/manifest.json, and dbt rewrites its artifacts in place, so a step starting beside
+    the invocation could read half a manifest.
+    """
+    under.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=under))
+
+
 def run_dbt(warehouse_path: Path, args: list[str], target_path: Path | None = None) -> None:
     """Run dbt on the warehouse at `warehouse_path`; raise DbtRunError on any failure.
 
-    dbt writes its artifacts and logs to `target_path`, or else to a folder of its own under
-    the project's target/ that is removed after a success and kept after a failure. Never to
-    target/ itself: every process that loads the Dagster definitions reads
-    target/manifest.json, and dbt rewrites its artifacts in place, so a step starting beside
-    this run could read half a manifest.
+    dbt writes its artifacts and logs to `target_path`, or else to a `scratch_target` that is
+    removed after a success and kept, and named in the error, after a failure.
     """
     from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when running)
 
     private = target_path is None
-    if private:
-        (DBT_PROJECT_DIR / "target").mkdir(exist_ok=True)
-        target_path = Path(tempfile.mkdtemp(prefix="run_dbt-", dir=DBT_PROJECT_DIR / "target"))
-    full = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    full += ["--target-path", str(target_path), "--log-path", str(target_path)]
+    target = scratch_target("run_dbt-") if target_path is None else target_path
     with _env("METERBOOK_WAREHOUSE", str(Path(warehouse_path).resolve())):
         try:
-            result = dbtRunner().invoke(full)
+            result = dbtRunner().invoke([*args, *project_args(target)])
         finally:
             # dbt-duckdb keeps its connection open after an in-process run; the warehouse file
             # stays locked against the next process (a dbt subprocess) until it is closed
@@ -104,9 +115,9 @@ def run_dbt(warehouse_path: Path, args: list[str], target_path: Path | None = No
 
             DuckDBConnectionManager.close_all_connections()
     if not result.success:
-        where = f" (its logs: {target_path})" if private else ""
+        where = f" (its logs: {target})" if private else ""
         raise DbtRunError(
             f"dbt {args[0] if args else ''} failed{where}: {_failure_message(result)}"
         )
     if private:
-        shutil.rmtree(target_path, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
