@@ -71,8 +71,12 @@ query Errors($id: ID!) { logsForRun(runId: $id) { __typename
 # the run's life as Dagster tells it: queued and launched (twice, if the daemon retried a
 # launch), "process for run exited", a run worker that crashed, the run's own end
 TELLING_EVENTS = {"RUN_ENQUEUED", "RUN_STARTING", "RUN_START", "ENGINE_EVENT", "RUN_FAILURE"}
-# a log level (not dbt's "ERROR=0" summary), a traceback, a process that ended
-TROUBLE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b(?!=)|Traceback|Exception|exited|terminated")
+# a log level (not dbt's "ERROR=0" summary), a traceback, a process that ended, and the
+# lines of a run failure's message that name its child processes' errors ("<Name>Error: ...",
+# "Stack Trace:"): that message spans many lines, and has no "Traceback"
+TROUBLE = re.compile(
+    r"\b(WARNING|ERROR|CRITICAL)\b(?!=)|Traceback|Exception|\w+Error:|Stack Trace|exited|terminated"
+)
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 
 

@@ -115,3 +115,35 @@ def test_a_stale_manifest_is_replaced_whole_not_rewritten_in_place(tmp_path, mon
         "manifest.json",
         "partial_parse.msgpack",
     ]  # no scratch folder left behind
+
+
+def _project(root: Path) -> Path:
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "m.sql").write_text("select 1")
+    os.utime(root / "models" / "m.sql", (100, 100))
+    (root / "target" / "asset-run1").mkdir(parents=True)
+    (root / "target" / "asset-run1" / "x.yml").write_text("")
+    (root / ".user.yml").write_text("id: x")
+    return root
+
+
+def test_the_freshness_walk_never_enters_what_other_processes_delete(tmp_path, monkeypatch):
+    # while one step's process starts and loads the definitions, another's dbt build removes
+    # its target/<asset>-<run> folder: a walk that entered target/ then failed on a folder
+    # that had just gone, and the step ended without success or failure (a CI failure)
+    project = _project(tmp_path / "proj")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if "target" in Path(os.fspath(path)).parts:
+            raise FileNotFoundError(2, "removed by another process", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(assets, "DBT_PROJECT_DIR", project)
+    monkeypatch.setattr(assets, "MANIFEST", project / "target" / "manifest.json")
+    assets.MANIFEST.write_text("{}")
+    os.utime(assets.MANIFEST, (150, 150))
+    assert assets._manifest_is_current()  # dbt's output and hidden files left out
+    os.utime(project / "models" / "m.sql", (200, 200))
+    assert not assets._manifest_is_current()

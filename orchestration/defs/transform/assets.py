@@ -44,14 +44,25 @@ def ensure_manifest() -> Path:
 
 
 def _manifest_is_current() -> bool:
-    newest = max(
-        p.stat().st_mtime
-        for p in DBT_PROJECT_DIR.rglob("*")
-        if p.suffix in (".sql", ".yml", ".yaml")
-        and "target" not in p.parts
-        and "logs" not in p.parts
-    )
-    return MANIFEST.exists() and MANIFEST.stat().st_mtime >= newest
+    return MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_source_mtime(DBT_PROJECT_DIR)
+
+
+# dbt's own output: other processes create and delete folders in these while this one starts
+# (each dbt invocation's target/<asset>-<run>, a parse's scratch), so a walk must not enter
+# them: a folder deleted mid-walk made a step's process fail as it loaded the definitions.
+# Hidden files are dbt's too (.user.yml).
+_NOT_SOURCES = {"target", "logs", "dbt_packages"}
+
+
+def _newest_source_mtime(project: Path) -> float:
+    """The newest modification time of the project's SQL and YAML, outside dbt's output."""
+    newest = 0.0
+    for folder, subfolders, files in os.walk(project):
+        subfolders[:] = [d for d in subfolders if d not in _NOT_SOURCES and not d.startswith(".")]
+        for name in files:
+            if name.endswith((".sql", ".yml", ".yaml")) and not name.startswith("."):
+                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
+    return newest
 
 
 def _parse_into_target() -> None:
