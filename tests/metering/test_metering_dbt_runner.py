@@ -132,10 +132,13 @@ def test_the_freshness_walk_never_enters_what_other_processes_delete(tmp_path, m
     # its target/<asset>-<run> folder: a walk that entered target/ then failed on a folder
     # that had just gone, and the step ended without success or failure (a CI failure)
     project = _project(tmp_path / "proj")
-    real_scandir = os.scandir
+    real_scandir, entered = os.scandir, []
 
     def scandir(path="."):
         if "target" in Path(os.fspath(path)).parts:
+            # os.walk skips a folder it cannot list, so record the attempt as well: a walk
+            # that enters target/ would still stat its files as another process deletes them
+            entered.append(os.fspath(path))
             raise FileNotFoundError(2, "removed by another process", os.fspath(path))
         return real_scandir(path)
 
@@ -147,3 +150,4 @@ def test_the_freshness_walk_never_enters_what_other_processes_delete(tmp_path, m
     assert assets._manifest_is_current()  # dbt's output and hidden files left out
     os.utime(project / "models" / "m.sql", (200, 200))
     assert not assets._manifest_is_current()
+    assert entered == []
