@@ -65,12 +65,34 @@ def cases(events_file: Path, out_dir: Path) -> list[tuple[str, str]]:
     ]
 
 
-def measure(label: str, sql: str, db: Path, memory_limit: str) -> None:
-    db.unlink(missing_ok=True)
-    start_wall, start_cpu = time.perf_counter(), time.process_time()
+def connect_limited(db: Path | str, memory_limit: str):
     con = connect(db)
     con.execute(f"SET memory_limit = {quote_literal(memory_limit)}")
     con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def events_from_args(description: str, prefix: str) -> tuple[argparse.Namespace, Path, Path]:
+    """(args, work folder, events file) from --events, --workdir, --memory-limit; the
+    events file is generated once per workdir and size."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--memory-limit", default="4GB")
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    events_file = work / f"events-{args.events}.jsonl"
+    if not events_file.exists():
+        generate_events(events_file, args.events)
+    print(f"{args.events:,} events, {events_file.stat().st_size / 2**20:,.0f} MiB of JSON lines")
+    return args, work, events_file
+
+
+def measure(label: str, sql: str, db: Path, memory_limit: str) -> None:
+    db.unlink(missing_ok=True)
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    con = connect_limited(db, memory_limit)
     con.execute(sql)
     con.execute("CHECKPOINT")
     con.close()
@@ -79,17 +101,7 @@ def measure(label: str, sql: str, db: Path, memory_limit: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--memory-limit", default="4GB")
-    args = parser.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-floor-"))
-    work.mkdir(parents=True, exist_ok=True)
-    events_file = work / f"events-{args.events}.jsonl"
-    if not events_file.exists():
-        generate_events(events_file, args.events)
-    print(f"{args.events:,} events, {events_file.stat().st_size / 2**20:,.0f} MiB of JSON lines")
+    args, work, events_file = events_from_args(__doc__.splitlines()[0], "bench-floor-")
     for label, sql in cases(events_file, work):
         measure(label, sql, work / "floor.duckdb", args.memory_limit)
     (work / "floor.duckdb").unlink(missing_ok=True)
