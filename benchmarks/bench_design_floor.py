@@ -14,7 +14,8 @@ no per-line checks), on the same JSON-lines file as bench_pipeline:
   A catalog change to a meter would need the landing files read again (not measured here).
 
 Each design runs in its own DuckDB file: ingest (read every field, store the index), key
-ranking (the repeated keys' ranks, as keys.py keeps them), close (daily value per customer x
+ranking (the repeated keys' ranks, as keys.py keeps them, but on the 64-bit key hash alone:
+keys.py also compares the keys of the candidates, so that a collision cannot rank wrongly), close (daily value per customer x
 meter x day). The benchmark's meters count the odd event names and sum input + output tokens
 of the even ones; every design's daily rows must add up to the bare query's, or the script
 stops. Also printed: sha256 of the file (the ingest hashes every landing file before reading
