@@ -104,7 +104,7 @@ def run_dbt(warehouse_path: Path, args: list[str], target_path: Path | None = No
     from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when running)
 
     private = target_path is None
-    target = scratch_target("run_dbt-") if target_path is None else target_path
+    target = scratch_target("run_dbt-") if private else target_path
     with _env("METERBOOK_WAREHOUSE", str(Path(warehouse_path).resolve())):
         try:
             result = dbtRunner().invoke([*args, *project_args(target)])
