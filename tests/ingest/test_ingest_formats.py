@@ -250,5 +250,5 @@ def test_lines_read_equals_rows_per_file(landing):
     landing.ingest()
     assert landing.rows(
         "SELECT f.path, f.lines_read, count(e.read_seq) FROM meterbook_raw.landing_files f "
-        "LEFT JOIN meterbook_raw.raw_events e USING (file_sha256) GROUP BY ALL ORDER BY 1"
+        "LEFT JOIN meterbook_raw.raw_events e USING (file_seq) GROUP BY ALL ORDER BY 1"
     ) == [("a.jsonl", 3, 3), ("c.json", 3, 3), ("d/b.csv", 1, 1)]

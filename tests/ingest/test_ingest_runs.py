@@ -176,6 +176,76 @@ def test_a_path_overwritten_with_new_bytes_is_new_content(landing):
     assert landing.rows("SELECT count(*) FROM meterbook_raw.landing_file_paths") == [(2,)]
 
 
+def _spy_on_reads(monkeypatch) -> list[str]:
+    """The paths ingest starts reading, in order."""
+    reads = []
+    real = ingest_module._read_file
+
+    def spy(con, f, *args):
+        reads.append(f.rel)
+        return real(con, f, *args)
+
+    monkeypatch.setattr(ingest_module, "_read_file", spy)
+    return reads
+
+
+def test_a_file_of_a_size_on_record_is_hashed_before_it_is_read(landing, monkeypatch):
+    body = jsonl(event("e1"), event("e2"))
+    landing.write("a.jsonl", body)
+    landing.ingest()
+    reads = _spy_on_reads(monkeypatch)
+    landing.write("b.jsonl", body)  # a copy: its size is on record
+    landing.write("c.jsonl", jsonl(event("e3")))  # a size never seen: read while hashed
+    result = landing.ingest()
+    assert reads == ["c.jsonl"]
+    assert result.skipped_copies == ["b.jsonl"] and [f.path for f in result.files] == ["c.jsonl"]
+
+
+def test_content_on_record_read_before_its_hash_was_known_is_dropped_again(landing, monkeypatch):
+    body = jsonl(event("e1"), event("e2"))
+    landing.write("a.jsonl", body)
+    landing.ingest()
+    # a size on record that is not its content's (the file changed while it was hashed)
+    landing.con.execute("UPDATE meterbook_raw.landing_files SET size_bytes = 1")
+    before = landing.snapshot()
+    reads = _spy_on_reads(monkeypatch)
+    landing.write("b.jsonl", body)
+    landing.write("c.jsonl", jsonl(event("e3")))
+    result = landing.ingest()
+    assert reads == ["b.jsonl", "c.jsonl"]  # b was read, and its hash then named a copy
+    assert result.skipped_copies == ["b.jsonl"] and [f.path for f in result.files] == ["c.jsonl"]
+    after = landing.snapshot()
+    new_rows = [row for row in after["events"] if row not in before["events"]]
+    assert [(row[2], row[4]) for row in new_rows] == [("c.jsonl", "e3")]  # (path, event_id)
+    assert [e["key_rank"] for e in landing.events()] == [1, 1, 1]
+    assert landing.rows(
+        "SELECT f.path, f.lines_read, count(e.read_seq) FROM meterbook_raw.landing_files f "
+        "LEFT JOIN meterbook_raw.raw_events e USING (file_seq) GROUP BY ALL ORDER BY 1"
+    ) == [("a.jsonl", 2, 2), ("c.jsonl", 1, 1)]
+
+
+def test_a_file_whose_hash_fails_after_its_read_stays_pending(landing, monkeypatch):
+    landing.write("a.jsonl", jsonl(event("e1")))
+    b = landing.write("b.jsonl", jsonl(event("e2"), event("e3")))
+    real_hash = ingest_module.sha256_file
+
+    def failing_for_b(path):
+        if path.name == "b.jsonl":
+            raise PermissionError("vanished")
+        return real_hash(path)
+
+    monkeypatch.setattr(ingest_module, "sha256_file", failing_for_b)
+    reads = _spy_on_reads(monkeypatch)
+    result = landing.ingest()
+    assert reads == ["a.jsonl", "b.jsonl"]
+    assert [f.path for f in result.files] == ["a.jsonl"]
+    assert [e["event_id"] for e in landing.events()] == ["e1"]
+    monkeypatch.undo()
+    assert pending_files(landing.con, landing.dir) == [b]
+    assert [f.path for f in landing.ingest().files] == ["b.jsonl"]
+    assert [e["event_id"] for e in landing.events()] == ["e1", "e2", "e3"]
+
+
 def test_a_crash_leaves_nothing_and_the_next_run_reads_everything(landing, monkeypatch):
     landing.write("a.jsonl", jsonl(event("e1")))
     landing.ingest()
@@ -216,6 +286,12 @@ def test_batches_of_one_file_rank_keys_like_one_batch(landing):
 
 OLD_RAW_EVENTS = """
 CREATE SCHEMA meterbook_raw;
+CREATE TABLE meterbook_raw.landing_files (
+    file_sha256 VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, format VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL, file_seq BIGINT NOT NULL UNIQUE, ingested_at TIMESTAMPTZ NOT NULL,
+    lines_read BIGINT NOT NULL, error VARCHAR);
+INSERT INTO meterbook_raw.landing_files VALUES
+    ('f', 'old.jsonl', 'jsonl', 1000, 1, '2026-11-01 00:00Z', 4, NULL);
 CREATE TABLE meterbook_raw.raw_events (
     read_seq BIGINT NOT NULL, file_sha256 VARCHAR NOT NULL, path VARCHAR NOT NULL,
     line_no BIGINT NOT NULL, event_id VARCHAR, customer_id VARCHAR, event_name VARCHAR,
@@ -252,3 +328,15 @@ def test_a_warehouse_with_ranks_on_raw_events_keeps_them_in_repeated_events(land
         ("e2", 2, True),
     ]
     assert [e["payload_hash"] for e in landing.events("read_seq <= 2")] == ["h1", "h1"]
+    # and rows name their file by file_seq, looked up from their sha256
+    assert landing.rows("SELECT read_seq, file_seq FROM meterbook_raw.raw_events ORDER BY 1") == [
+        (1, 1),
+        (2, 1),
+        (3, 1),
+        (4, 1),
+        (6, 2),
+    ]
+    assert landing.rows(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'raw_events' "
+        "AND column_name = 'file_sha256'"
+    ) == [(0,)]

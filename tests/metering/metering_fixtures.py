@@ -70,16 +70,17 @@ def load_events(con: duckdb.DuckDBPyConnection, events: list[dict]) -> None:
     start = con.execute(
         "SELECT coalesce(max(read_seq), 0) FROM meterbook_raw.raw_events"
     ).fetchone()[0]
+    file_seqs = _file_seqs(con, [e["path"] for e in events])
     lines: dict[str, int] = {}
     for seq, e in enumerate(events, start=start + 1):
         line = lines[e["path"]] = lines.get(e["path"], 0) + 1
         con.execute(
-            """INSERT INTO meterbook_raw.raw_events (read_seq, file_sha256, path, line_no, event_id,
+            """INSERT INTO meterbook_raw.raw_events (read_seq, file_seq, path, line_no, event_id,
                customer_id, event_name, event_ts, properties, parse_reason,
                ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
                 seq,
-                _file_sha(e["path"]),
+                file_seqs[e["path"]],
                 e["path"],
                 line,
                 e["event_id"],
@@ -91,25 +92,31 @@ def load_events(con: duckdb.DuckDBPyConnection, events: list[dict]) -> None:
                 INGESTED_AT,
             ],
         )
-    _register_files(con, lines)
+    _register_files(con, file_seqs)
     _rank_keys(con)
 
 
-def _register_files(con: duckdb.DuckDBPyConnection, lines: dict[str, int]) -> None:
-    for path in lines:
+def _file_seqs(con: duckdb.DuckDBPyConnection, paths: list[str]) -> dict[str, int]:
+    """Each path's file (one content per path here): its landing_files row's, or a new one."""
+    known = dict(
+        con.execute("SELECT file_sha256, file_seq FROM meterbook_raw.landing_files").fetchall()
+    )
+    seqs: dict[str, int] = {}
+    for path in dict.fromkeys(paths):
+        seqs[path] = known.get(_file_sha(path)) or max([0, *known.values(), *seqs.values()]) + 1
+    return seqs
+
+
+def _register_files(con: duckdb.DuckDBPyConnection, file_seqs: dict[str, int]) -> None:
+    for path, seq in file_seqs.items():
         sha = _file_sha(path)
-        seq = con.execute(
-            """SELECT coalesce(max(file_seq) FILTER (WHERE file_sha256 = ?), max(file_seq) + 1, 1)
-               FROM meterbook_raw.landing_files""",
-            [sha],
-        ).fetchone()[0]
         con.execute("DELETE FROM meterbook_raw.landing_files WHERE file_sha256 = ?", [sha])
         con.execute(
             """INSERT INTO meterbook_raw.landing_files
                (file_sha256, path, format, size_bytes, file_seq, ingested_at, lines_read, error)
                SELECT ?, ?, 'jsonl', 0, ?, ?, count(*), NULL
-               FROM meterbook_raw.raw_events WHERE file_sha256 = ?""",
-            [sha, path, seq, INGESTED_AT, sha],
+               FROM meterbook_raw.raw_events WHERE file_seq = ?""",
+            [sha, path, seq, INGESTED_AT, seq],
         )
         _insert_path(con, path, sha)
 

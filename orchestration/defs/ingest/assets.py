@@ -52,7 +52,7 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
     with meterbook.warehouse() as con:
         result = run_ingest(con, ws.landing_dir, now_utc())
         totals = con.execute(
-            "SELECT count(*), count(DISTINCT file_sha256) FROM meterbook_raw.raw_events"
+            "SELECT count(*), count(DISTINCT file_seq) FROM meterbook_raw.raw_events"
         ).fetchone()
     for f in result.files:
         context.log.info(

@@ -9,6 +9,10 @@ lets `pending_files` skip hashing a path it has already seen unchanged.
 and stored beside them in `repeated_events` (keys.py), so that no raw row is ever updated.
 It has no primary key on purpose: an index over tens of millions of rows costs more
 to maintain than the one scan of stored keys the key ranking needs per ingest.
+
+`raw_events` names its file by `file_seq`, not by its sha256, because a file's rows are
+appended while its hash is still being computed (ingest.py); the content hash is in
+`landing_files`. Warehouses written before that have their rows moved over (below).
 """
 
 from __future__ import annotations
@@ -16,6 +20,22 @@ from __future__ import annotations
 import duckdb
 
 from orchestration.sql import transaction
+
+RAW_EVENTS_COLUMNS = """
+    read_seq BIGINT NOT NULL,           -- global read order, unique
+    file_seq BIGINT NOT NULL,           -- the landing_files row it was read from
+    path VARCHAR NOT NULL,
+    line_no BIGINT NOT NULL,            -- 0 = the file as a whole (unreadable file)
+    event_id VARCHAR,
+    customer_id VARCHAR,
+    event_name VARCHAR,
+    event_ts TIMESTAMPTZ,
+    properties JSON,
+    source VARCHAR,
+    parse_reason VARCHAR,
+    raw_line VARCHAR,
+    ingested_at TIMESTAMPTZ NOT NULL
+"""
 
 RAW_DDL = """
 CREATE SCHEMA IF NOT EXISTS meterbook_raw;
@@ -37,21 +57,7 @@ CREATE TABLE IF NOT EXISTS meterbook_raw.landing_file_paths (
     mtime_ns BIGINT NOT NULL,
     PRIMARY KEY (path, file_sha256)
 );
-CREATE TABLE IF NOT EXISTS meterbook_raw.raw_events (
-    read_seq BIGINT NOT NULL,           -- global read order, unique
-    file_sha256 VARCHAR NOT NULL,
-    path VARCHAR NOT NULL,
-    line_no BIGINT NOT NULL,            -- 0 = the file as a whole (unreadable file)
-    event_id VARCHAR,
-    customer_id VARCHAR,
-    event_name VARCHAR,
-    event_ts TIMESTAMPTZ,
-    properties JSON,
-    source VARCHAR,
-    parse_reason VARCHAR,
-    raw_line VARCHAR,
-    ingested_at TIMESTAMPTZ NOT NULL
-);
+CREATE TABLE IF NOT EXISTS meterbook_raw.raw_events (/*RAW_EVENTS*/);
 -- parsed events whose (customer_id, event_id) has more than one parsed occurrence; every
 -- other parsed event has key_rank 1 (keys.py)
 CREATE TABLE IF NOT EXISTS meterbook_raw.repeated_events (
@@ -59,24 +65,20 @@ CREATE TABLE IF NOT EXISTS meterbook_raw.repeated_events (
     key_rank INTEGER NOT NULL,          -- 1, 2, ... in read order over all ingests
     payload_hash VARCHAR NOT NULL       -- event_name, instant, properties by value
 );
-"""
+""".replace("/*RAW_EVENTS*/", RAW_EVENTS_COLUMNS)
 
 
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the meterbook_raw tables if they are missing; existing rows are kept."""
     con.execute(RAW_DDL)
     _move_key_columns(con)
+    _name_files_by_seq(con)
 
 
 def _move_key_columns(con: duckdb.DuckDBPyConnection) -> None:
     """Warehouses written before repeated_events kept key_rank, key_repeated and
     payload_hash on raw_events: move the repeated rows' ranks over, then drop the columns."""
-    old = con.execute(
-        "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'meterbook_raw' "
-        "AND table_name = 'raw_events' AND column_name = 'key_repeated' "
-        "AND database_name = current_database()"
-    ).fetchone()[0]
-    if not old:
+    if not _has_raw_column(con, "key_repeated"):
         return
     with transaction(con):
         con.execute(
@@ -85,6 +87,36 @@ def _move_key_columns(con: duckdb.DuckDBPyConnection) -> None:
         )
         for column in ("key_rank", "key_repeated", "payload_hash"):
             con.execute(f"ALTER TABLE meterbook_raw.raw_events DROP COLUMN {column}")
+
+
+def _name_files_by_seq(con: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses written before file_seq named each row's file by its sha256: copy the rows
+    into a table of today's columns, looking file_seq up in landing_files (a one-off rewrite;
+    DuckDB cannot make a column NOT NULL in the transaction that filled it)."""
+    if not _has_raw_column(con, "file_sha256"):
+        return
+    columns = [line.split()[0] for line in RAW_EVENTS_COLUMNS.strip().splitlines()]
+    picked = ", ".join("f.file_seq" if c == "file_seq" else f"e.{c}" for c in columns)
+    with transaction(con):
+        con.execute(f"CREATE TABLE meterbook_raw.raw_events_new ({RAW_EVENTS_COLUMNS})")
+        con.execute(
+            f"INSERT INTO meterbook_raw.raw_events_new SELECT {picked} "
+            "FROM meterbook_raw.raw_events AS e "
+            "LEFT JOIN meterbook_raw.landing_files AS f USING (file_sha256)"
+        )
+        con.execute("DROP TABLE meterbook_raw.raw_events")
+        con.execute("ALTER TABLE meterbook_raw.raw_events_new RENAME TO raw_events")
+
+
+def _has_raw_column(con: duckdb.DuckDBPyConnection, column: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'meterbook_raw' "
+            "AND table_name = 'raw_events' AND column_name = ? "
+            "AND database_name = current_database()",
+            [column],
+        ).fetchone()[0]
+    )
 
 
 def raw_schema_exists(con: duckdb.DuckDBPyConnection) -> bool:

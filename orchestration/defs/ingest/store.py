@@ -14,34 +14,35 @@ from datetime import datetime
 import duckdb
 
 _COLUMNS = (
-    "read_seq, file_sha256, path, line_no, event_id, customer_id, event_name, event_ts, "
+    "read_seq, file_seq, path, line_no, event_id, customer_id, event_name, event_ts, "
     "properties, source, parse_reason, raw_line, ingested_at"
 )
 
 
 def append_batch(
-    con: duckdb.DuckDBPyConnection, parse_sql: str, params: dict, sha: str, path: str
+    con: duckdb.DuckDBPyConnection, parse_sql: str, params: dict, file_seq: int, path: str
 ) -> int:
-    """Append one parsed batch of the file `sha` read at `path`; returns the rows appended.
+    """Append one parsed batch of file `file_seq` read at `path`; returns the rows appended.
     `params` are the parse's ($now, $seq_base); $now is also the rows' ingested_at."""
     return con.execute(
         f"INSERT INTO meterbook_raw.raw_events ({_COLUMNS}) "
-        "SELECT read_seq, $sha, $path, line_no, event_id, customer_id, event_name, event_ts, "
+        "SELECT read_seq, $file_seq, $path, line_no, event_id, customer_id, event_name, event_ts, "
         f"properties, source, parse_reason, raw_line, $now FROM ({parse_sql})",
-        {**params, "sha": sha, "path": path},
+        {**params, "file_seq": file_seq, "path": path},
     ).fetchone()[0]
 
 
 def forget_rows_from(con: duckdb.DuckDBPyConnection, read_seq: int) -> None:
-    """Drop what the file being read appended (it turned out to be unreadable half-way):
-    its rows are the last ones, from its first read_seq on."""
+    """Drop what the file being read appended (it turned out to be unreadable half-way, or
+    its hash showed content already on record): its rows are the last ones, from its first
+    read_seq on."""
     con.execute("DELETE FROM meterbook_raw.raw_events WHERE read_seq >= ?", [read_seq])
 
 
 def append_unreadable(
     con: duckdb.DuckDBPyConnection,
     read_seq: int,
-    sha: str,
+    file_seq: int,
     path: str,
     error: str,
     ingested_at: datetime,
@@ -49,7 +50,7 @@ def append_unreadable(
     """An unreadable file counts as one malformed line, numbered 0 (the file as a whole)."""
     con.execute(
         "INSERT INTO meterbook_raw.raw_events "
-        "(read_seq, file_sha256, path, line_no, parse_reason, raw_line, ingested_at) "
+        "(read_seq, file_seq, path, line_no, parse_reason, raw_line, ingested_at) "
         "VALUES (?, ?, ?, 0, 'malformed', ?, ?)",
-        [read_seq, sha, path, error[:4096], ingested_at],
+        [read_seq, file_seq, path, error[:4096], ingested_at],
     )

@@ -6,7 +6,7 @@ with source as (
 final as (
     select
         cast(read_seq as bigint) as read_seq,
-        file_sha256,
+        cast(file_seq as bigint) as file_seq,
         path,
         cast(line_no as bigint) as line_no,
         event_id,
