@@ -315,3 +315,46 @@ def test_windows_keep_their_microseconds_when_events_are_bounded_before_the_join
         "WHERE meter_code = 'calls'"
     )
     assert counted == [(Decimal(2), 2)]
+
+
+SHARED_EXPRESSIONS = """
+meters:
+  - {code: tokens_a, event_name: a, aggregation: sum, expression: tokens}
+  - code: tokens_b_gold
+    event_name: b
+    aggregation: sum
+    expression: tokens
+    filters: [{property: tier, op: eq, value: gold}]
+  - {code: cost_a, event_name: a, aggregation: max, expression: cost}
+customers:
+  - {id: acme}
+"""
+
+
+def test_meters_sharing_a_value_expression_reject_only_the_events_they_count(tmp_path):
+    # the fates model checks meters of one expression together (tokens_a, tokens_b_gold):
+    # an event is bad_property only when a meter that counts it has no value for it
+    at = "2026-10-02T10:00:00Z"
+    wh = Warehouse(tmp_path)
+    wh.setup(
+        catalog_from_yaml(tmp_path, SHARED_EXPRESSIONS),
+        [
+            ev("a_ok", "acme", "a", at, {"tokens": 5, "cost": 1}),
+            ev("a_no_cost", "acme", "a", at, {"tokens": 5}),  # cost_a cannot value it
+            ev("a_bad_tokens", "acme", "a", at, {"tokens": "x", "cost": 1}),
+            ev("b_gold_bad", "acme", "b", at, {"tokens": "x", "tier": "gold"}),
+            ev("b_silver_bad", "acme", "b", at, {"tokens": "x", "tier": "silver"}),  # unmetered
+            ev("b_gold_no_cost", "acme", "b", at, {"tokens": 2, "tier": "gold"}),  # cost is a's
+            ev("c_bad", "acme", "c", at, {"tokens": "x"}),  # no meter at all
+        ],
+    )
+    wh.dbt("run", "+fct_event_fates")
+    assert [(r[0], r[3], r[4]) for r in fates(wh)] == [
+        ("a_ok", "billable", None),
+        ("a_no_cost", "rejected", "bad_property"),
+        ("a_bad_tokens", "rejected", "bad_property"),
+        ("b_gold_bad", "rejected", "bad_property"),
+        ("b_silver_bad", "unmetered", None),
+        ("b_gold_no_cost", "billable", None),
+        ("c_bad", "unmetered", None),
+    ]

@@ -1,7 +1,7 @@
 {#
   Every raw event with exactly one fate and reason, checks in SPEC 2.3 order. The catalog's
-  compiled SQL (meters.bad_property_sql, meters.match_sql, exclusions.condition_sql) is
-  spliced in per meter / rule; see macros/metering_catalog.sql for where it comes from.
+  compiled SQL (meters.match_sql and value_sql, exclusions.condition_sql) is spliced in per
+  meter / value expression / rule; see macros/metering_catalog.sql for where it comes from.
 #}
 {%- set meters = metering_catalog_rows(ref('stg_catalog__meters'), 'meter_seq') -%}
 {%- set exclusions = metering_catalog_rows(ref('stg_catalog__exclusions'), 'exclusion_seq') -%}
@@ -43,8 +43,14 @@ checked as not materialized (
                 then parse_reason
             when known_customer_id is null then 'unknown_customer'
             when parse_reason is not null then parse_reason
-            {%- for meter in value_meters %}
-            when {{ meter['bad_property_sql'] }} then 'bad_property'
+            {#- one check per value expression, not per meter: meters that share one (tokens
+                by model) have their events valued in one pass over all of them, instead of
+                one sparse pass per meter (10M events, the benchmark's 10 sum meters of one
+                expression: the fates query 6.2-7.1 s -> 4.0-4.6 s). Equivalent to
+                `when <any meter's bad_property_sql>`. #}
+            {%- for same_value in value_meters | groupby('value_sql') %}
+            when ({{ same_value.list | map(attribute='match_sql') | join(' or ') }})
+                and {{ same_value.grouper }} is null then 'bad_property'
             {%- endfor %}
         end as reject_reason
     from joined
