@@ -45,9 +45,9 @@ checked as not materialized (
             when parse_reason is not null then parse_reason
             {#- one check per value expression, not per meter: meters that share one (tokens
                 by model) have their events valued in one pass over all of them, instead of
-                one sparse pass per meter (10M events, the benchmark's 10 sum meters of one
-                expression: the fates query 6.2-7.1 s -> 4.0-4.6 s). Equivalent to
-                `when <any meter's bad_property_sql>`. #}
+                one sparse pass per meter (the benchmark's 10 sum meters of one expression,
+                the fates query alone, old and new in turn: 10M events 6.2-7.1 s -> 4.0-4.6 s,
+                50M 38-42 s -> 27-28 s). Equivalent to `when <any meter's bad_property_sql>`. #}
             {%- for same_value in value_meters | groupby('value_sql') %}
             when ({{ same_value.list | map(attribute='match_sql') | join(' or ') }})
                 and {{ same_value.grouper }} is null then 'bad_property'
