@@ -340,3 +340,47 @@ def test_a_warehouse_with_ranks_on_raw_events_keeps_them_in_repeated_events(land
         "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'raw_events' "
         "AND column_name = 'file_sha256'"
     ) == [(0,)]
+
+
+ROUND_9_RAW_EVENTS = """
+CREATE SCHEMA meterbook_raw;
+CREATE TABLE meterbook_raw.landing_files (
+    file_sha256 VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, format VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL, file_seq BIGINT NOT NULL UNIQUE, ingested_at TIMESTAMPTZ NOT NULL,
+    lines_read BIGINT NOT NULL, error VARCHAR);
+INSERT INTO meterbook_raw.landing_files VALUES
+    ('sha-a', 'a.jsonl', 'jsonl', 100, 1, '2026-11-01 00:00Z', 2, NULL),
+    ('sha-b', 'b.jsonl', 'jsonl', 200, 2, '2026-11-01 00:00Z', 1, NULL);
+CREATE TABLE meterbook_raw.raw_events (
+    read_seq BIGINT NOT NULL, file_sha256 VARCHAR NOT NULL, path VARCHAR NOT NULL,
+    line_no BIGINT NOT NULL, event_id VARCHAR, customer_id VARCHAR, event_name VARCHAR,
+    event_ts TIMESTAMPTZ, properties JSON, source VARCHAR, parse_reason VARCHAR,
+    raw_line VARCHAR, ingested_at TIMESTAMPTZ NOT NULL);
+INSERT INTO meterbook_raw.raw_events VALUES
+    (2, 'sha-a', 'a.jsonl', 1, 'e1', 'acme', 'x', '2026-10-02 10:00Z', '{}', NULL, NULL, NULL,
+     '2026-11-01 00:00Z'),
+    (3, 'sha-a', 'a.jsonl', 2, 'e2', 'acme', 'x', '2026-10-02 10:00Z', '{}', NULL, NULL, NULL,
+     '2026-11-01 00:00Z'),
+    (5, 'sha-b', 'b.jsonl', 1, 'e3', 'acme', 'x', '2026-10-02 10:00Z', '{}', NULL, NULL, NULL,
+     '2026-11-01 00:00Z');
+"""
+
+
+def test_a_warehouse_naming_files_by_sha256_is_rewritten_with_file_seq(landing):
+    landing.con.execute(ROUND_9_RAW_EVENTS)
+    landing.write("c.jsonl", jsonl(event("e4")))
+    landing.ingest()
+    assert landing.rows(
+        "SELECT f.path, f.lines_read, count(e.read_seq) FROM meterbook_raw.landing_files f "
+        "LEFT JOIN meterbook_raw.raw_events e USING (file_seq) GROUP BY ALL ORDER BY 1"
+    ) == [("a.jsonl", 2, 2), ("b.jsonl", 1, 1), ("c.jsonl", 1, 1)]
+    assert [(e["read_seq"], e["event_id"]) for e in landing.events()] == [
+        (2, "e1"),
+        (3, "e2"),
+        (5, "e3"),
+        (7, "e4"),
+    ]
+    columns = landing.rows(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'raw_events' ORDER BY 1"
+    )
+    assert ("file_sha256",) not in columns and ("file_seq",) in columns
