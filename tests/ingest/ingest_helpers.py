@@ -77,6 +77,13 @@ class Landing:
     def reasons(self) -> list[str | None]:
         return [e["parse_reason"] for e in self.events()]
 
+    def lines_per_file(self) -> list[tuple[str, int, int]]:
+        """(path, lines_read, raw rows) of every file on record, by path."""
+        return self.rows(
+            "SELECT f.path, f.lines_read, count(e.read_seq) FROM meterbook_raw.landing_files f "
+            "LEFT JOIN meterbook_raw.raw_events e USING (file_seq) GROUP BY ALL ORDER BY 1"
+        )
+
     def snapshot(self) -> dict[str, list[tuple]]:
         """Every meterbook_raw table, fully ordered: equal snapshots mean nothing changed."""
         return {

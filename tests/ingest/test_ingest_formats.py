@@ -248,7 +248,4 @@ def test_lines_read_equals_rows_per_file(landing):
     landing.write("d/b.csv", "event_id,customer_id,event_name,timestamp\nx,y,z,w\n")
     landing.write("c.json", "[1, 2, 3]")
     landing.ingest()
-    assert landing.rows(
-        "SELECT f.path, f.lines_read, count(e.read_seq) FROM meterbook_raw.landing_files f "
-        "LEFT JOIN meterbook_raw.raw_events e USING (file_seq) GROUP BY ALL ORDER BY 1"
-    ) == [("a.jsonl", 3, 3), ("c.json", 3, 3), ("d/b.csv", 1, 1)]
+    assert landing.lines_per_file() == [("a.jsonl", 3, 3), ("c.json", 3, 3), ("d/b.csv", 1, 1)]
