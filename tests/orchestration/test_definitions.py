@@ -1,13 +1,17 @@
 """The Dagster code location loads, and its jobs, partitions and checks are what finance sees."""
 
-from contextlib import nullcontext
+import os
+import time
+from contextlib import contextmanager
 
 import pytest
 from dagster import AssetKey
 
 from orchestration.defs.partitions import daily_usage, monthly_billing, parse_month
 from orchestration.defs.transform.assets import _build, dbt_vars
+from orchestration.defs.transform.dbt_runner import prune_stale_targets
 from orchestration.pipeline import activate
+from orchestration.sql import connect
 from orchestration.workspace import Workspace
 
 
@@ -78,33 +82,124 @@ class _Invocation:
             raise RuntimeError("dbt build failed")
 
 
+def _raw_columns(warehouse):
+    con = connect(warehouse)
+    try:
+        return {
+            row[0]
+            for row in con.execute(
+                "SELECT column_name FROM duckdb_columns() "
+                "WHERE schema_name = 'meterbook_raw' AND table_name = 'raw_events'"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+
+
 class _Dbt:
-    def __init__(self, invocation):
-        self.invocation, self.args = invocation, None
+    """Records its arguments, and the raw_events columns dbt would have found."""
+
+    def __init__(self, invocation, warehouse):
+        self.invocation, self.warehouse = invocation, warehouse
+        self.args = self.raw_columns = None
 
     def cli(self, args, context):  # noqa: ARG002 (DbtCliResource.cli's signature)
-        self.args = args
+        self.args, self.raw_columns = args, _raw_columns(self.warehouse)
         return self.invocation
 
 
 class _Meterbook:
+    def __init__(self, warehouse):
+        self.warehouse = warehouse
+
+    @contextmanager
     def exclusive(self):
-        return nullcontext()
+        yield self.warehouse
+
+
+def _fakes(tmp_path, fail):
+    warehouse = tmp_path / "warehouse.duckdb"
+    dbt = _Dbt(_Invocation(tmp_path / "usage_models-abc1234-def5678", fail), warehouse)
+    return dbt, _Meterbook(warehouse)
 
 
 def test_a_successful_build_removes_its_dbt_artifacts_folder(tmp_path):
-    dbt = _Dbt(_Invocation(tmp_path / "usage_models-abc", fail=False))
-    events = list(_build(None, dbt, _Meterbook(), {"close_month": "2026-10"}))
+    dbt, meterbook = _fakes(tmp_path, fail=False)
+    events = list(_build(None, dbt, meterbook, {"close_month": "2026-10"}))
     assert events == ["materialization"]
     assert dbt.args == ["build", "--vars", '{"close_month": "2026-10"}']
-    assert not (tmp_path / "usage_models-abc").exists()
+    assert not (tmp_path / "usage_models-abc1234-def5678").exists()
 
 
 def test_a_failed_build_keeps_its_dbt_artifacts_for_inspection(tmp_path):
-    dbt = _Dbt(_Invocation(tmp_path / "usage_models-abc", fail=True))
+    dbt, meterbook = _fakes(tmp_path, fail=True)
     with pytest.raises(RuntimeError, match="dbt build failed"):
-        list(_build(None, dbt, _Meterbook(), None))
-    assert (tmp_path / "usage_models-abc" / "run_results.json").exists()
+        list(_build(None, dbt, meterbook, None))
+    assert (tmp_path / "usage_models-abc1234-def5678" / "run_results.json").exists()
+
+
+# raw_events as ingests before file_seq wrote it (rows name their file by its sha256)
+_OLD_RAW_TABLES = """
+CREATE SCHEMA meterbook_raw;
+CREATE TABLE meterbook_raw.landing_files (
+    file_sha256 VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, format VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL, file_seq BIGINT NOT NULL UNIQUE, ingested_at TIMESTAMPTZ NOT NULL,
+    lines_read BIGINT NOT NULL, error VARCHAR);
+INSERT INTO meterbook_raw.landing_files
+VALUES ('sha-a', 'a.jsonl', 'jsonl', 100, 1, '2026-11-01 00:00Z', 1, NULL);
+CREATE TABLE meterbook_raw.raw_events (
+    read_seq BIGINT NOT NULL, file_sha256 VARCHAR NOT NULL, path VARCHAR NOT NULL,
+    line_no BIGINT NOT NULL, event_id VARCHAR, customer_id VARCHAR, event_name VARCHAR,
+    event_ts TIMESTAMPTZ, properties JSON, source VARCHAR, parse_reason VARCHAR,
+    raw_line VARCHAR, ingested_at TIMESTAMPTZ NOT NULL);
+INSERT INTO meterbook_raw.raw_events VALUES (2, 'sha-a', 'a.jsonl', 1, 'e1', 'acme', 'x',
+    '2026-10-02 10:00Z', '{}', NULL, NULL, NULL, '2026-11-01 00:00Z');
+"""
+
+
+def test_a_build_without_an_ingest_first_finds_the_raw_tables_upgraded(tmp_path):
+    """Re-materializing usage alone after an upgrade: dbt must not meet the old columns."""
+    dbt, meterbook = _fakes(tmp_path, fail=False)
+    con = connect(meterbook.warehouse)
+    con.execute(_OLD_RAW_TABLES)
+    con.close()
+    list(_build(None, dbt, meterbook, None))
+    assert "file_seq" in dbt.raw_columns and "file_sha256" not in dbt.raw_columns
+    con = connect(meterbook.warehouse)
+    rows = con.execute("SELECT read_seq, file_seq, event_id FROM meterbook_raw.raw_events")
+    assert rows.fetchall() == [(2, 1, "e1")]
+    con.close()
+
+
+def test_a_build_before_any_ingest_finds_empty_raw_tables(tmp_path):
+    dbt, meterbook = _fakes(tmp_path, fail=False)
+    list(_build(None, dbt, meterbook, None))
+    assert {"read_seq", "file_seq", "properties"} <= dbt.raw_columns
+
+
+def _aged(folder, days):
+    folder.mkdir()
+    (folder / "run_results.json").write_text("{}")
+    then = time.time() - days * 86400
+    os.utime(folder, (then, then))
+    return folder
+
+
+def test_only_old_invocation_folders_are_pruned(tmp_path):
+    old = [
+        _aged(tmp_path / "daily_usage_models-abc1234-def5678", 15),
+        _aged(tmp_path / "run_dbt-x1y2z3", 30),
+        _aged(tmp_path / "parse-k9", 20),
+    ]
+    kept = [
+        _aged(tmp_path / "billing_models-abc1234-def5678", 13),  # failed, still recent
+        _aged(tmp_path / "compiled", 30),  # dbt's own
+        _aged(tmp_path / "run", 30),
+        _aged(tmp_path / "my-notes", 30),  # not named like an invocation
+    ]
+    assert prune_stale_targets(tmp_path, days=14) == len(old)
+    assert not any(f.exists() for f in old)
+    assert all(f.exists() for f in kept)
 
 
 @pytest.mark.parametrize("bad", ["2026-13", "2026-1", "26-10", "2026/10", "", "2026-10-01"])

@@ -19,9 +19,16 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from orchestration.defs.ingest.schema import ensure_raw_schema
 from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, daily_usage, monthly_billing
 from orchestration.defs.resources import MeterbookWorkspace
-from orchestration.defs.transform.dbt_runner import PROJECT_TARGET, project_args, scratch_target
+from orchestration.defs.transform.dbt_runner import (
+    PROJECT_TARGET,
+    project_args,
+    prune_stale_targets,
+    scratch_target,
+)
+from orchestration.sql import connect
 from orchestration.workspace import DBT_PROJECT_DIR
 
 MANIFEST = PROJECT_TARGET / "manifest.json"
@@ -106,13 +113,30 @@ def dbt_vars(partition: dict[str, str] | None) -> list[str]:
 
 
 def _build(context, dbt: DbtCliResource, meterbook: MeterbookWorkspace, partition):
-    with meterbook.exclusive():
+    with meterbook.exclusive() as warehouse:
+        upgrade_raw_tables(warehouse)
         invocation = dbt.cli(["build", *dbt_vars(partition)], context=context)
         yield from invocation.stream()
     # every invocation writes its artifacts (a few MB) to a folder of its own under the
     # project's target/, which a daily schedule would fill for ever. A failed build raises
-    # above and keeps its folder for whoever looks into it.
+    # above and keeps its folder for whoever looks into it, until prune_stale_targets.
     shutil.rmtree(invocation.target_path, ignore_errors=True)
+    prune_stale_targets(Path(invocation.target_path).parent)
+
+
+def upgrade_raw_tables(warehouse: Path) -> None:
+    """The ingest's tables in today's columns before dbt reads them.
+
+    The ingest upgrades them too, but after upgrading meterbook an engineer may re-materialize
+    usage or billing alone (a backfill, a catalog change), and dbt would then fail on the old
+    columns. A warehouse no ingest has written yet gets the empty tables, so the usage models
+    build empty instead of failing on a missing source.
+    """
+    con = connect(warehouse)
+    try:
+        ensure_raw_schema(con)
+    finally:
+        con.close()
 
 
 _translator = MeterbookTranslator()

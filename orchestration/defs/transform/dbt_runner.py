@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,9 @@ COMMANDS = ("build", "run", "test", "compile", "parse", "ls", "seed")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 PROJECT_TARGET = DBT_PROJECT_DIR / "target"
+# the folders of one invocation each: dagster-dbt's <asset>-<run id>-<uuid>, and our scratch
+_INVOCATION_FOLDER = re.compile(r"^([a-z_]+_models-[0-9a-f]{7}-[0-9a-f]{7}|run_dbt-.+|parse-.+)$")
+STALE_TARGET_DAYS = 14
 _VAR_FORMATS = {"min_date": _DATE, "max_date": _DATE, "close_month": _MONTH}
 
 
@@ -95,6 +99,28 @@ def scratch_target(prefix: str, under: Path = PROJECT_TARGET) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=under))
 
 
+def prune_stale_targets(under: Path = PROJECT_TARGET, days: float = STALE_TARGET_DAYS) -> int:
+    """Remove the invocation folders under `under` left more than `days` ago; returns how many.
+
+    A failed invocation keeps its folder for whoever looks into it; a schedule failing night
+    after night would otherwise fill the disk. Only folders named like an invocation's are
+    touched (never dbt's own compiled/ and run/), and only old ones: a build under way is new.
+    """
+    cutoff = time.time() - days * 86400
+    removed = 0
+    for folder in under.iterdir() if under.is_dir() else ():
+        if not _INVOCATION_FOLDER.match(folder.name) or not folder.is_dir():
+            continue
+        try:
+            stale = folder.stat().st_mtime < cutoff
+        except FileNotFoundError:  # another process removed it meanwhile
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def run_dbt(warehouse_path: Path, args: list[str], target_path: Path | None = None) -> None:
     """Run dbt on the warehouse at `warehouse_path`; raise DbtRunError on any failure.
 
@@ -121,3 +147,4 @@ def run_dbt(warehouse_path: Path, args: list[str], target_path: Path | None = No
         )
     if private:
         shutil.rmtree(target, ignore_errors=True)
+        prune_stale_targets(target.parent)
