@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
 from datetime import date
 
 import pytest
 from ingest_helpers import event, jsonl
 
+from orchestration.defs.ingest import discovery
 from orchestration.defs.ingest import ingest as ingest_module
+from orchestration.defs.ingest.discovery import HashStopped
 from orchestration.defs.ingest.ingest import pending_files
 
 
@@ -226,10 +229,10 @@ def test_a_file_whose_hash_fails_after_its_read_stays_pending(landing, monkeypat
     b = landing.write("b.jsonl", jsonl(event("e2"), event("e3")))
     real_hash = ingest_module.sha256_file
 
-    def failing_for_b(path):
+    def failing_for_b(path, stop=None):
         if path.name == "b.jsonl":
             raise PermissionError("vanished")
-        return real_hash(path)
+        return real_hash(path, stop)
 
     monkeypatch.setattr(ingest_module, "sha256_file", failing_for_b)
     reads = _spy_on_reads(monkeypatch)
@@ -241,6 +244,37 @@ def test_a_file_whose_hash_fails_after_its_read_stays_pending(landing, monkeypat
     assert pending_files(landing.con, landing.dir) == [b]
     assert [f.path for f in landing.ingest().files] == ["b.jsonl"]
     assert [e["event_id"] for e in landing.events()] == ["e1", "e2", "e3"]
+
+
+def test_a_failed_run_gives_up_the_hash_under_way(landing, monkeypatch):
+    """The error surfaces without waiting for the rest of a large file to be hashed."""
+    landing.write("a.jsonl", jsonl(event("e1")))  # a size never seen: read while hashed
+    landing.write("b.jsonl", jsonl(*[event(f"e{i}") for i in range(5000)]))
+    monkeypatch.setattr(discovery, "_HASH_CHUNK", 1)  # b's hash now takes seconds
+    outcomes, hashing_b = {}, threading.Event()
+    real_hash = ingest_module._hash_or_none
+
+    def recorded(f, stop):
+        if f.rel == "b.jsonl":
+            hashing_b.set()
+        try:
+            outcomes[f.rel] = real_hash(f, stop)
+        except HashStopped:
+            outcomes[f.rel] = "stopped"
+            raise
+        return outcomes[f.rel]
+
+    def crash(*args):
+        assert hashing_b.wait(30)  # fail while b is being hashed, not before it starts
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(ingest_module, "_hash_or_none", recorded)
+    monkeypatch.setattr(ingest_module, "_read_file", crash)  # a's read fails at once
+    with pytest.raises(RuntimeError, match="killed"):
+        landing.ingest()
+    assert outcomes["b.jsonl"] == "stopped"  # not hashed to its end
+    monkeypatch.undo()
+    assert [f.path for f in landing.ingest().files] == ["a.jsonl", "b.jsonl"]
 
 
 def test_a_crash_leaves_nothing_and_the_next_run_reads_everything(landing, monkeypatch):

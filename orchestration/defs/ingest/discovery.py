@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +83,17 @@ def _landing_file(root: Path, entry: os.DirEntry) -> LandingFile | None:
     )
 
 
-def sha256_file(path: Path) -> str:
+class HashStopped(Exception):
+    """The hash was given up before the end of the file (`stop` was set)."""
+
+
+def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
+    """The file's sha256; raises HashStopped as soon as `stop` is set (a failed ingest does
+    not wait for the rest of a 10 GiB file to be hashed)."""
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as fh:
         while chunk := fh.read(_HASH_CHUNK):
+            if stop is not None and stop.is_set():
+                raise HashStopped(str(path))
             digest.update(chunk)
     return digest.hexdigest()

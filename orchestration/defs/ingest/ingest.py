@@ -20,6 +20,7 @@ is hashed first: a copy or a touched file has that size.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -138,21 +139,25 @@ def _hashing(
         for row in con.execute("SELECT size_bytes FROM meterbook_raw.landing_files").fetchall()
     }
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meterbook-sha256")
+    stop = threading.Event()
     try:
         candidates = []
         for f in files:
             candidates.append(
-                _Candidate(f, pool.submit(_hash_or_none, f), f.size_bytes not in sizes)
+                _Candidate(f, pool.submit(_hash_or_none, f, stop), f.size_bytes not in sizes)
             )
             sizes.add(f.size_bytes)
         yield candidates
+    except BaseException:
+        stop.set()  # the run failed: the hash under way is of no use, do not wait it out
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _hash_or_none(f: LandingFile) -> str | None:
+def _hash_or_none(f: LandingFile, stop: threading.Event | None = None) -> str | None:
     try:
-        return sha256_file(f.path)
+        return sha256_file(f.path, stop)
     except OSError as exc:  # unreadable right now (permissions, vanished): stays pending
         log.warning("skipping landing file %s: %s", f.rel, exc)
         return None
