@@ -238,7 +238,7 @@ def test_write_metering_tables(tmp_path):
     ]
     meters = con.execute(
         "SELECT meter_seq, meter_code, aggregation, unit_divide_by, unit_rounding, group_by, "
-        "bad_property_sql IS NULL FROM meterbook_catalog.meters ORDER BY meter_seq"
+        "value_sql IS NULL FROM meterbook_catalog.meters ORDER BY meter_seq"
     ).fetchall()
     assert meters == [
         (0, "calls", "count", None, None, "[]", True),

@@ -169,7 +169,6 @@ def _rounding(meter: Meter) -> str | None:
 
 
 def meter_row(seq: int, meter: Meter) -> dict:
-    matched, value = match_sql(meter), value_sql(meter)
     return {
         "meter_seq": seq,
         "meter_code": meter.code,
@@ -180,11 +179,10 @@ def meter_row(seq: int, meter: Meter) -> dict:
         "group_by": json.dumps(meter.group_by),
         "unit_divide_by": _dec(meter.unit.divide_by) if meter.unit else None,
         "unit_rounding": _rounding(meter),
-        "match_sql": matched,
-        "value_sql": value,
+        "match_sql": match_sql(meter),
+        "value_sql": value_sql(meter),
         "text_value_sql": text_value_sql(meter),
         "group_key_sql": group_key_sql(meter),
-        "bad_property_sql": f"({matched} AND {value} IS NULL)" if value else None,
     }
 
 
@@ -244,8 +242,7 @@ SCHEMAS = {
     ),
     "meters": _schema(
         "meter_seq:int meter_code meter_name event_name aggregation expression group_by:json "
-        "unit_divide_by:dec unit_rounding match_sql value_sql text_value_sql group_key_sql "
-        "bad_property_sql"
+        "unit_divide_by:dec unit_rounding match_sql value_sql text_value_sql group_key_sql"
     ),
     "exclusions": _schema(
         "exclusion_seq:int reason event_name property field op operand:json condition_sql"

@@ -5,7 +5,7 @@
 #}
 {%- set meters = metering_catalog_rows(ref('stg_catalog__meters'), 'meter_seq') -%}
 {%- set exclusions = metering_catalog_rows(ref('stg_catalog__exclusions'), 'exclusion_seq') -%}
-{%- set value_meters = meters | selectattr('bad_property_sql') | list -%}
+{%- set value_meters = meters | selectattr('value_sql') | list -%}
 
 -- every CTE read by both branches of `keyed` is marked not materialized: DuckDB otherwise
 -- buffers it first, and `events` buffered is every event with all its columns (at 50M
@@ -47,7 +47,8 @@ checked as not materialized (
                 by model) have their events valued in one pass over all of them, instead of
                 one sparse pass per meter (the benchmark's 10 sum meters of one expression,
                 the fates query alone, old and new in turn: 10M events 6.2-7.1 s -> 4.0-4.6 s,
-                50M 38-42 s -> 27-28 s). Equivalent to `when <any meter's bad_property_sql>`. #}
+                50M 38-42 s -> 27-28 s). A meter's event is bad_property when it matches
+                and its value_sql gives NULL (TRY: a missing, non-numeric or overflowing value). #}
             {%- for same_value in value_meters | groupby('value_sql') %}
             when ({{ same_value.list | map(attribute='match_sql') | join(' or ') }})
                 and {{ same_value.grouper }} is null then 'bad_property'

@@ -16,8 +16,7 @@ final as (
         match_sql,
         value_sql,
         text_value_sql,
-        group_key_sql,
-        bad_property_sql
+        group_key_sql
     from source
 )
 
