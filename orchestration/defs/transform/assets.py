@@ -129,8 +129,8 @@ def upgrade_raw_tables(warehouse: Path) -> None:
 
     The ingest upgrades them too, but after upgrading meterbook an engineer may re-materialize
     usage or billing alone (a backfill, a catalog change), and dbt would then fail on the old
-    columns. A warehouse no ingest has written yet gets the empty tables, so the usage models
-    build empty instead of failing on a missing source.
+    columns. A warehouse no ingest has written yet gets the tables empty, so dbt never finds
+    the raw sources missing.
     """
     con = connect(warehouse)
     try:
