@@ -99,7 +99,7 @@ def scratch_target(prefix: str, under: Path = PROJECT_TARGET) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=under))
 
 
-def prune_stale_targets(under: Path = PROJECT_TARGET, days: float = STALE_TARGET_DAYS) -> int:
+def prune_stale_targets(under: Path, days: float = STALE_TARGET_DAYS) -> int:
     """Remove the invocation folders under `under` left more than `days` ago; returns how many.
 
     A failed invocation keeps its folder for whoever looks into it; a schedule failing night

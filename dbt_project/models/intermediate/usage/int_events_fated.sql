@@ -48,7 +48,7 @@ checked as not materialized (
                 one sparse pass per meter (the benchmark's 10 sum meters of one expression,
                 the fates query alone, old and new in turn: 10M events 6.2-7.1 s -> 4.0-4.6 s,
                 50M 38-42 s -> 27-28 s). A meter's event is bad_property when it matches
-                and its value_sql gives NULL (TRY: a missing, non-numeric or overflowing value). #}
+                and its value_sql gives NULL (missing, non-numeric, division by zero, overflow). #}
             {%- for same_value in value_meters | groupby('value_sql') %}
             when ({{ same_value.list | map(attribute='match_sql') | join(' or ') }})
                 and {{ same_value.grouper }} is null then 'bad_property'
