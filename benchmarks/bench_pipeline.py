@@ -118,7 +118,7 @@ def _meter_phase(home: str, out) -> None:
     write_catalog_tables(con, load_catalog(Path(home) / "catalog"))
     con.close()
     target = Path(home) / "dbt-target"
-    run_dbt(warehouse, dbt_args("build", "tag:usage", {}), target_path=target)
+    run_dbt(warehouse, dbt_args("build", "tag:usage"), target_path=target)
     con = connect(warehouse, read_only=True)
     billable = con.execute(
         "SELECT count(*) FROM marts.fct_event_fates WHERE fate = 'billable'"
@@ -140,7 +140,8 @@ def _rate_phase(home: str, out) -> None:
     con.close()
     run_dbt(
         warehouse,
-        dbt_args("build", "tag:billing", {"close_month": MONTH}),
+        dbt_args("build", "tag:billing"),
+        {"close_month": MONTH},
         target_path=Path(home) / "dbt-target",
     )
     con = connect(warehouse, read_only=True)

@@ -26,15 +26,15 @@ cast(
 as decimal(38, 12))
 {%- endmacro %}
 
-{# The close_month var, checked to be YYYY-MM (it is spliced into SQL), or none when unset:
-   an unset close_month means "every month the close tables hold". #}
+{# The close month being built, checked to be YYYY-MM (it is spliced into SQL), or none when
+   unset: an unset close month means "every month the close tables hold". #}
 {% macro billing_close_month() -%}
-    {%- set value = var('close_month', none) -%}
+    {%- set value = meterbook_partition('close_month') -%}
     {%- if value is none or value | string == '' -%}
         {{ return(none) }}
     {%- endif -%}
     {%- if not modules.re.fullmatch('[0-9]{4}-(0[1-9]|1[0-2])', value | string) -%}
-        {{ exceptions.raise_compiler_error("var close_month must be YYYY-MM, got " ~ value) }}
+        {{ exceptions.raise_compiler_error("close_month must be YYYY-MM, got " ~ value) }}
     {%- endif -%}
     {{ return(value | string) }}
 {%- endmacro %}

@@ -12,11 +12,12 @@
   {{ return(result.rows) }}
 {% endmacro %}
 
-{# A var that must be a date 'YYYY-MM-DD', as a SQL date literal; anything else fails. #}
+{# A partition bound (min_date, max_date) that must be a date 'YYYY-MM-DD', as a SQL date
+   literal; anything else fails. #}
 {% macro metering_date_literal(name) %}
-  {%- set value = var(name) | string -%}
+  {%- set value = meterbook_partition(name) | string -%}
   {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', value) -%}
-    {{ exceptions.raise_compiler_error("var " ~ name ~ " must be a date YYYY-MM-DD, got " ~ value) }}
+    {{ exceptions.raise_compiler_error(name ~ " must be a date YYYY-MM-DD, got " ~ value) }}
   {%- endif -%}
   date '{{ value }}'
 {%- endmacro %}

@@ -203,7 +203,7 @@ class Warehouse:
                 set_windows(con, list(windows))
 
     def dbt(self, command: str = "build", select: str | None = METERING_SELECT, **vars) -> None:
-        run_dbt(self.path, dbt_args(command, select, vars), target_path=_DBT_TARGET)
+        run_dbt(self.path, dbt_args(command, select), vars, target_path=_DBT_TARGET)
 
     def rows(self, sql: str, params: list | None = None) -> list[tuple]:
         with self.connect() as con:

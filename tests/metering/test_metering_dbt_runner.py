@@ -1,6 +1,6 @@
-"""The dbt argument list is a pure function of the command, selection and partition vars;
-an in-process dbt run keeps its artifacts out of the project's shared target/ folder, and a
-parse replaces the manifest there whole."""
+"""The dbt argument list and the partition's environment are pure functions; an in-process
+dbt run keeps its artifacts out of the project's shared target/ folder and its partial parse
+beside the warehouse, and a parse replaces the manifest there whole."""
 
 from __future__ import annotations
 
@@ -14,37 +14,47 @@ import pytest
 
 from orchestration.defs.transform import assets
 from orchestration.defs.transform.assets import MANIFEST, ensure_manifest
-from orchestration.defs.transform.dbt_runner import DbtRunError, dbt_args, run_dbt
+from orchestration.defs.transform.dbt_runner import (
+    PARTIAL_PARSE,
+    DbtRunError,
+    dbt_args,
+    environment,
+    keep_partial_parse,
+    partial_parse_cache,
+    partition_env,
+    run_dbt,
+    seed_partial_parse,
+)
 
 
-def test_build_without_partition_keeps_project_defaults():
-    assert dbt_args("build", None, {}) == ["build"]
+def test_command_and_selection():
+    assert dbt_args("build") == ["build"]
+    assert dbt_args("build", "tag:usage") == ["build", "--select", "tag:usage"]
 
 
-def test_select_and_vars():
-    args = dbt_args("build", "tag:usage", {"min_date": "2026-10-02", "max_date": "2026-10-03"})
-    assert args[:3] == ["build", "--select", "tag:usage"]
-    assert args[3] == "--vars"
-    assert json.loads(args[4]) == {"min_date": "2026-10-02", "max_date": "2026-10-03"}
+def test_no_partition_sets_every_variable_to_everything():
+    assert (
+        partition_env(None)
+        == partition_env({})
+        == {
+            "METERBOOK_MIN_DATE": "1970-01-01",
+            "METERBOOK_MAX_DATE": "9999-12-31",
+            "METERBOOK_CLOSE_MONTH": "",
+        }
+    )
 
 
-def test_vars_are_rendered_deterministically():
-    a = dbt_args("run", None, {"max_date": "2026-10-03", "min_date": "2026-10-02"})
-    b = dbt_args("run", None, {"min_date": "2026-10-02", "max_date": "2026-10-03"})
-    assert a == b
-
-
-def test_close_month():
-    assert dbt_args("run", "x", {"close_month": "2026-10"})[-1] == '{"close_month": "2026-10"}'
-    assert dbt_args("run", None, {"close_month": None}) == [
-        "run",
-        "--vars",
-        '{"close_month": null}',
-    ]
+def test_a_partition_sets_its_own_variables_and_keeps_the_others_default():
+    env = partition_env({"min_date": "2026-10-02", "max_date": "2026-10-03"})
+    assert env["METERBOOK_MIN_DATE"] == "2026-10-02"
+    assert env["METERBOOK_MAX_DATE"] == "2026-10-03"
+    assert env["METERBOOK_CLOSE_MONTH"] == ""
+    assert partition_env({"close_month": "2026-10"})["METERBOOK_CLOSE_MONTH"] == "2026-10"
+    assert partition_env({"close_month": None})["METERBOOK_CLOSE_MONTH"] == ""
 
 
 @pytest.mark.parametrize(
-    "vars",
+    "partition",
     [
         {"min_date": "2026-10-2"},
         {"min_date": "2026-10-02'; drop table x; --"},
@@ -55,14 +65,55 @@ def test_close_month():
         {"month": "2026-10"},
     ],
 )
-def test_bad_vars_are_refused(vars):
+def test_bad_partitions_are_refused(partition):
     with pytest.raises(ValueError):
-        dbt_args("build", None, vars)
+        partition_env(partition)
 
 
 def test_unknown_command_is_refused():
     with pytest.raises(ValueError, match="unknown dbt command"):
-        dbt_args("drop", None, {})
+        dbt_args("drop")
+
+
+def test_the_environment_is_restored(monkeypatch):
+    monkeypatch.setenv("METERBOOK_MIN_DATE", "kept")
+    monkeypatch.delenv("METERBOOK_CLOSE_MONTH", raising=False)
+    with environment({"METERBOOK_MIN_DATE": "2026-10-02", "METERBOOK_CLOSE_MONTH": "2026-10"}):
+        assert os.environ["METERBOOK_MIN_DATE"] == "2026-10-02"
+        assert os.environ["METERBOOK_CLOSE_MONTH"] == "2026-10"
+    assert os.environ["METERBOOK_MIN_DATE"] == "kept"
+    assert "METERBOOK_CLOSE_MONTH" not in os.environ
+
+
+def test_the_warehouses_own_parse_replaces_the_one_an_invocation_was_given(tmp_path):
+    cache, target = tmp_path / "dbt" / PARTIAL_PARSE, tmp_path / "target"
+    seed_partial_parse(cache, target)  # nothing kept yet: nothing to give
+    assert not target.exists()
+    target.mkdir()
+    (target / PARTIAL_PARSE).write_bytes(b"another workspace's parse")
+    keep_partial_parse(target, cache)
+    assert cache.read_bytes() == b"another workspace's parse"
+    cache.write_bytes(b"this warehouse's parse")
+    seed_partial_parse(cache, target)
+    assert (target / PARTIAL_PARSE).read_bytes() == b"this warehouse's parse"
+    assert sorted(p.name for p in cache.parent.iterdir()) == [PARTIAL_PARSE]  # no scratch left
+
+
+def _parse_log(target: Path) -> str:
+    return (target / "dbt.log").read_text()
+
+
+def test_a_new_partition_does_not_make_dbt_parse_the_project_again(tmp_path):
+    # with the partition in --vars, every new day or month re-parsed the whole project (and so
+    # did another workspace's parse): 3-4 s of every build
+    warehouse = tmp_path / "warehouse.duckdb"
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_dbt(warehouse, dbt_args("parse"), {"close_month": "2026-10"}, target_path=first)
+    assert partial_parse_cache(warehouse).exists()
+    run_dbt(warehouse, dbt_args("parse"), {"close_month": "2026-11"}, target_path=second)
+    assert "Unable to do partial parsing" not in _parse_log(second)
+    run_dbt(tmp_path / "other" / "warehouse.duckdb", dbt_args("parse"), target_path=first)
+    assert "Unable to do partial parsing because profile has changed" in _parse_log(first)
 
 
 def _manifest_file() -> tuple[int, int, int]:
@@ -80,7 +131,7 @@ def test_a_run_leaves_the_manifest_that_dagster_reads_alone(tmp_path):
     # artifacts in place, so a run writing there could hand a starting step half a manifest
     ensure_manifest()
     before = _manifest_file()
-    run_dbt(tmp_path / "warehouse.duckdb", dbt_args("parse", None, {}))
+    run_dbt(tmp_path / "warehouse.duckdb", dbt_args("parse"))
     assert _manifest_file() == before
     assert _run_folders() == []  # its own folder is removed after a success
 
@@ -89,7 +140,7 @@ def test_a_failed_run_keeps_its_logs_and_says_where(tmp_path):
     ensure_manifest()
     with pytest.raises(DbtRunError, match="its logs: ") as failure:
         # no raw schema in an empty warehouse: the staging view cannot be created
-        run_dbt(tmp_path / "warehouse.duckdb", dbt_args("run", "stg_meterbook__raw_events", {}))
+        run_dbt(tmp_path / "warehouse.duckdb", dbt_args("run", "stg_meterbook__raw_events"))
     logs = Path(re.search(r"its logs: ([^)]+)\)", str(failure.value)).group(1))
     try:
         assert logs.parent == MANIFEST.parent and (logs / "dbt.log").exists()

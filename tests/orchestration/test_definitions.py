@@ -8,8 +8,8 @@ import pytest
 from dagster import AssetKey
 
 from orchestration.defs.partitions import daily_usage, monthly_billing, parse_month
-from orchestration.defs.transform.assets import _build, dbt_vars
-from orchestration.defs.transform.dbt_runner import prune_stale_targets
+from orchestration.defs.transform.assets import _build
+from orchestration.defs.transform.dbt_runner import PARTIAL_PARSE, prune_stale_targets
 from orchestration.pipeline import activate
 from orchestration.sql import connect
 from orchestration.workspace import Workspace
@@ -63,18 +63,14 @@ def test_reconciliation_checks_are_attached(defs):
     } <= checks
 
 
-def test_dbt_vars_are_json_and_empty_without_partition():
-    assert dbt_vars(None) == []
-    assert dbt_vars({"close_month": "2026-10"}) == ["--vars", '{"close_month": "2026-10"}']
-
-
 class _Invocation:
     """A dbt invocation that wrote its artifacts to `target_path` and streams `events`."""
 
     def __init__(self, target_path, fail):
         self.target_path, self.fail = target_path, fail
-        target_path.mkdir()
+        target_path.mkdir(exist_ok=True)
         (target_path / "run_results.json").write_text("{}")
+        (target_path / PARTIAL_PARSE).write_bytes(b"the parse of this build")
 
     def stream(self):
         yield "materialization"
@@ -97,15 +93,20 @@ def _raw_columns(warehouse):
 
 
 class _Dbt:
-    """Records its arguments, and the raw_events columns dbt would have found."""
+    """Records its arguments, the partition it was given, the parse it started from and the
+    raw_events columns dbt would have found."""
 
-    def __init__(self, invocation, warehouse):
-        self.invocation, self.warehouse = invocation, warehouse
-        self.args = self.raw_columns = None
+    def __init__(self, warehouse, fail):
+        self.warehouse, self.fail = warehouse, fail
+        self.args = self.raw_columns = self.target = self.env = self.seeded = None
 
-    def cli(self, args, context):  # noqa: ARG002 (DbtCliResource.cli's signature)
+    def cli(self, args, context, target_path):  # noqa: ARG002 (DbtCliResource.cli's signature)
         self.args, self.raw_columns = args, _raw_columns(self.warehouse)
-        return self.invocation
+        self.env = {k: v for k, v in os.environ.items() if k.startswith("METERBOOK_")}
+        seeded = target_path / PARTIAL_PARSE
+        self.seeded = seeded.read_bytes() if seeded.exists() else None
+        self.target = target_path
+        return _Invocation(target_path, self.fail)
 
 
 class _Meterbook:
@@ -119,23 +120,34 @@ class _Meterbook:
 
 def _fakes(tmp_path, fail):
     warehouse = tmp_path / "warehouse.duckdb"
-    dbt = _Dbt(_Invocation(tmp_path / "usage_models-abc1234-def5678", fail), warehouse)
-    return dbt, _Meterbook(warehouse)
+    return _Dbt(warehouse, fail), _Meterbook(warehouse)
 
 
-def test_a_successful_build_removes_its_dbt_artifacts_folder(tmp_path):
+def test_a_successful_build_gets_its_partition_and_removes_its_dbt_artifacts_folder(tmp_path):
     dbt, meterbook = _fakes(tmp_path, fail=False)
-    events = list(_build(None, dbt, meterbook, {"close_month": "2026-10"}))
+    events = list(_build(None, dbt, meterbook, {"close_month": "2026-10"}, under=tmp_path))
     assert events == ["materialization"]
-    assert dbt.args == ["build", "--vars", '{"close_month": "2026-10"}']
-    assert not (tmp_path / "usage_models-abc1234-def5678").exists()
+    assert dbt.args == ["build"]
+    assert dbt.env["METERBOOK_CLOSE_MONTH"] == "2026-10"
+    assert dbt.env["METERBOOK_MIN_DATE"] == "1970-01-01"
+    assert "METERBOOK_CLOSE_MONTH" not in os.environ  # only for dbt's process
+    assert dbt.target.parent == tmp_path and not dbt.target.exists()
+
+
+def test_a_build_starts_from_the_parse_of_the_build_before_it(tmp_path):
+    dbt, meterbook = _fakes(tmp_path, fail=False)
+    list(_build(None, dbt, meterbook, None, under=tmp_path))
+    assert dbt.seeded is None  # the first build of this warehouse
+    list(_build(None, dbt, meterbook, {"min_date": "2026-10-02"}, under=tmp_path))
+    assert dbt.seeded == b"the parse of this build"
 
 
 def test_a_failed_build_keeps_its_dbt_artifacts_for_inspection(tmp_path):
     dbt, meterbook = _fakes(tmp_path, fail=True)
     with pytest.raises(RuntimeError, match="dbt build failed"):
-        list(_build(None, dbt, meterbook, None))
-    assert (tmp_path / "usage_models-abc1234-def5678" / "run_results.json").exists()
+        list(_build(None, dbt, meterbook, None, under=tmp_path))
+    assert (dbt.target / "run_results.json").exists()
+    assert not (tmp_path / "dbt" / PARTIAL_PARSE).exists()  # only a success's parse is kept
 
 
 # raw_events as ingests before file_seq wrote it (rows name their file by its sha256)
@@ -163,7 +175,7 @@ def test_a_build_without_an_ingest_first_finds_the_raw_tables_upgraded(tmp_path)
     con = connect(meterbook.warehouse)
     con.execute(_OLD_RAW_TABLES)
     con.close()
-    list(_build(None, dbt, meterbook, None))
+    list(_build(None, dbt, meterbook, None, under=tmp_path))
     assert "file_seq" in dbt.raw_columns and "file_sha256" not in dbt.raw_columns
     con = connect(meterbook.warehouse)
     rows = con.execute("SELECT read_seq, file_seq, event_id FROM meterbook_raw.raw_events")
@@ -173,7 +185,7 @@ def test_a_build_without_an_ingest_first_finds_the_raw_tables_upgraded(tmp_path)
 
 def test_a_build_before_any_ingest_finds_empty_raw_tables(tmp_path):
     dbt, meterbook = _fakes(tmp_path, fail=False)
-    list(_build(None, dbt, meterbook, None))
+    list(_build(None, dbt, meterbook, None, under=tmp_path))
     assert {"read_seq", "file_seq", "properties"} <= dbt.raw_columns
 
 

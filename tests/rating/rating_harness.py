@@ -13,7 +13,6 @@ thousands of quantities through the very SQL dbt uses, in one DuckDB query.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +27,7 @@ from orchestration.catalog.models import Catalog
 from orchestration.catalog.tables.billing import ddl, insert_rows, write_billing_tables
 from orchestration.defs.close.billing_windows import write_billing_windows
 from orchestration.defs.close.invoices_json import invoices_document
+from orchestration.defs.transform.dbt_runner import environment, partition_env
 from orchestration.sql import connect
 from orchestration.workspace import DBT_PROJECT_DIR
 
@@ -38,7 +38,7 @@ USAGE_COLUMNS = [
     ("used_at", "TIMESTAMPTZ"),
     ("quantity", "DECIMAL(38, 12)"),
 ]
-MACRO_PREFIXES = ("billing_", "charge_model_", "decimal", "generate_schema_name")
+MACRO_PREFIXES = ("billing_", "charge_model_", "decimal", "generate_schema_name", "meterbook_")
 
 STUB_QUANTITIES = """
 -- test stub of metering's model: sums test_inputs.usage per window x meter x group
@@ -137,16 +137,10 @@ class RatingProject:
         from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import)
 
         args = [command, "--quiet", "--project-dir", str(self.project)]
-        args += ["--profiles-dir", str(self.project), "--vars", json.dumps({"close_month": month})]
-        before = os.environ.get("METERBOOK_WAREHOUSE")
-        os.environ["METERBOOK_WAREHOUSE"] = str(self.warehouse)
-        try:
+        args += ["--profiles-dir", str(self.project)]
+        env = {"METERBOOK_WAREHOUSE": str(self.warehouse), **partition_env({"close_month": month})}
+        with environment(env):
             result = dbtRunner().invoke(args)
-        finally:
-            if before is None:
-                os.environ.pop("METERBOOK_WAREHOUSE", None)
-            else:
-                os.environ["METERBOOK_WAREHOUSE"] = before
         if not result.success:
             raise AssertionError(f"dbt {command} failed: {result.exception or result.result}")
 

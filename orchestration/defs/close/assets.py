@@ -97,7 +97,7 @@ def _rerate_finalized_months(
         with meterbook.warehouse() as con:
             write_billing_windows(con, catalog, source)
         with meterbook.exclusive() as warehouse_path:
-            run_dbt(warehouse_path, dbt_args("build", "tag:billing", {"close_month": source}))
+            run_dbt(warehouse_path, dbt_args("build", "tag:billing"), {"close_month": source})
         with meterbook.warehouse() as con:
             record_rerated_usage(con, source, now_utc())
     return months

@@ -4,7 +4,7 @@
   can change any day's fates;
 - `fct_daily_meter_usage`: daily partitions, replaced one UTC day at a time;
 - billing models (windows, rating, invoices): monthly partitions, one close month at a time.
-Partitions reach dbt only as `--vars` (STYLE item 3).
+Partitions reach dbt as environment variables, not `--vars` (dbt_runner.py says why).
 """
 
 import fcntl
@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,14 @@ from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, daily_usage, mo
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.defs.transform.dbt_runner import (
     PROJECT_TARGET,
+    environment,
+    keep_partial_parse,
+    partial_parse_cache,
+    partition_env,
     project_args,
     prune_stale_targets,
     scratch_target,
+    seed_partial_parse,
 )
 from orchestration.sql import connect
 from orchestration.workspace import DBT_PROJECT_DIR
@@ -107,21 +113,35 @@ class MeterbookTranslator(DagsterDbtTranslator):
         return "billing" if "billing" in dbt_resource_props.get("tags", []) else "usage"
 
 
-def dbt_vars(partition: dict[str, str] | None) -> list[str]:
-    """The `--vars` argument for a partition (pure; unit-tested)."""
-    return ["--vars", json.dumps(partition, sort_keys=True)] if partition else []
-
-
-def _build(context, dbt: DbtCliResource, meterbook: MeterbookWorkspace, partition):
+def _build(
+    context,
+    dbt: DbtCliResource,
+    meterbook: MeterbookWorkspace,
+    partition: dict[str, str] | None,
+    under: Path = PROJECT_TARGET,
+):
     with meterbook.exclusive() as warehouse:
         upgrade_raw_tables(warehouse)
-        invocation = dbt.cli(["build", *dbt_vars(partition)], context=context)
+        cache = partial_parse_cache(warehouse)
+        target = _invocation_target(context, under)
+        seed_partial_parse(cache, target)
+        with environment(partition_env(partition)):  # dbt.cli copies os.environ for dbt
+            invocation = dbt.cli(["build"], context=context, target_path=target)
         yield from invocation.stream()
+        keep_partial_parse(target, cache)
     # every invocation writes its artifacts (a few MB) to a folder of its own under the
     # project's target/, which a daily schedule would fill for ever. A failed build raises
     # above and keeps its folder for whoever looks into it, until prune_stale_targets.
-    shutil.rmtree(invocation.target_path, ignore_errors=True)
-    prune_stale_targets(Path(invocation.target_path).parent)
+    shutil.rmtree(target, ignore_errors=True)
+    prune_stale_targets(under)
+
+
+def _invocation_target(context, under: Path) -> Path:
+    """A folder of its own for one dbt build, named as dagster-dbt names them:
+    <asset>-<run id>-<uuid>, each id cut to 7 characters."""
+    op = context.op_execution_context.op.name if context else "usage_models"
+    run = context.run.run_id[:7] if context else "0000000"
+    return under / f"{op}-{run}-{uuid.uuid4().hex[:7]}"
 
 
 def upgrade_raw_tables(warehouse: Path) -> None:
