@@ -1,6 +1,11 @@
 """Every billing scenario of ../shared/scenarios, through the real commands (README.md there):
 a new workspace, `meterbook close --period P`, then `meterbook invoices --period P --json`,
-compared with the expected invoices. Never special-cased: a folder is a folder."""
+compared with the expected invoices. Never special-cased: a folder is a folder.
+
+A close costs 25-40 s and keeps about one core busy, so the selected scenarios run side by
+side, one per core, as soon as the first of their tests starts; each test then asserts on
+what its own scenario recorded.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +25,7 @@ from compare import compare
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO.parent / "shared" / "scenarios"
 NOW = "2026-11-20T00:00:00Z"
+SIDE_BY_SIDE = max(2, os.cpu_count() or 2)
 
 
 def scenario_dirs() -> list[Path]:
@@ -67,10 +75,9 @@ def test_scenarios_are_present():
     assert all(months_of(folder) for folder in scenario_dirs())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("folder", scenario_dirs(), ids=lambda p: p.name)
-def test_scenario(folder: Path, tmp_path: Path):
-    home = tmp_path / "home"
+def close_and_compare(folder: Path, home: Path) -> list[str]:
+    """Close every period of the scenario in a new workspace; the differences from what it
+    expects (an AssertionError when a command fails)."""
     shutil.copytree(folder / "catalog", home / "catalog")
     events = folder / "events"
     if events.is_dir():
@@ -83,4 +90,27 @@ def test_scenario(folder: Path, tmp_path: Path):
         assert shown.returncode == 0, f"invoices {period} failed:\n{shown.stderr[-3000:]}"
         expected = json.loads(expected_file.read_text())
         differences += [f"{period}: {d}" for d in compare(json_document(shown.stdout), expected)]
+    return differences
+
+
+@pytest.fixture(scope="session")
+def scenario_outcomes(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
+    """The selected scenarios, closed side by side; leaving waits for every one of them."""
+    selected = [
+        item.callspec.params["folder"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_scenario"
+    ]
+    root = tmp_path_factory.mktemp("scenarios")
+    with ThreadPoolExecutor(max_workers=SIDE_BY_SIDE) as pool:
+        yield {
+            folder.name: pool.submit(close_and_compare, folder, root / folder.name / "home")
+            for folder in selected
+        }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", scenario_dirs(), ids=lambda p: p.name)
+def test_scenario(folder: Path, scenario_outcomes):
+    differences = scenario_outcomes[folder.name].result()
     assert not differences, "\n".join(differences)
