@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestration.interrupts import fail_orphaned_runs, run_tags
 from orchestration.workspace import Workspace
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -49,6 +50,7 @@ def run_job(
     log_path = ws.home / "logs" / f"{job_name}.log"
     log_path.parent.mkdir(exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log, _instance(ws) as instance:
+        fail_orphaned_runs(instance)
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(log)
         with quiet:
             result = job.execute_in_process(
@@ -56,10 +58,42 @@ def run_job(
                 partition_key=partition_key,
                 run_config={} if verbose else QUIET,
                 raise_on_error=False,
+                tags=run_tags(),
             )
-    return RunOutcome(
-        result.run_id, result.success, None if result.success else _first_error(result)
-    )
+    if not result.success:
+        return RunOutcome(result.run_id, False, _first_error(result))
+    failed = failed_checks(result.get_asset_check_evaluations())
+    if failed:
+        # a run whose reconciliation fails has not produced numbers anyone may use
+        return RunOutcome(result.run_id, False, "reconciliation failed: " + "; ".join(failed))
+    return RunOutcome(result.run_id, True, None)
+
+
+def failed_checks(evaluations) -> list[str]:
+    """One text per failed asset check of severity ERROR (a WARN check never fails a run)."""
+    from dagster import AssetCheckSeverity  # noqa: PLC0415
+
+    failed = []
+    for evaluation in evaluations:
+        if evaluation.passed or evaluation.severity != AssetCheckSeverity.ERROR:
+            continue
+        asset = "/".join(evaluation.asset_key.path)
+        detail = _check_detail(evaluation.metadata)
+        failed.append(
+            f"check {evaluation.check_name} on {asset}" + (f" ({detail})" if detail else "")
+        )
+    return failed
+
+
+def _check_detail(metadata) -> str:
+    """The first non-empty metadata entry, shortened: enough to know where to look."""
+    for name, entry in sorted((metadata or {}).items()):
+        value = getattr(entry, "value", entry)
+        if value in (None, "", [], {}, 0):
+            continue
+        text = f"{name}: {value}"
+        return text if len(text) <= 200 else text[:197] + "..."
+    return ""
 
 
 def _instance(ws: Workspace):

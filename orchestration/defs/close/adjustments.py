@@ -157,11 +157,14 @@ def record_rerated_usage(
     source_month: str,
     now: datetime,
     drafts: dict[str, Any] | None = None,
+    watermark: int | None = None,
 ) -> int:
     """Keep what `source_month` bills now (its freshly rebuilt drafts); returns rows kept.
 
     `drafts` defaults to `invoices_document(con, source_month)`: call this right after the
-    billing models were rebuilt for source_month.
+    billing models were rebuilt for source_month. `watermark` is the last raw event those
+    drafts were built from (the pipeline passes its usage models'); without it, every event
+    ingested so far counts as re-rated.
     """
     parse_period(source_month)
     ensure_adjustment_tables(con)
@@ -173,7 +176,8 @@ def record_rerated_usage(
             _usage_totals(drafts["invoices"]).items(), key=lambda kv: _sortable(kv[0])
         )
     ]
-    watermark = raw_watermark(con)
+    if watermark is None:
+        watermark = raw_watermark(con)
     with transaction(con):
         con.execute(
             "DELETE FROM meterbook_billing.rerated_usage WHERE source_month = ?", [source_month]
@@ -215,6 +219,15 @@ def write_adjustment_lines(
     con: duckdb.DuckDBPyConnection, catalog: Catalog, close_month: str
 ) -> AdjustmentResult:
     """Replace the adjustment lines of `close_month` with the unbilled late differences."""
+    result = compute_adjustment_lines(con, catalog, close_month)
+    _replace_rows(con, close_month, list(result.written))
+    return result
+
+
+def compute_adjustment_lines(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, close_month: str
+) -> AdjustmentResult:
+    """The unbilled late differences `close_month` would carry, against the ledger as it is."""
     parse_period(close_month)
     ensure_ledger_schema(con)
     ensure_adjustment_tables(con)
@@ -222,7 +235,6 @@ def write_adjustment_lines(
     for invoice in _finalized_sources(con, close_month):
         for row in _differences(con, invoice, close_month, catalog):
             (written if _continues(catalog, invoice) else unbillable).append(row)
-    _replace_rows(con, close_month, written)
     return AdjustmentResult(close_month, tuple(written), tuple(unbillable))
 
 
@@ -231,16 +243,18 @@ def _finalized_sources(con, close_month: str) -> list[dict[str, Any]]:
     rows = con.execute(
         """
         SELECT i.invoice_id, i.close_month, i.subscription_id, i.currency,
-               i.period_start, i.period_end
+               i.period_start, i.period_end, r.raw_read_seq
         FROM meterbook_ledger.invoices AS i
         JOIN meterbook_ledger.current_invoice_status AS s USING (invoice_id)
+        JOIN meterbook_billing.rerate_runs AS r ON r.source_month = i.close_month
         WHERE s.status = 'finalized' AND i.close_month < ?
-          AND i.close_month IN (SELECT source_month FROM meterbook_billing.rerate_runs)
         ORDER BY i.close_month, i.subscription_id
         """,
         [close_month],
     ).fetchall()
-    names = ("invoice_id", "close_month", "subscription_id", "currency", "start", "end")
+    names = (
+        "invoice_id", "close_month", "subscription_id", "currency", "start", "end", "rerated_to",
+    )  # fmt: skip
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
@@ -310,7 +324,10 @@ def _canonical(group_text: str | None) -> str | None:
 def _adjustment_row(close_month, invoice, key, display, quantity, amount, catalog) -> dict:
     subscription, meter, group = key
     start, end = invoice["start"], invoice["end"]
-    ident = f"{close_month}|{subscription}|{start}|{meter}|{group}"
+    # named by the usage it bills (the source period, re-rated up to which event), not by the
+    # month carrying it: the same late usage keeps its id on any invoice, so finalization can
+    # refuse to bill it a second time (finalize._check_adjustments_unbilled)
+    ident = f"{subscription}|{start}|{meter}|{group}|{invoice['rerated_to']}"
     return {
         "close_month": close_month,
         "subscription_id": subscription,

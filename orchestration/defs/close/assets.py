@@ -22,7 +22,12 @@ from orchestration.defs.close.adjustments import (
 )
 from orchestration.defs.close.billing_windows import write_billing_windows
 from orchestration.defs.close.documents import render_documents
-from orchestration.defs.close.finalize import finalize_period
+from orchestration.defs.close.freshness import (
+    finalize_built_month,
+    mark_built,
+    record_build_inputs,
+    usage_watermark,
+)
 from orchestration.defs.close.ledger import invoices_with_ledger
 from orchestration.defs.close.lineage import (
     check_events_in_one_line,
@@ -66,6 +71,7 @@ def billing_windows(context: AssetExecutionContext, meterbook: MeterbookWorkspac
     with meterbook.warehouse() as con:
         adjustments = write_adjustment_lines(con, catalog, month)
         write_billing_windows(con, catalog, month)
+        build = record_build_inputs(con, catalog, month, now_utc(), adjustments.written)
         segments, windows = con.execute(
             "SELECT (SELECT count(*) FROM meterbook_billing.segments WHERE close_month = $1),"
             " (SELECT count(*) FROM meterbook_billing.meter_windows WHERE close_month = $1)",
@@ -77,6 +83,7 @@ def billing_windows(context: AssetExecutionContext, meterbook: MeterbookWorkspac
         "rerated_finalized_months": MetadataValue.json(rerated),
         "adjustment_lines": len(adjustments.written),
         "late_usage_without_next_invoice": len(adjustments.unbillable),
+        "built_from_read_seq": build.usage_read_seq,
     }
     for key in sorted(context.selected_asset_keys, key=lambda k: k.path):
         yield MaterializeResult(asset_key=key, metadata=summary)
@@ -99,7 +106,7 @@ def _rerate_finalized_months(
         with meterbook.exclusive() as warehouse_path:
             run_dbt(warehouse_path, dbt_args("build", "tag:billing"), {"close_month": source})
         with meterbook.warehouse() as con:
-            record_rerated_usage(con, source, now_utc())
+            record_rerated_usage(con, source, now_utc(), watermark=usage_watermark(con))
     return months
 
 
@@ -124,6 +131,7 @@ def invoice_documents(
         document = invoices_with_ledger(con, month)
         paths = render_documents(con, catalog, month, meterbook.workspace.documents_dir, document)
         previous = _previous_totals(con, month)
+        mark_built(con, month)  # the billing models ran after billing_windows: drafts complete
     return MaterializeResult(metadata=invoice_metadata(document, previous, len(paths)))
 
 
@@ -186,7 +194,7 @@ def finalized_invoices(
     month = context.partition_key
     catalog = meterbook.catalog()
     with meterbook.warehouse() as con:
-        result = finalize_period(con, catalog, month, now_utc())
+        result = finalize_built_month(con, catalog, month, now_utc())
         document = invoices_with_ledger(con, month)
         render_documents(con, catalog, month, meterbook.workspace.documents_dir, document)
     numbers = [number for _, number in result.numbered]

@@ -105,6 +105,18 @@ ADJUSTMENT_LINES: Columns = [
 ]
 
 
+# What each month's drafts were built from (freshness.py): one row per close month.
+DRAFT_BUILDS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {SCHEMA}.draft_builds (
+    close_month VARCHAR PRIMARY KEY,
+    usage_read_seq BIGINT NOT NULL,          -- the last raw event the usage models had fated
+    inputs_digest VARCHAR NOT NULL,          -- sha256 of the ledger-derived rows used
+    complete BOOLEAN NOT NULL,               -- the drafts and documents were built from them
+    built_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+
 @dataclass(frozen=True)
 class BilledPeriod:
     """One invoice of the close: a subscription period and the segments it is rated by."""
@@ -210,6 +222,7 @@ def ensure_billing_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {ddl(f'{SCHEMA}.{name}', columns)}")
     # owned by the late-events stage; rating reads it, so it must exist (empty) before dbt
     con.execute(f"CREATE TABLE IF NOT EXISTS {ddl(f'{SCHEMA}.adjustment_lines', ADJUSTMENT_LINES)}")
+    con.execute(DRAFT_BUILDS_DDL)
 
 
 def write_billing_windows(
@@ -225,10 +238,20 @@ def write_billing_windows(
         for name, table_rows in rows.items():
             insert_rows(con, f"{SCHEMA}.{name}", TABLES[name], table_rows)
         if prior_sql is not None:
-            con.execute(prior_sql, [close_month])
+            con.execute(f"INSERT INTO {SCHEMA}.prior_fee_lines {prior_sql}", [close_month])
+        # rewritten rows: the month's drafts are not finalizable until a close completes
+        con.execute(f"DELETE FROM {SCHEMA}.draft_builds WHERE close_month = ?", [close_month])
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+def prior_fee_rows(con: duckdb.DuckDBPyConnection, close_month: str) -> list[tuple]:
+    """The prior fee lines of `close_month` as the ledger and earlier drafts give them now."""
+    prior_sql = _prior_fee_lines_sql(con)
+    if prior_sql is None or not table_exists(con, SCHEMA, "invoice_periods"):
+        return []
+    return con.execute(prior_sql + " ORDER BY ALL", [close_month]).fetchall()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     found = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [schema, table],
@@ -240,12 +263,12 @@ def _prior_fee_lines_sql(con: duckdb.DuckDBPyConnection) -> str | None:
     """Fixed-fee lines of earlier close months that paid for days of this close's periods:
     the ledger's lines for finalized (not void) invoices, the earlier drafts otherwise."""
     sources = []
-    has_ledger = _table_exists(con, "meterbook_ledger", "invoices") and _table_exists(
+    has_ledger = table_exists(con, "meterbook_ledger", "invoices") and table_exists(
         con, "meterbook_ledger", "invoice_lines"
     )
     if has_ledger:
         sources.append(_LEDGER_FEES)
-    if _table_exists(con, "marts", "fct_invoice_lines"):
+    if table_exists(con, "marts", "fct_invoice_lines"):
         sources.append(_DRAFT_FEES if not has_ledger else _DRAFT_FEES + _NOT_IN_LEDGER)
     if not sources:
         return None
@@ -268,7 +291,6 @@ WHERE d.kind IN {_FEE_KINDS}
 """
 _NOT_IN_LEDGER = "  AND d.invoice_id NOT IN (SELECT invoice_id FROM meterbook_ledger.invoices)\n"
 _PRIOR = """
-INSERT INTO meterbook_billing.prior_fee_lines (close_month, invoice_id, fee_code, amount)
 WITH prior AS ({prior})
 SELECT ip.close_month, ip.invoice_id, p.fee_code, CAST(sum(p.amount) AS DECIMAL(38, 12))
 FROM meterbook_billing.invoice_periods ip

@@ -111,10 +111,14 @@ def finalize_period(
     period: str,
     now: datetime,
     drafts: dict[str, Any] | None = None,
+    watermark: int | None = None,
 ) -> FinalizeResult:
     """Number and freeze the drafts of `period` (see the module doc for the rules).
 
     `drafts` defaults to the rating stage's `invoices_document(con, period)` (SPEC 5 dict).
+    `watermark` is the last raw event the drafts were built from: later events are late
+    usage of the month. The pipeline passes its build's (`freshness.finalize_built_month`);
+    without it, every event ingested so far counts as billed.
     """
     year, _ = parse_period(period)
     now = _aware(now)
@@ -122,7 +126,7 @@ def finalize_period(
     if drafts is None:
         drafts = draft_document(con, period, None)
     frozen = ledger_documents(con, period)
-    pending = _pending(drafts, frozen, period)
+    pending = pending_drafts(drafts, frozen, period)
     if not pending:
         if frozen:
             return FinalizeResult(period, (), len(frozen))
@@ -131,11 +135,14 @@ def finalize_period(
         )
     for invoice in pending:
         _check_ready(invoice, catalog, now, period)
-    numbered = _freeze(con, catalog.settings.invoice_prefix, year, period, pending, now)
+    _check_adjustments_unbilled(con, pending)
+    if watermark is None:
+        watermark = raw_watermark(con)
+    numbered = _freeze(con, catalog.settings.invoice_prefix, year, period, pending, now, watermark)
     return FinalizeResult(period, numbered, len(frozen))
 
 
-def _pending(
+def pending_drafts(
     drafts: dict[str, Any], frozen: list[dict[str, Any]], period: str
 ) -> list[dict[str, Any]]:
     if drafts.get("period") != period:
@@ -176,7 +183,33 @@ def _check_ready(invoice: dict[str, Any], catalog: Catalog, now: datetime, perio
         )
 
 
-def _freeze(con, prefix, year, period, pending, now) -> tuple[tuple[str, str], ...]:
+def _check_adjustments_unbilled(con: duckdb.DuckDBPyConnection, pending: list[dict]) -> None:
+    """An adjustment's id names the late usage it bills (adjustments.py), so the same id on a
+    finalized invoice that is not void means that usage is billed already."""
+    ids = [
+        line["line_id"] for inv in pending for line in inv["lines"] if line["kind"] == "adjustment"
+    ]
+    if not ids:
+        return
+    billed = con.execute(
+        """
+        SELECT l.line_id, i.number FROM meterbook_ledger.invoice_lines AS l
+        JOIN meterbook_ledger.invoices AS i USING (invoice_id)
+        JOIN meterbook_ledger.current_invoice_status AS s USING (invoice_id)
+        WHERE s.status = 'finalized' AND list_contains(?::VARCHAR[], l.line_id)
+        ORDER BY 1 LIMIT 1
+        """,
+        [ids],
+    ).fetchall()
+    if billed:
+        line_id, number = billed[0]
+        raise FinalizeError(
+            f"adjustment {line_id} is already billed on invoice {number}: the drafts are stale; "
+            "run `meterbook close` for this month again"
+        )
+
+
+def _freeze(con, prefix, year, period, pending, now, watermark) -> tuple[tuple[str, str], ...]:
     con.execute("BEGIN TRANSACTION")
     try:
         seq = _last_seq(con, prefix, year)
@@ -192,7 +225,7 @@ def _freeze(con, prefix, year, period, pending, now) -> tuple[tuple[str, str], .
             numbered.append((invoice["invoice_id"], number))
         con.execute(
             "INSERT INTO meterbook_ledger.period_finalizations VALUES (?, ?, ?, ?)",
-            [period, now, len(numbered), raw_watermark(con)],
+            [period, now, len(numbered), watermark],
         )
         _fault_sleep()
         con.execute("COMMIT")
