@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -24,8 +23,16 @@ def quote_identifier(name: str) -> str:
 
 
 def quote_json_path(prop: str) -> str:
-    """The DuckDB JSON path literal for a top-level property, whatever characters it has."""
-    return quote_literal("$." + json.dumps(prop))
+    """The DuckDB JSON path literal for a top-level property, whatever characters it has.
+
+    DuckDB reads a quoted key literally, a backslash only escaping the character after it:
+    JSON escapes (`\\u00fc`, `\\t`, `\\ud83d\\ude00`) are not decoded, so every
+    character other than the quote and the backslash goes in as itself.
+    """
+    if not prop:
+        raise ValueError("an empty property name has no JSON path")
+    escaped = prop.replace("\\", "\\\\").replace('"', '\\"')
+    return quote_literal('$."' + escaped + '"')
 
 
 # DuckDB would take 80% of RAM before spilling; a bounded limit keeps a large backfill

@@ -133,6 +133,17 @@ def properties_of(node: Expression) -> list[str]:
     return []
 
 
+def literals_of(node: Expression) -> list[Decimal]:
+    """The decimal literals of the expression, in order."""
+    if isinstance(node, Number):
+        return [node.value]
+    if isinstance(node, Neg):
+        return literals_of(node.operand)
+    if isinstance(node, BinOp):
+        return literals_of(node.left) + literals_of(node.right)
+    return []
+
+
 def is_single_property(node: Expression) -> bool:
     return isinstance(node, Prop)
 

@@ -7,6 +7,7 @@ path inside that file, and the line.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -79,9 +80,12 @@ def _line_map(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
-def _read_file(path: Path, rel: str, issues: list[CatalogIssue]) -> tuple[dict, dict]:
+def _read_file(path: Path, rel: str, issues: list[CatalogIssue]) -> tuple[dict, dict, bool]:
+    """The file's data, its line map, and whether it has a backslash: YAML refuses a raw NUL,
+    so only an escape in a double-quoted string can put one in."""
     try:
-        loader = _DecimalLoader(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        loader = _DecimalLoader(text)
         try:
             node = loader.get_single_node()  # parsed once: lines from the nodes, data too
             data = loader.construct_document(node) if node is not None else None
@@ -89,18 +93,18 @@ def _read_file(path: Path, rel: str, issues: list[CatalogIssue]) -> tuple[dict, 
             loader.dispose()
     except UnicodeDecodeError as exc:
         issues.append(CatalogIssue(rel, "", None, f"not UTF-8 text ({exc.reason})"))
-        return {}, {}
+        return {}, {}, False
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         issues.append(CatalogIssue(rel, "", line, f"invalid YAML: {exc}"))
-        return {}, {}
+        return {}, {}, False
     if data is None:
-        return {}, {}
+        return {}, {}, False
     if not isinstance(data, dict):
         issues.append(CatalogIssue(rel, "", 1, "the file must be a mapping of sections"))
-        return {}, {}
-    return data, _line_map(node)
+        return {}, {}, False
+    return data, _line_map(node), "\\" in text
 
 
 def _merge_file(data, lines, rel, merged, origins, issues) -> None:
@@ -186,7 +190,12 @@ def _nearest_line(lines: dict[tuple, int], path: tuple) -> int | None:
 def _fmt(loc: tuple) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).isprintable():
+            out += f"[{str(part)!r}]"  # a NUL or newline in a key must not break the report
+        else:
+            out += f".{part}" if out else str(part)
     return out
 
 
@@ -200,6 +209,29 @@ def _pydantic_issues(exc: ValidationError, locator: _Locator) -> list[CatalogIss
     return issues
 
 
+def _nul_paths(value: Any, loc: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """Where a string (or a mapping key) holds a NUL. YAML lets one in through a "\\0"
+    escape; SQL literals, file names and most tools downstream cannot take it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield loc, "contains a NUL character (\\0)"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                yield (*loc, key), "the key contains a NUL character (\\0)"
+            else:
+                yield from _nul_paths(item, (*loc, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _nul_paths(item, (*loc, i))
+
+
+def _without_nul_paths(found: list[CatalogIssue], nul: list[CatalogIssue]) -> list[CatalogIssue]:
+    # a NUL also breaks a pattern or a property-name rule there: one report per place is enough
+    places = {(i.file, i.path) for i in nul}
+    return [i for i in found if (i.file, i.path) not in places]
+
+
 def load_catalog(catalog_dir: Path) -> Catalog:
     """The merged, validated catalog; raises CatalogError listing every mistake."""
     files = sorted(catalog_dir.glob("*.yaml")) + sorted(catalog_dir.glob("*.yml"))
@@ -210,18 +242,25 @@ def load_catalog(catalog_dir: Path) -> Catalog:
     merged: dict[str, Any] = {"settings": {}, **{k: [] for k in LIST_SECTIONS}}
     origins: dict[str, Any] = {"settings": {}, **{k: [] for k in LIST_SECTIONS}}
     issues: list[CatalogIssue] = []
+    escaped = False
     for path in files:
         rel = path.relative_to(catalog_dir.parent).as_posix()
-        data, lines = _read_file(path, rel, issues)
+        data, lines, has_backslash = _read_file(path, rel, issues)
+        escaped = escaped or has_backslash
         _merge_file(data, lines, rel, merged, origins, issues)
     locator = _Locator(origins, files[0].relative_to(catalog_dir.parent).as_posix())
+    # walking every string of a big catalog costs; without an escape there is nothing to find
+    nul = [locator.issue(loc, msg) for loc, msg in _nul_paths(merged)] if escaped else []
+    issues += nul
     try:
         catalog = Catalog.model_validate(merged)
     except ValidationError as exc:
-        raise CatalogError(issues + _pydantic_issues(exc, locator)) from None
+        found = _without_nul_paths(_pydantic_issues(exc, locator), nul)
+        raise CatalogError(issues + found) from None
     from orchestration.catalog.validation import cross_check  # noqa: PLC0415 (cycle)
 
-    issues += [locator.issue(loc, message) for loc, message in cross_check(catalog)]
+    found = [locator.issue(loc, message) for loc, message in cross_check(catalog)]
+    issues += _without_nul_paths(found, nul)
     if issues:
         raise CatalogError(issues)
     return catalog

@@ -7,23 +7,72 @@ meter, a plan in another currency than its customer) live in `validation.py`.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from orchestration.money import is_currency
 
 Code = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Money = Decimal
 # The warehouse holds DECIMAL(38, 12) and mb_div needs magnitudes below 10^14: a value that
 # does not fit is a catalog error, never a silently rounded price.
 NonNegative = Annotated[Decimal, Field(ge=0, lt=Decimal("1e14"), decimal_places=12)]
+Positive = Annotated[Decimal, Field(gt=0, lt=Decimal("1e14"), decimal_places=12)]
+# What an event value or an expression literal is cast to: DECIMAL(38, 12), 26 digits
+# before the point and 12 after.
+COMPARABLE_LIMIT = Decimal("1e26")
+# Far beyond any real term, and far from date overflow when added to a start date.
+Days = Annotated[int, Field(ge=0, le=36_525)]
 Op = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte"]
 Aggregation = Literal["count", "sum", "count_unique", "max", "min", "latest", "time_weighted"]
 ChargeModel = Literal["per_unit", "package", "graduated", "volume", "percentage"]
 EVENT_FIELDS = ("customer_id", "event_name", "source")
+
+
+def _currency(code: str) -> str:
+    if not is_currency(code):
+        raise ValueError(f"{code!r} is not an active ISO 4217 currency code (like USD, EUR, JPY)")
+    return code
+
+
+def _property_name(name: str) -> str:
+    # a control character is almost always a paste or escaping accident, and no event
+    # producer can be expected to match it; DuckDB cannot take NUL in a path at all
+    if not name:
+        raise ValueError("a property name cannot be empty")
+    bad = next((ch for ch in name if unicodedata.category(ch) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise ValueError(f"property name {name!r} contains the control character {bad!r}")
+    return name
+
+
+def _tax_fraction(rate: Decimal) -> Decimal:
+    # "5" for 5% would bill 500% tax: a rate above 1 is a percentage written by mistake
+    if rate > 1:
+        raise ValueError(
+            f"tax_rate is a fraction between 0 and 1, like 0.05 for 5%; {rate} is more than 1"
+            + (f" (for {rate}% write {rate / 100})" if rate <= 100 else "")
+        )
+    return rate
+
+
+Currency = Annotated[str, AfterValidator(_currency)]
+PropertyName = Annotated[str, AfterValidator(_property_name)]
+TaxRate = Annotated[Decimal, Field(ge=0, decimal_places=12), AfterValidator(_tax_fraction)]
 
 
 class Strict(BaseModel):
@@ -33,17 +82,31 @@ class Strict(BaseModel):
 class Settings(Strict):
     invoice_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")] = "MB"
     grace_days: Annotated[int, Field(ge=0, le=365)] = 3
-    default_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    default_currency: Currency = "USD"
+    # the sensor leaves a landing file alone until it is this old (a producer may still write)
+    landing_settle_seconds: Annotated[int, Field(ge=0, le=86_400)] = 30
+    # a longer line, or a file that decompresses to more, is one `malformed` line
+    max_line_bytes: Annotated[int, Field(ge=1_024, le=1 << 30)] = 10_000_000
+    max_decompressed_bytes: Annotated[int, Field(ge=1_024, le=1 << 40)] = 64 << 30
 
 
 class Condition(Strict):
     """A comparison of one property (or a top-level event field) with a value or values."""
 
-    property: str | None = None
+    property: PropertyName | None = None
     field: Literal["customer_id", "event_name", "source"] | None = None
     op: Op
     value: str | int | Decimal | bool | None = None
     values: list[str | int | Decimal | bool] | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _comparable(cls, value: object, info: ValidationInfo) -> object:
+        if info.data.get("op") in ("gt", "gte", "lt", "lte") and _is_number(value):
+            problem = decimal_problem(Decimal(str(value)))
+            if problem:
+                raise ValueError(f"{problem}: events are compared as DECIMAL(38, 12)")
+        return value
 
     @model_validator(mode="after")
     def _operands(self) -> Condition:
@@ -66,11 +129,12 @@ class Condition(Strict):
 
 class Exclusion(Condition):
     reason: Annotated[str, Field(min_length=1, max_length=100)]
-    event_name: str | None = None  # optional: the rule applies to this event name only
+    # optional: the rule applies to this event name only
+    event_name: Annotated[str, Field(min_length=1)] | None = None
 
 
 class Unit(Strict):
-    divide_by: Annotated[Decimal, Field(gt=0)] = Decimal(1)
+    divide_by: Positive = Decimal(1)
     rounding: Literal["up", "down", "nearest", "none"] | None = None
 
 
@@ -81,7 +145,7 @@ class Meter(Strict):
     aggregation: Aggregation
     expression: str | None = None
     filters: list[Condition] = []
-    group_by: list[Annotated[str, Field(min_length=1)]] = []
+    group_by: list[PropertyName] = []
     unit: Unit | None = None
 
     @model_validator(mode="after")
@@ -100,7 +164,7 @@ class Meter(Strict):
 
 
 class Tier(Strict):
-    up_to: Annotated[Decimal, Field(gt=0, lt=Decimal("1e14"), decimal_places=12)] | None
+    up_to: Positive | None
     unit_price: NonNegative = Decimal(0)
     flat_fee: NonNegative = Decimal(0)
 
@@ -110,7 +174,7 @@ class Pricing(Strict):
 
     model: ChargeModel
     unit_price: NonNegative | None = None
-    package_size: Annotated[Decimal, Field(gt=0)] | None = None
+    package_size: Positive | None = None
     package_price: NonNegative | None = None
     tiers: list[Tier] | None = None
     rate: NonNegative | None = None
@@ -178,7 +242,7 @@ class FixedFee(Strict):
 class PlanVersion(Strict):
     version: Annotated[int, Field(ge=1)]
     effective_from: date
-    trial_days: Annotated[int, Field(ge=0)] = 0
+    trial_days: Days = 0
     fixed_fees: list[FixedFee] = []
     charges: list[Charge] = []
     minimum_spend: NonNegative | None = None
@@ -200,7 +264,7 @@ class PlanVersion(Strict):
 class Plan(Strict):
     code: Code
     name: str | None = None
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    currency: Currency
     interval: Literal["month", "quarter", "year"] = "month"
     versions: Annotated[list[PlanVersion], Field(min_length=1)]
 
@@ -214,13 +278,13 @@ class Customer(Strict):
     id: Code
     name: str | None = None
     email: str | None = None
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    currency: Currency | None = None
     timezone: str = "UTC"
-    tax_rate: NonNegative = Decimal(0)
+    tax_rate: TaxRate = Decimal(0)
     billable: bool = True
     parent_id: Code | None = None
     collection_method: Literal["charge_automatically", "send_invoice"] = "charge_automatically"
-    days_until_due: Annotated[int, Field(ge=0)] | None = None
+    days_until_due: Days | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -252,7 +316,7 @@ class PriceOverride(Pricing):
 
 class Discount(Strict):
     code: Code
-    percent_off: Annotated[Decimal, Field(gt=0, le=100)]
+    percent_off: Annotated[Decimal, Field(gt=0, le=100, decimal_places=12)]
     applies_to: Literal["usage", "fixed_fees", "all"] = "all"
     periods: Annotated[int, Field(ge=1)] | None = None
 
@@ -325,6 +389,20 @@ def _unique(values: list, what: str) -> None:
         if value in seen:
             raise ValueError(f"{what} {value!s} appears twice")
         seen.add(value)
+
+
+def decimal_problem(value: Decimal) -> str | None:
+    """Why `value` cannot be held exactly as DECIMAL(38, 12), or None when it can.
+
+    Such a value would be rounded without a word, or fail the cast in the middle of a close."""
+    exponent = value.normalize().as_tuple().exponent  # trailing zeros are no precision
+    if not isinstance(exponent, int):
+        return f"{value} is not a finite number"
+    if exponent < -12:
+        return f"{value:f} has more than 12 decimal places"
+    if abs(value) >= COMPARABLE_LIMIT:
+        return f"{value:f} is too large (at most 26 digits before the point)"
+    return None
 
 
 def _is_number(value: object) -> bool:

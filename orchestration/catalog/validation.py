@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 
-from orchestration.catalog.expressions import ExpressionError, parse_expression
-from orchestration.catalog.models import Catalog, Plan, Subscription
+from orchestration.catalog.expressions import ExpressionError, literals_of, parse_expression
+from orchestration.catalog.models import Catalog, Plan, Subscription, decimal_problem
 
 Problem = tuple[tuple, str]
 
@@ -18,6 +18,7 @@ def cross_check(catalog: Catalog) -> list[Problem]:
         *_plans(catalog),
         *_customers(catalog),
         *_subscriptions(catalog),
+        *_overlapping_subscriptions(catalog),
     ]
 
 
@@ -44,9 +45,14 @@ def _meters(catalog: Catalog) -> Iterator[Problem]:
     for i, meter in enumerate(catalog.meters):
         if meter.expression:
             try:
-                parse_expression(meter.expression)
+                tree = parse_expression(meter.expression)
             except ExpressionError as exc:
                 yield ("meters", i, "expression"), f"cannot parse {meter.expression!r}: {exc}"
+                continue
+            for literal in literals_of(tree):
+                if problem := decimal_problem(literal):
+                    # the literal is cast to DECIMAL(38, 12) in every event's value
+                    yield ("meters", i, "expression"), f"the literal {problem}"
 
 
 def _plans(catalog: Catalog) -> Iterator[Problem]:
@@ -185,3 +191,54 @@ def _overrides_priced(sub: Subscription, at: tuple, plan: Plan) -> Iterator[Prob
                 f"overlaps price_overrides[{previous[0]}] on meter {override.meter!r}",
             )
         last_end[override.meter] = (o, override.effective_to)
+
+
+def _overlapping_subscriptions(catalog: Catalog) -> Iterator[Problem]:
+    """Two subscriptions billing one customer for one meter on the same day bill its usage
+    twice. The later one in the catalog carries the error; a plan change (one ending the day
+    the next begins) shares no day, as end_date is exclusive."""
+    customers = {c.id: c for c in catalog.customers}
+    by_payer: dict[str, list[int]] = {}
+    for i, sub in enumerate(catalog.subscriptions):
+        customer = customers.get(sub.customer_id)
+        if customer is not None:  # an unknown customer is reported on its own
+            by_payer.setdefault(customer.parent_id or customer.id, []).append(i)
+    plans = {p.code: p for p in catalog.plans}
+    for payer, indices in by_payer.items():
+        if len(indices) < 2:
+            continue  # nearly every customer: no meter sets to build
+        meters = {i: _meters_charged(catalog.subscriptions[i], plans) for i in indices}
+        for later, i in enumerate(indices):
+            for j in indices[:later]:
+                yield from _overlap(catalog.subscriptions, j, i, meters, payer)
+
+
+def _meters_charged(sub: Subscription, plans: dict[str, Plan]) -> set[str]:
+    # every version: which one is in force on a day depends on pinning and effective dates,
+    # and a meter charged by any of them is usage both subscriptions may bill
+    plan = plans.get(sub.plan)
+    charged = {c.meter for v in plan.versions for c in v.charges} if plan else set()
+    return charged | {o.meter for o in sub.price_overrides}
+
+
+def _overlap(
+    subs: list[Subscription], j: int, i: int, meters: dict[int, set[str]], payer: str
+) -> Iterator[Problem]:
+    first, second = subs[j], subs[i]
+    if first.id == second.id:
+        return  # one subscription written twice: reported as a duplicate id
+    start = max(first.start_date, second.start_date)
+    ends = [d for d in (first.end_date, second.end_date) if d is not None]
+    end = min(ends) if ends else None
+    shared = sorted(meters[i] & meters[j])
+    if (end is not None and start >= end) or not shared:
+        return
+    days = f"from {start} to {end} (exclusive)" if end else f"from {start} on, with no end"
+    via = sorted({s.customer_id for s in (first, second)} - {payer})
+    whose = f"customer {payer!r}" + (f" (through {', '.join(map(repr, via))})" if via else "")
+    yield (
+        ("subscriptions", i),
+        f"subscription {second.id!r} overlaps subscription {first.id!r}: both bill {whose} "
+        f"{days} for meter(s) {', '.join(repr(m) for m in shared)}, so that usage would be "
+        "billed twice; end one the day the other starts",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import textwrap
 from decimal import Decimal
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.catalog import CatalogError, load_catalog
+from orchestration.demo.generate import demo_customers, write_catalog
 
 BASE = """
 settings: {invoice_prefix: MB, grace_days: 3, default_currency: USD}
@@ -150,3 +152,12 @@ def test_scenario_catalogs_load():
         pytest.skip(f"no scenarios folder at {root}")
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         assert load_catalog(folder / "catalog").subscriptions, folder.name
+
+
+@pytest.mark.parametrize("seed", [20261001, 7])
+def test_the_demo_catalog_loads(tmp_path, seed):
+    # the pricing file and the customers the demo generates: stricter rules must keep it valid
+    write_catalog(tmp_path / "catalog", demo_customers(random.Random(seed)))
+    catalog = load_catalog(tmp_path / "catalog")
+    assert {p.currency for p in catalog.plans} >= {"USD", "EUR", "JPY"}
+    assert len(catalog.subscriptions) > 40
