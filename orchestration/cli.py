@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from orchestration.catalog import CatalogError, load_catalog
-from orchestration.interrupts import sigterm_stops_runs, terminated
+from orchestration.interrupts import sigterm_as_interrupt
 from orchestration.locking import WorkspaceLocked
 from orchestration.pipeline import PipelineError, activate, run_job, workspace_at
 from orchestration.workspace import Workspace
@@ -168,25 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     ws = workspace_at(getattr(args, "home", None))
     if args.command != "demo":  # the demo starts from an empty folder and activates it itself
         activate(ws)
+    sigterm_as_interrupt()
     try:
-        with sigterm_stops_runs():
-            return args.handler(ws, args)
+        return args.handler(ws, args)
     except (CommandError, PipelineError, WorkspaceLocked) as exc:
-        if terminated():
-            return _stopped(args.command)
         print(f"meterbook {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return _stopped(args.command)
-
-
-def _stopped(command: str) -> int:
-    print(
-        f"meterbook {command}: stopped; the Dagster run was marked failed and nothing half-done "
-        "was kept, run the command again",
-        file=sys.stderr,
-    )
-    return 143 if terminated() else 130
+        print(
+            f"meterbook {args.command}: stopped by a signal; the Dagster run was marked failed "
+            "and nothing half-done was kept: run the command again",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Stopping a command: SIGTERM ends its run as failed within seconds, and runs whose process
 died without a word (SIGKILL, a power cut) are marked failed by the next command.
 
-Python's default for SIGTERM ends the process at once: the Dagster run it was executing
-stays STARTED in the UI for ever. Handled like Ctrl-C instead, Dagster records the run as
-failed, and DuckDB, which checks for pending signals while it executes, cancels the query
-under way; every `with` block (transactions, the workspace lock) unwinds on the way out.
+Handled like Ctrl-C, SIGTERM makes Dagster record the run as failed; DuckDB, which checks
+for pending signals while it executes, cancels the query under way; every `with` block
+(transactions, the workspace lock) unwinds on the way out. Nothing half-written is kept:
+each stage writes in one transaction.
 """
 
 from __future__ import annotations
@@ -12,38 +12,19 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 PID_TAG = "meterbook/pid"
 HOST_TAG = "meterbook/host"
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: stop what runs, as Ctrl-C would."""
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT or SIGTERM; Dagster has marked it failed."""
 
 
-_received: list[int] = []
-
-
-def terminated() -> bool:
-    """Whether this process was asked to stop (SIGTERM) since `sigterm_stops_runs` began."""
-    return bool(_received)
-
-
-@contextmanager
-def sigterm_stops_runs() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread."""
-
-    def handler(signum, frame):
-        _received.append(signum)
-        raise Terminated(f"stopped by signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def sigterm_as_interrupt() -> None:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does. Dagster maps SIGTERM to its SIGINT
+    handling while it executes a run; this gives the rest of the command the same."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def run_tags() -> dict[str, str]:

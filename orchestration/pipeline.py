@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestration.interrupts import fail_orphaned_runs, run_tags
+from orchestration.interrupts import RunInterrupted, fail_orphaned_runs, run_tags
 from orchestration.workspace import Workspace
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -41,6 +41,8 @@ def run_job(
     ws: Workspace, job_name: str, partition_key: str | None = None, verbose: bool = False
 ) -> RunOutcome:
     activate(ws)
+    from dagster._core.errors import DagsterExecutionInterruptedError  # noqa: PLC0415
+
     from orchestration.definitions import build_definitions  # noqa: PLC0415
 
     defs = build_definitions(ws)
@@ -53,14 +55,19 @@ def run_job(
         fail_orphaned_runs(instance)
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(log)
         with quiet:
-            result = job.execute_in_process(
-                instance=instance,
-                partition_key=partition_key,
-                run_config={} if verbose else QUIET,
-                raise_on_error=False,
-                tags=run_tags(),
-            )
+            try:
+                result = job.execute_in_process(
+                    instance=instance,
+                    partition_key=partition_key,
+                    run_config={} if verbose else QUIET,
+                    raise_on_error=False,
+                    tags=run_tags(),
+                )
+            except (KeyboardInterrupt, DagsterExecutionInterruptedError) as exc:
+                raise RunInterrupted(f"{job_name} was stopped by a signal") from exc
     if not result.success:
+        if _interrupted(result):
+            raise RunInterrupted(f"{job_name} was stopped by a signal")
         return RunOutcome(result.run_id, False, _first_error(result))
     failed = failed_checks(result.get_asset_check_evaluations())
     if failed:
@@ -106,6 +113,15 @@ def _instance(ws: Workspace):
 
     with workspace_lock(ws.home, "dagster-instance", LOCK_WAIT_SECONDS):
         return DagsterInstance.get()
+
+
+def _interrupted(result) -> bool:
+    """Whether the run failed because SIGINT or SIGTERM stopped it."""
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
+        if error is not None and error.cls_name == "DagsterExecutionInterruptedError":
+            return True
+    return False
 
 
 def _first_error(result) -> str:

@@ -12,13 +12,15 @@ assert on what the flows recorded. A flow that starts from the closed reference 
   transaction, finalized again;
 - `killed_closes`: a fresh workspace whose closes are SIGKILLed at later and later moments
   (e2e_helpers.KILL_POINTS), then closed to the end;
-- `ui`: a fresh workspace closed from `dagster dev` through GraphQL (e2e_ui.py).
+- `ui`: a fresh workspace closed from `dagster dev` through GraphQL (e2e_ui.py);
+- `terminated`: a fresh workspace whose close gets SIGTERM in its ingest, then closed again.
 The flows the selected tests need start together when the first of them runs; all of them take
 about four minutes on two busy cores (~5 CPU-minutes in all).
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,6 +50,7 @@ from e2e_helpers import (
     new_workspace,
     run,
     run_event_dbs,
+    run_statuses,
     wait_for_step,
     wait_until,
 )
@@ -182,6 +185,7 @@ class KilledCloses:
     writer_probe_error: str | None  # a writer started right then: None = it got the warehouse
     final_close: Finished
     final: Closed | None
+    runs_after: dict[str, str]  # every run's status once the final close has ended
 
 
 def _kill_at(home: Path, moment: str, marker, whole_group: bool = True) -> Meterbook:
@@ -234,7 +238,39 @@ def _killed_closes(home: Path) -> KilledCloses:
     after.append(_state_after_kill(home, moment))
     final_close = run(home, "close", "--period", PERIOD)
     final = Closed.of(home) if final_close.returncode == 0 else None
-    return KilledCloses(tuple(after), orphans, probe.result(), final_close, final)
+    return KilledCloses(
+        tuple(after), orphans, probe.result(), final_close, final, run_statuses(home)
+    )
+
+
+# --- a close stopped by SIGTERM --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Terminated:
+    stopped: Finished  # the close that got SIGTERM
+    seconds_to_exit: float
+    runs_after_stop: dict[str, str]
+    lock_free: bool
+    next_close: Finished
+
+
+def _terminated_close(home: Path) -> Terminated:
+    new_workspace(home)
+    before = run_event_dbs(home)
+    victim = Meterbook(home, "close", "--period", PERIOD, name="close-terminated")
+    wait_for_step(victim, before, "raw_events", "STEP_START")
+    sent = time.monotonic()
+    victim.popen.send_signal(signal.SIGTERM)  # the process alone, as `kill PID` does
+    stopped = victim.wait()
+    seconds = time.monotonic() - sent
+    return Terminated(
+        stopped,
+        seconds,
+        run_statuses(home),
+        _lock_free(home),
+        run(home, "close", "--period", PERIOD),
+    )
 
 
 # --- every flow at once --------------------------------------------------------------------
@@ -259,6 +295,7 @@ NEEDED_BY = {
     "rerun": {"rerun"},
     "race": {"race"},
     "killed_finalize": {"killed_finalize"},
+    "terminated": {"terminated"},
 }
 
 
@@ -281,6 +318,7 @@ def flows(request, tmp_path_factory) -> Iterator[Flows]:
             "rerun": from_reference(_rerun, "rerun"),
             "race": from_reference(_finalize_races_close, "race"),
             "killed_finalize": from_reference(_finalize_killed_in_transaction, "k_final"),
+            "terminated": lambda: _terminated_close(root / "terminated"),
         }
         for name, flow in flows.items():  # the reference first: three flows wait for it
             if name in wanted:
@@ -318,6 +356,11 @@ def killed_finalize(flows) -> KilledFinalize:
 @pytest.fixture
 def killed_closes(flows) -> KilledCloses:
     return flows.of("killed_closes")
+
+
+@pytest.fixture
+def terminated(flows) -> Terminated:
+    return flows.of("terminated")
 
 
 @pytest.fixture

@@ -285,6 +285,16 @@ def wait_for_step(
     wait_until(reached, RUN_TIMEOUT, f"{step_key} {event} x{count}")
 
 
+def run_statuses(home: Path) -> dict[str, str]:
+    """Every run of the workspace's Dagster instance and its status (read-only)."""
+    index = home / "dagster" / "history" / "runs.db"
+    con = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5)
+    try:
+        return dict(con.execute("SELECT run_id, status FROM runs").fetchall())
+    finally:
+        con.close()
+
+
 # --- what a workspace holds ----------------------------------------------------------------
 
 

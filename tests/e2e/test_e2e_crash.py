@@ -58,3 +58,25 @@ def test_finalize_after_the_kill_numbers_every_draft_once_without_gaps(killed_fi
     assert_ledger_consistent(killed.ledger, document)
     assert killed.ledger["counts"]["period_finalizations"] == 1
     assert killed.invoices_json == killed.expected_json
+
+
+def test_the_runs_of_killed_closes_are_marked_failed_by_the_next_command(killed_closes):
+    # SIGKILL leaves no chance to record anything; the next command notices the dead process
+    # (the kill 0.5 s after start may come before the run exists)
+    statuses = sorted(killed_closes.runs_after.values())
+    assert statuses[-1] == "SUCCESS" and set(statuses[:-1]) == {"FAILURE"}, statuses
+    assert len(statuses) - 1 >= len(KILL_POINTS), statuses
+
+
+def test_sigterm_stops_a_close_as_a_failed_run(terminated):
+    stopped = terminated.stopped
+    assert stopped.returncode == 130, stopped.describe()
+    assert "stopped by a signal; the Dagster run was marked failed" in stopped.last_error_line
+    # seconds, not the rest of the close (a generous bound for a busy machine)
+    assert terminated.seconds_to_exit < 30, terminated.seconds_to_exit
+    assert list(terminated.runs_after_stop.values()) == ["FAILURE"]
+    assert terminated.lock_free
+
+
+def test_a_close_after_sigterm_completes(terminated):
+    assert terminated.next_close.returncode == 0, terminated.next_close.describe()

@@ -12,7 +12,9 @@ is built, `write_adjustment_lines` compares that with what was actually billed f
 and writes every non-zero difference as a row of `meterbook_billing.adjustment_lines` for
 M; rating adds it to the subscription's invoice of M. An adjustment is never billed twice:
 once the invoice carrying it is finalized, the ledger holds it and the next difference is
-zero. While M is a draft, every close recomputes the same rows (idempotent). If M's invoice
+zero. While M is a draft, every close recomputes the same rows (idempotent). A draft built
+before another invoice carrying the same usage was finalized is stale: finalization
+recomputes the rows against the ledger and refuses it (freshness.py). If M's invoice
 is voided, its adjustments count as unbilled again and move to the next invoice.
 
 Fixed fees, discounts and earlier adjustments are left out of the difference: late usage
@@ -243,18 +245,16 @@ def _finalized_sources(con, close_month: str) -> list[dict[str, Any]]:
     rows = con.execute(
         """
         SELECT i.invoice_id, i.close_month, i.subscription_id, i.currency,
-               i.period_start, i.period_end, r.raw_read_seq
+               i.period_start, i.period_end
         FROM meterbook_ledger.invoices AS i
         JOIN meterbook_ledger.current_invoice_status AS s USING (invoice_id)
-        JOIN meterbook_billing.rerate_runs AS r ON r.source_month = i.close_month
         WHERE s.status = 'finalized' AND i.close_month < ?
+          AND i.close_month IN (SELECT source_month FROM meterbook_billing.rerate_runs)
         ORDER BY i.close_month, i.subscription_id
         """,
         [close_month],
     ).fetchall()
-    names = (
-        "invoice_id", "close_month", "subscription_id", "currency", "start", "end", "rerated_to",
-    )  # fmt: skip
+    names = ("invoice_id", "close_month", "subscription_id", "currency", "start", "end")
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
@@ -324,10 +324,7 @@ def _canonical(group_text: str | None) -> str | None:
 def _adjustment_row(close_month, invoice, key, display, quantity, amount, catalog) -> dict:
     subscription, meter, group = key
     start, end = invoice["start"], invoice["end"]
-    # named by the usage it bills (the source period, re-rated up to which event), not by the
-    # month carrying it: the same late usage keeps its id on any invoice, so finalization can
-    # refuse to bill it a second time (finalize._check_adjustments_unbilled)
-    ident = f"{subscription}|{start}|{meter}|{group}|{invoice['rerated_to']}"
+    ident = f"{close_month}|{subscription}|{start}|{meter}|{group}"
     return {
         "close_month": close_month,
         "subscription_id": subscription,

@@ -135,7 +135,6 @@ def finalize_period(
         )
     for invoice in pending:
         _check_ready(invoice, catalog, now, period)
-    _check_adjustments_unbilled(con, pending)
     if watermark is None:
         watermark = raw_watermark(con)
     numbered = _freeze(con, catalog.settings.invoice_prefix, year, period, pending, now, watermark)
@@ -180,32 +179,6 @@ def _check_ready(invoice: dict[str, Any], catalog: Catalog, now: datetime, perio
         raise FinalizeError(
             f"{name} does not add up ({'; '.join(problems)}); if the catalog changed since the "
             f"last close, run `meterbook close --period {period}` again"
-        )
-
-
-def _check_adjustments_unbilled(con: duckdb.DuckDBPyConnection, pending: list[dict]) -> None:
-    """An adjustment's id names the late usage it bills (adjustments.py), so the same id on a
-    finalized invoice that is not void means that usage is billed already."""
-    ids = [
-        line["line_id"] for inv in pending for line in inv["lines"] if line["kind"] == "adjustment"
-    ]
-    if not ids:
-        return
-    billed = con.execute(
-        """
-        SELECT l.line_id, i.number FROM meterbook_ledger.invoice_lines AS l
-        JOIN meterbook_ledger.invoices AS i USING (invoice_id)
-        JOIN meterbook_ledger.current_invoice_status AS s USING (invoice_id)
-        WHERE s.status = 'finalized' AND list_contains(?::VARCHAR[], l.line_id)
-        ORDER BY 1 LIMIT 1
-        """,
-        [ids],
-    ).fetchall()
-    if billed:
-        line_id, number = billed[0]
-        raise FinalizeError(
-            f"adjustment {line_id} is already billed on invoice {number}: the drafts are stale; "
-            "run `meterbook close` for this month again"
         )
 
 
