@@ -12,8 +12,9 @@ Tables (only `finalize.py` inserts; nothing updates or deletes):
   the current status is 'void' as soon as a void row exists (view `current_invoice_status`).
 - `invoice_numbers`: one row per number given, keyed by (prefix, year, seq): the gapless
   sequences, checkable with one query.
-- `period_finalizations`: one row per finalize call that froze something, with the highest
-  `raw_events.read_seq` seen then (the late-event watermark of `adjustments.py`).
+- `period_finalizations`: one row per finalize call that froze something, with the last
+  `raw_events.read_seq` the frozen drafts were built from (the late-event watermark of
+  `adjustments.py`; see `freshness.py`).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS meterbook_ledger.period_finalizations (
     close_month VARCHAR NOT NULL,
     finalized_at TIMESTAMPTZ NOT NULL,
     invoice_count INTEGER NOT NULL,
-    raw_read_seq BIGINT NOT NULL             -- max(raw_events.read_seq) when frozen, 0 if none
+    raw_read_seq BIGINT NOT NULL             -- the drafts' last raw event (read_seq), 0 if none
 );
 CREATE OR REPLACE VIEW meterbook_ledger.current_invoice_status AS
 SELECT invoice_id,
