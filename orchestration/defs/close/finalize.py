@@ -11,6 +11,9 @@ Lifecycle of an invoice (the decisions SPEC 3 leaves to us):
   It refuses a month whose periods have not ended yet, and an invoice that does not add up.
   Drafts already in the ledger are skipped, so finalizing twice is a no-op; a draft that
   appears later for the same month (a subscription added afterwards) is numbered then.
+- The pipeline finalizes through `freshness.finalize_built_month`, which first refuses drafts
+  that are incomplete or stale against the events or the ledger, and passes the watermark of
+  the events the drafts were built from.
 - `void_invoice` adds a 'void' status change; the invoice row and its number stay. Void is
   terminal: the subscription's period is not re-invoiced automatically.
 """
