@@ -180,13 +180,15 @@ def in_parallel(*jobs: Callable[[], Any]) -> list[Any]:
     return [f.result() for f in futures]
 
 
-def assert_ok_or_clearly_busy(done: Finished, command: str) -> None:
-    """Exit 0, or exit non-zero with a one-line reason naming the busy workspace (SPEC 4)."""
+def assert_ok_or_clearly_busy(done: Finished, command: str, *also: str) -> None:
+    """Exit 0, or exit non-zero with a one-line reason naming the busy workspace (SPEC 4), or
+    one of the reasons `also` allows."""
     if done.returncode == 0:
         return
     line = done.last_error_line
-    assert line.startswith(f"meterbook {command}: ") and "workspace is busy" in line, (
-        f"{done.name} failed without the one-line 'workspace is busy' reason: {line!r}\n"
+    reasons = ("workspace is busy", *also)
+    assert line.startswith(f"meterbook {command}: ") and any(r in line for r in reasons), (
+        f"{done.name} failed without a one-line reason among {reasons}: {line!r}\n"
         + done.describe()
     )
 
