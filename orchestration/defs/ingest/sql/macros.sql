@@ -20,9 +20,13 @@ end;
 
 -- An id field (event_id, customer_id, event_name), read by the JSON parser as text: a string
 -- as itself, a number or a boolean as its JSON text. Blank, null, objects and arrays count as
--- missing.
-create or replace temp macro mbi_id(v) as case
-    when mbi_blank(v) or starts_with(v, '{') or starts_with(v, '[') then null
+-- missing. Read as text, an object and a string such as a brace GUID ("{3F25...}") both start
+-- with '{', so only those texts look the value up again in the record (`doc` at `path`) to
+-- learn which it is: reading every id as JSON instead costs the parse about 10%.
+create or replace temp macro mbi_id(v, doc, path) as case
+    when mbi_blank(v) then null
+    when (starts_with(v, '{') or starts_with(v, '['))
+        and json_type(doc, path) in ('OBJECT', 'ARRAY') then null
     else v
 end;
 

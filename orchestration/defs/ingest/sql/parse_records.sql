@@ -12,6 +12,7 @@ parsed as (
     select
         line_no,
         raw_text,
+        doc,
         case when starts_with(doc, '{')
                 or starts_with(ltrim(doc, ' ' || chr(9) || chr(10) || chr(13)), '{')
             then try(json_transform(doc, '{"event_id": "VARCHAR", "customer_id": "VARCHAR",
@@ -27,7 +28,9 @@ fields as (
     select
         line_no,
         raw_text,
+        doc,
         j is null as not_an_object,
+        j.specversion is not null as cloud_event,
         case when j.specversion is null then j.event_id else j.id end as event_id_text,
         case when j.specversion is null then j.customer_id else j.subject end as customer_id_text,
         case when j.specversion is null then j.event_name else j."type" end as event_name_text,
@@ -44,9 +47,10 @@ typed as (
         raw_text,
         not_an_object,
         props_json,
-        mbi_id(event_id_text) as event_id,
-        mbi_id(customer_id_text) as customer_id,
-        mbi_id(event_name_text) as event_name,
+        mbi_id(event_id_text, doc, if(cloud_event, '$.id', '$.event_id')) as event_id,
+        mbi_id(customer_id_text, doc, if(cloud_event, '$.subject', '$.customer_id'))
+            as customer_id,
+        mbi_id(event_name_text, doc, if(cloud_event, '$.type', '$.event_name')) as event_name,
         ts_json is null or mbi_blank(ts_text) as ts_missing,
         case
             when ts_text is not null then mbi_ts_text(ts_text)
