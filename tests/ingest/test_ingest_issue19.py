@@ -3,9 +3,24 @@ with a brace, oversized lines and gzip bombs, symlinks out of landing/ and symli
 
 from __future__ import annotations
 
+import json
+import os
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+from dagster import RunRequest, SkipReason, build_sensor_context
 from ingest_helpers import event, jsonl
+
+from orchestration.defs.ingest import ingest as ingest_module
+from orchestration.defs.ingest import readers
+from orchestration.defs.ingest.assets import landing_files_sensor
+from orchestration.defs.ingest.ingest import ensure_raw_schema, pending_files
+from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.sql import connect
 
 GUID = "{3F2504E0-4F89-11D3-9A0C-0305E82C3301}"
 
@@ -84,3 +99,167 @@ def test_brace_ids_are_text_in_parquet(landing):
         ("a.parquet", "p2", "acme", "x", None),
         ("b.parquet", None, "acme", "x", "missing_field"),
     ]
+
+
+# -- 3: a file that vanishes before it is read whole stays pending ---------------------------
+
+
+def _hash_then(monkeypatch, action):
+    """Hash every file, then run `action(path)` before its read starts (in either order of
+    the run: read while hashed, or hashed first)."""
+    hashed = {}
+    real_hash, real_read = ingest_module.sha256_file, ingest_module._read_file
+
+    def hash_first(path, stop=None):
+        try:
+            return real_hash(path, stop)
+        finally:
+            hashed.setdefault(path.name, threading.Event()).set()
+
+    def act_then_read(con, f, *args):
+        assert hashed.setdefault(f.path.name, threading.Event()).wait(30)
+        action(f.path)
+        return real_read(con, f, *args)
+
+    monkeypatch.setattr(ingest_module, "sha256_file", hash_first)
+    monkeypatch.setattr(ingest_module, "_read_file", act_then_read)
+
+
+def test_a_file_that_vanishes_before_it_is_read_stays_pending(landing, monkeypatch):
+    body = jsonl(*[event(f"v{i}") for i in range(100)])
+    landing.write("gone.jsonl", body)
+    landing.write("keep.jsonl", jsonl(event("k1")))
+
+    def vanish(path):
+        if path.name == "gone.jsonl":
+            path.unlink()
+
+    _hash_then(monkeypatch, vanish)
+    result = landing.ingest()
+    monkeypatch.undo()
+    assert [f.path for f in result.files] == ["keep.jsonl"]  # gone.jsonl is not on record
+    assert landing.rows("SELECT path FROM meterbook_raw.landing_file_paths") == [("keep.jsonl",)]
+    assert [e["event_id"] for e in landing.events()] == ["k1"]
+    # the same bytes dropped again, under another name: read now
+    again = landing.write("again.jsonl", body)
+    assert pending_files(landing.con, landing.dir) == [again]
+    assert [(f.path, f.lines_read, f.error) for f in landing.ingest().files] == [
+        ("again.jsonl", 100, None)
+    ]
+    assert len(landing.events("parse_reason IS NULL")) == 101
+
+
+def test_a_file_that_cannot_be_opened_stays_pending(landing, monkeypatch):
+    body = jsonl(event("e1"), event("e2"))
+    path = landing.write("a.jsonl.gz", body, gz=True)
+
+    def deny(p, *args):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(readers.gzip, "open", deny)
+    result = landing.ingest()
+    monkeypatch.undo()
+    assert result.files == [] and landing.events() == []
+    assert pending_files(landing.con, landing.dir) == [path]
+    assert [f.lines_read for f in landing.ingest().files] == [2]
+
+
+# -- 5: a file that changes while it is read waits for the next run ---------------------------
+
+HEADER = "event_id,customer_id,event_name,timestamp,properties.tokens\n"
+
+
+def test_a_file_still_being_written_is_not_recorded(landing, monkeypatch):
+    path = landing.write("a.csv", HEADER + "c1,acme,x,2026-10-02T10:00:00Z,9")
+
+    def finish_writing(p):
+        if p.name == "a.csv":
+            with open(p, "a") as fh:  # the producer writes the rest while we read
+                fh.write("00000\n")
+
+    real_read = ingest_module._read_file
+
+    def read_then_write(con, f, *args):
+        try:
+            return real_read(con, f, *args)
+        finally:
+            finish_writing(f.path)
+
+    monkeypatch.setattr(ingest_module, "_read_file", read_then_write)
+    first = landing.ingest()
+    monkeypatch.undo()
+    assert first.files == [] and landing.events() == []
+    assert landing.rows("SELECT count(*) FROM meterbook_raw.landing_file_paths") == [(0,)]
+    assert pending_files(landing.con, landing.dir) == [path]
+    landing.ingest()
+    rows = landing.events()
+    assert [(e["event_id"], json.loads(e["properties"]), e["key_rank"]) for e in rows] == [
+        ("c1", {"tokens": "900000"}, 1)
+    ]
+
+
+def test_a_copy_that_changes_while_it_is_hashed_is_not_recorded(landing, monkeypatch):
+    body = jsonl(event("e1"))
+    landing.write("a.jsonl", body)
+    landing.ingest()
+    b = landing.write("b.jsonl", body)  # a copy, by its size hashed before anything is read
+    real_hash = ingest_module.sha256_file
+
+    def hash_then_append(p, stop=None):
+        try:
+            return real_hash(p, stop)
+        finally:
+            with open(p, "a") as fh:
+                fh.write(jsonl(event("e2")))
+
+    monkeypatch.setattr(ingest_module, "sha256_file", hash_then_append)
+    result = landing.ingest()
+    monkeypatch.undo()
+    assert result.files == [] and result.skipped_copies == []
+    assert pending_files(landing.con, landing.dir) == [b]
+    assert [f.lines_read for f in landing.ingest().files] == [2]
+
+
+def test_pending_files_leaves_a_young_file_alone_until_it_settles(landing):
+    a = landing.write("a.jsonl", jsonl(event("e1")))
+    old = landing.write("old.jsonl", jsonl(event("e2")))
+    mtime = a.stat().st_mtime_ns
+    os.utime(old, ns=(mtime - 60 * 10**9, mtime - 60 * 10**9))
+    written = datetime.fromtimestamp(mtime / 1e9, UTC)
+    for _ in ("no tables yet", "tables"):
+        assert pending_files(landing.con, landing.dir, 30, written + timedelta(seconds=29)) == [old]
+        later = written + timedelta(seconds=31)
+        assert pending_files(landing.con, landing.dir, 30, later) == [a, old]
+        assert pending_files(landing.con, landing.dir) == [a, old]  # no settle time by default
+        ensure_raw_schema(landing.con)
+
+
+def test_an_explicit_ingest_reads_young_files_at_once(landing):
+    landing.write("a.jsonl", jsonl(event("e1")))
+    assert [f.path for f in landing.ingest().files] == ["a.jsonl"]
+
+
+def _sensor_workspace(tmp_path, settings: str):
+    home = tmp_path / "home"
+    (home / "catalog").mkdir(parents=True)
+    (home / "catalog" / "catalog.yaml").write_text(settings)
+    (home / "landing" / "events").mkdir(parents=True)
+    connect(home / "warehouse.duckdb").close()
+    return home
+
+
+@pytest.mark.parametrize("settle", [None, 600])
+def test_the_sensor_waits_for_files_to_settle(tmp_path, settle):
+    settings = "settings:\n" + (
+        f"  landing_settle_seconds: {settle}\n" if settle else "  grace_days: 3\n"
+    )
+    home = _sensor_workspace(tmp_path, settings)
+    path = home / "landing" / "events" / "a.jsonl"
+    path.write_text(jsonl(event("e1")))
+    context = build_sensor_context(resources={"meterbook": MeterbookWorkspace(home=str(home))})
+    skipped = landing_files_sensor(context)
+    assert isinstance(skipped, SkipReason)
+    age = (settle or 30) + 5
+    os.utime(path, (time.time() - age, time.time() - age))
+    started = landing_files_sensor(context)
+    assert isinstance(started, RunRequest) and json.loads(started.run_key) == [path.as_posix()]

@@ -17,6 +17,8 @@ from dagster import (
     sensor,
 )
 
+from orchestration.catalog import CatalogError
+from orchestration.catalog.models import Settings
 from orchestration.defs.ingest.ingest import pending_files, run_ingest
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.defs.transform.assets import source_keys
@@ -85,21 +87,36 @@ def _files_table(files) -> str:
     job_name="ingest_landing_files",
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Starts an ingest when new files appear under landing/events/.",
+    description=(
+        "Starts an ingest when new files appear under landing/events/, once they are "
+        "settings.landing_settle_seconds old (a producer may still be writing them)."
+    ),
 )
 def landing_files_sensor(context: SensorEvaluationContext, meterbook: MeterbookWorkspace):
     ws = meterbook.workspace
     if not ws.warehouse_path.exists():
         return SkipReason("no warehouse yet: run a close or an ingest once")
+    settle = _settle_seconds(context, meterbook)
     try:
         with meterbook.reader(wait_seconds=0) as con:  # a sensor tick must not wait on a close
-            pending = pending_files(con, ws.landing_dir)
+            pending = pending_files(con, ws.landing_dir, settle_seconds=settle)
     except WorkspaceLocked:
         return SkipReason("the workspace is busy (a run holds it); checking again next tick")
     if not pending:
         return SkipReason("no new landing files")
     names = sorted(p.as_posix() for p in pending)
     return RunRequest(run_key=json.dumps(names), tags={"meterbook/new_files": str(len(names))})
+
+
+def _settle_seconds(context: SensorEvaluationContext, meterbook: MeterbookWorkspace) -> int:
+    """How old a landing file must be before the sensor starts an ingest for it. A catalog that
+    does not load leaves the default: the run the sensor starts then fails on the catalog,
+    where the mistake is reported (an explicit ingest reads every file, settled or not)."""
+    try:
+        return meterbook.catalog().settings.landing_settle_seconds
+    except CatalogError as exc:
+        context.log.warning(f"the catalog does not load, waiting the default settle time: {exc}")
+        return Settings().landing_settle_seconds
 
 
 @asset_sensor(

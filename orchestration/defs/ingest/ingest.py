@@ -20,7 +20,9 @@ is hashed first: a copy or a touched file has that size.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -32,7 +34,7 @@ import duckdb
 
 from orchestration.defs.ingest import keys, parse, store
 from orchestration.defs.ingest.discovery import LandingFile, list_landing_files, sha256_file
-from orchestration.defs.ingest.readers import UnreadableFile, read_batches
+from orchestration.defs.ingest.readers import FileNotReadable, UnreadableFile, read_batches
 from orchestration.defs.ingest.records import DEFAULT_CHUNK_BYTES
 from orchestration.defs.ingest.schema import ensure_raw_schema, raw_schema_exists
 from orchestration.sql import transaction
@@ -112,9 +114,16 @@ def run_ingest(
     )
 
 
-def pending_files(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> list[Path]:
-    """Landing files whose content is not ingested yet; reads only (for the sensor)."""
-    candidates = list_landing_files(landing_dir)
+def pending_files(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path,
+    settle_seconds: float = 0,
+    clock: datetime | None = None,
+) -> list[Path]:
+    """Landing files whose content is not ingested yet; reads only (for the sensor). A file
+    modified less than `settle_seconds` before `clock` (the wall clock: mtimes are real time,
+    whatever METERBOOK_NOW says) is left alone, as its producer may still be writing it."""
+    candidates = _settled(list_landing_files(landing_dir), settle_seconds, clock)
     if not raw_schema_exists(con):
         return [f.path for f in candidates]
     cached = _cached_paths(con)
@@ -127,6 +136,28 @@ def pending_files(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> list[Pat
         if sha is not None and sha not in ingested:
             pending.append(f.path)
     return pending
+
+
+def _settled(
+    files: list[LandingFile], settle_seconds: float, clock: datetime | None
+) -> list[LandingFile]:
+    if settle_seconds <= 0:
+        return files
+    now_ns = time.time_ns() if clock is None else int(clock.timestamp() * 1e9)
+    settle_ns = int(settle_seconds * 1e9)
+    settled = []
+    for f in files:
+        age_ns = now_ns - f.mtime_ns
+        # an mtime far in the future (a producer's clock) would otherwise never settle
+        if age_ns >= settle_ns or age_ns < -settle_ns:
+            settled.append(f)
+        else:
+            log.info(
+                "landing file %s was modified %.0f s ago: waiting for it to settle",
+                f.rel,
+                age_ns / 1e9,
+            )
+    return settled
 
 
 @contextmanager
@@ -204,22 +235,25 @@ def _read_new_files(
 def _take(
     con: duckdb.DuckDBPyConnection, run: _Run, c: _Candidate, now: datetime, chunk_bytes: int
 ) -> None:
-    """One landing file: read it if its content is new, note its path either way."""
+    """One landing file: read it if its content is new, note its path either way. Nothing is
+    recorded of a file that was not read whole: it stays pending for a later run."""
     f = c.file
     read = _read_file(con, f, run.file_seq, run.seq, now, chunk_bytes) if c.read_first else None
     sha = c.sha.result()
     new = sha is not None and sha not in run.seen
-    if read is not None and not new:  # the hash found it on record after all, or failed
+    if new and not c.read_first:
+        read = _read_file(con, f, run.file_seq, run.seq, now, chunk_bytes)
+    why = _not_read_whole(f, sha, unread=new and read is None)
+    if c.read_first and (why or not new):  # its rows are of no use (copy, half-read file)
         store.forget_rows_from(con, run.seq)
-    if sha is None:  # not recorded: it stays pending
+    if why:
+        log.warning("landing file %s stays pending for the next run: %s", f.rel, why)
         return
     run.paths.append((f, sha))
     if not new:
         if (f.rel, sha) not in run.recorded:
             run.copies.append(f.rel)
         return
-    if read is None:
-        read = _read_file(con, f, run.file_seq, run.seq, now, chunk_bytes)
     lines, max_line, error = read
     con.execute(
         "INSERT INTO meterbook_raw.landing_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -231,6 +265,24 @@ def _take(
     run.file_seq += 1
 
 
+def _not_read_whole(f: LandingFile, sha: str | None, unread: bool) -> str | None:
+    """Why the file's hash and read may not be of the bytes listed (None: they are). A file
+    caught mid-write would otherwise be recorded as new content at each snapshot (a cell cut
+    at `9` of `900000` billed 9), and one that vanished as one malformed line whose bytes,
+    dropped again under any name, would never be read."""
+    if sha is None:
+        return "it could not be hashed"
+    if unread:
+        return "it could not be read"
+    try:
+        stat = os.stat(f.path)
+    except OSError as exc:
+        return f"it vanished while it was read ({exc.strerror})"
+    if (stat.st_size, stat.st_mtime_ns) != (f.size_bytes, f.mtime_ns):
+        return "it changed while it was read (still being written?)"
+    return None
+
+
 def _read_file(
     con: duckdb.DuckDBPyConnection,
     f: LandingFile,
@@ -238,9 +290,10 @@ def _read_file(
     seq_base: int,
     now: datetime,
     chunk_bytes: int,
-) -> tuple[int, int, str | None]:
+) -> tuple[int, int, str | None] | None:
     """Append one file's rows (read_seq = seq_base + line); returns (lines read, the highest
-    line number, the error that made the file unreadable as a whole)."""
+    line number, the error that made the file unreadable as a whole), or None (nothing
+    appended) when the file cannot be read right now."""
     lines, max_line = 0, 0
     params = {"now": now, "seq_base": seq_base}
     try:
@@ -253,6 +306,10 @@ def _read_file(
                 with suppress(duckdb.Error):  # keep the error that got us here
                     con.unregister(parse.SOURCE)
             max_line = max(max_line, batch.max_line)
+    except FileNotReadable as exc:
+        log.warning("cannot read landing file %s now: %s", f.rel, exc)
+        store.forget_rows_from(con, seq_base)
+        return None
     except UnreadableFile as exc:
         log.warning("landing file %s is unreadable: %s", f.rel, exc)
         store.forget_rows_from(con, seq_base)
@@ -265,6 +322,8 @@ def _record_paths(
     con: duckdb.DuckDBPyConnection, paths: list[tuple[LandingFile, str]], now: datetime
 ) -> None:
     rows = [(f.rel, sha, now, f.size_bytes, f.mtime_ns) for f, sha in paths]
+    if not rows:  # every file stayed pending
+        return
     con.executemany(
         "INSERT INTO meterbook_raw.landing_file_paths VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (path, file_sha256) DO UPDATE "

@@ -5,7 +5,9 @@ Parquet files and JSON array files are read by DuckDB on a separate cursor: an e
 (a truncated file) must not abort the ingest's transaction on the main connection, and the
 rows arrive as Arrow batches of bounded size either way.
 
-A file that cannot be read as a whole raises `UnreadableFile`; the ingest records it.
+A file that cannot be read as a whole raises `UnreadableFile`; the ingest records it. A file
+that cannot be read right now (it vanished, permissions) raises `FileNotReadable`; it stays
+pending.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class UnreadableFile(Exception):
     """The file as a whole cannot be read (corrupt gzip or Parquet, broken JSON array...)."""
 
 
+class FileNotReadable(Exception):
+    """The file cannot be read right now (it vanished, permissions, an I/O error): nothing is
+    known about its content, so it is not recorded and a later run tries again."""
+
+
 @dataclass(frozen=True)
 class Batch:
     docs_sql: str  # reads parse.SOURCE, gives (line_no, doc, raw_text)
@@ -69,7 +76,12 @@ def read_batches(
             docs = parse.json_lines_docs()
             for table in _record_tables(file, False, chunk_bytes):
                 yield _batch(docs, table)
-    except (OSError, EOFError, zlib.error) as exc:
+    except OSError as exc:
+        # the system's errors carry an errno; a corrupt gzip (BadGzipFile) does not
+        if exc.errno is not None:
+            raise FileNotReadable(str(exc)) from exc
+        raise UnreadableFile(f"cannot read {file.format_label}: {exc}") from exc
+    except (EOFError, zlib.error) as exc:
         raise UnreadableFile(f"cannot read {file.format_label}: {exc}") from exc
     except duckdb.Error as exc:
         raise UnreadableFile(f"cannot read {file.format_label}: {_first_line(exc)}") from exc
