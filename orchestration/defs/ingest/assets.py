@@ -51,8 +51,15 @@ _DESCRIPTIONS = {
 )
 def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
     ws = meterbook.workspace.ensure()
+    settings = meterbook.catalog().settings
     with meterbook.warehouse() as con:
-        result = run_ingest(con, ws.landing_dir, now_utc())
+        result = run_ingest(
+            con,
+            ws.landing_dir,
+            now_utc(),
+            max_line_bytes=settings.max_line_bytes,
+            max_decompressed_bytes=settings.max_decompressed_bytes,
+        )
         totals = con.execute(
             "SELECT count(*), count(DISTINCT file_seq) FROM meterbook_raw.raw_events"
         ).fetchone()

@@ -34,8 +34,12 @@ import duckdb
 
 from orchestration.defs.ingest import keys, parse, store
 from orchestration.defs.ingest.discovery import LandingFile, list_landing_files, sha256_file
-from orchestration.defs.ingest.readers import FileNotReadable, UnreadableFile, read_batches
-from orchestration.defs.ingest.records import DEFAULT_CHUNK_BYTES
+from orchestration.defs.ingest.readers import FileNotReadable, Limits, UnreadableFile, read_batches
+from orchestration.defs.ingest.records import (
+    DEFAULT_CHUNK_BYTES,
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    DEFAULT_MAX_LINE_BYTES,
+)
 from orchestration.defs.ingest.schema import ensure_raw_schema, raw_schema_exists
 from orchestration.sql import transaction
 
@@ -91,8 +95,13 @@ def run_ingest(
     landing_dir: Path,
     now: datetime,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
 ) -> IngestResult:
-    """Ingest every landing file whose content is new; idempotent."""
+    """Ingest every landing file whose content is new; idempotent. A line longer than
+    `max_line_bytes` is one malformed line, a gzipped file that decompresses to more than
+    `max_decompressed_bytes` one unreadable file (the catalog's settings of those names)."""
+    limits = Limits(chunk_bytes, max_line_bytes, max_decompressed_bytes)
     ensure_raw_schema(con)
     cached = _cached_paths(con)
     uncached = [
@@ -103,7 +112,7 @@ def run_ingest(
     if not uncached:
         return IngestResult(files=[], skipped_copies=[], lines_read=0, event_days=[])
     with _hashing(con, uncached) as candidates, transaction(con):
-        run = _read_new_files(con, candidates, now, chunk_bytes)
+        run = _read_new_files(con, candidates, now, limits)
         _record_paths(con, run.paths, now)
         days = _event_days(con, run.first_seq) if run.files else []
     return IngestResult(
@@ -217,7 +226,7 @@ def _read_new_files(
     con: duckdb.DuckDBPyConnection,
     candidates: list[_Candidate],
     now: datetime,
-    chunk_bytes: int,
+    limits: Limits,
 ) -> _Run:
     """Read each new content in path order; copies and touched paths are only noted."""
     seq, file_seq = con.execute(
@@ -227,22 +236,22 @@ def _read_new_files(
     run = _Run(seq, seq, file_seq, _recorded_pairs(con), _ingested_hashes(con))
     parse.create_macros(con)
     for candidate in candidates:
-        _take(con, run, candidate, now, chunk_bytes)
+        _take(con, run, candidate, now, limits)
     keys.rank_run_keys(con, run.first_seq)
     return run
 
 
 def _take(
-    con: duckdb.DuckDBPyConnection, run: _Run, c: _Candidate, now: datetime, chunk_bytes: int
+    con: duckdb.DuckDBPyConnection, run: _Run, c: _Candidate, now: datetime, limits: Limits
 ) -> None:
     """One landing file: read it if its content is new, note its path either way. Nothing is
     recorded of a file that was not read whole: it stays pending for a later run."""
     f = c.file
-    read = _read_file(con, f, run.file_seq, run.seq, now, chunk_bytes) if c.read_first else None
+    read = _read_file(con, f, run.file_seq, run.seq, now, limits) if c.read_first else None
     sha = c.sha.result()
     new = sha is not None and sha not in run.seen
     if new and not c.read_first:
-        read = _read_file(con, f, run.file_seq, run.seq, now, chunk_bytes)
+        read = _read_file(con, f, run.file_seq, run.seq, now, limits)
     why = _not_read_whole(f, sha, unread=new and read is None)
     if c.read_first and (why or not new):  # its rows are of no use (copy, half-read file)
         store.forget_rows_from(con, run.seq)
@@ -289,7 +298,7 @@ def _read_file(
     file_seq: int,
     seq_base: int,
     now: datetime,
-    chunk_bytes: int,
+    limits: Limits,
 ) -> tuple[int, int, str | None] | None:
     """Append one file's rows (read_seq = seq_base + line); returns (lines read, the highest
     line number, the error that made the file unreadable as a whole), or None (nothing
@@ -297,7 +306,7 @@ def _read_file(
     lines, max_line = 0, 0
     params = {"now": now, "seq_base": seq_base}
     try:
-        for batch in read_batches(con, f, chunk_bytes):
+        for batch in read_batches(con, f, limits):
             con.register(parse.SOURCE, batch.table)
             try:
                 query = parse.parse_query(batch.docs_sql)

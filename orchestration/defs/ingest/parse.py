@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.defs.ingest.records import TOO_LONG
 from orchestration.sql import quote_identifier, quote_literal
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -47,6 +48,12 @@ def json_lines_docs() -> str:
         from (select line_no, raw, try(decode(raw)) as doc from {SOURCE})
         where doc is null or not mbi_blank(doc)
     """
+
+
+def too_long_docs() -> str:
+    """Docs of records longer than max_line_bytes (records.py): no doc, so each is one
+    malformed line, and the reason (with the size) as its raw line."""
+    return f"select line_no, cast(null as varchar) as doc, {TOO_LONG} as raw_text from {SOURCE}"
 
 
 def object_docs() -> str:

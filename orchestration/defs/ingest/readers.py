@@ -33,7 +33,11 @@ from orchestration.defs.ingest.discovery import LandingFile
 from orchestration.defs.ingest.records import (
     BOM,
     DEFAULT_CHUNK_BYTES,
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    DEFAULT_MAX_LINE_BYTES,
     ROW_GROUP_ROWS,
+    TOO_LONG,
+    is_too_long,
     iter_file_records,
     iter_records,
 )
@@ -53,6 +57,15 @@ class FileNotReadable(Exception):
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How a file is read: input bytes per batch, and the caps of the catalog's settings."""
+
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+
+
+@dataclass(frozen=True)
 class Batch:
     docs_sql: str  # reads parse.SOURCE, gives (line_no, doc, raw_text)
     table: pa.Table
@@ -60,22 +73,18 @@ class Batch:
 
 
 def read_batches(
-    con: duckdb.DuckDBPyConnection, file: LandingFile, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    con: duckdb.DuckDBPyConnection, file: LandingFile, limits: Limits = Limits()
 ) -> Iterator[Batch]:
     """The file's records in file order; raises UnreadableFile when the file is broken."""
     try:
         if file.format == "parquet":
-            yield from _parquet_batches(con, file)
+            yield from _parquet_batches(con, file, limits)
         elif file.format == "json" and _starts_with_bracket(file):
-            yield from _cursor_batches(
-                con, parse.json_array_docs_query(quote_literal(str(file.path)), file.gzipped)
-            )
+            yield from _json_array_batches(con, file, limits)
         elif file.format == "csv":
-            yield from _csv_batches(_record_tables(file, True, chunk_bytes))
+            yield from _csv_batches(_record_tables(file, True, limits))
         else:
-            docs = parse.json_lines_docs()
-            for table in _record_tables(file, False, chunk_bytes):
-                yield _batch(docs, table)
+            yield from _json_lines_batches(_record_tables(file, False, limits))
     except OSError as exc:
         # the system's errors carry an errno; a corrupt gzip (BadGzipFile) does not
         if exc.errno is not None:
@@ -89,13 +98,48 @@ def read_batches(
         raise UnreadableFile(f"bad CSV header: {exc}") from exc
 
 
-def _record_tables(file: LandingFile, csv_quoting: bool, chunk_bytes: int) -> Iterator[pa.Table]:
+def _record_tables(file: LandingFile, csv_quoting: bool, limits: Limits) -> Iterator[pa.Table]:
     header = 1 if csv_quoting else 0
     if not file.gzipped:
-        yield from iter_file_records(file.path, csv_quoting, chunk_bytes, header)
+        yield from iter_file_records(
+            file.path, csv_quoting, limits.chunk_bytes, header, limits.max_line_bytes
+        )
         return
+    with _decompressed(file, limits) as stream:
+        yield from iter_records(
+            stream, csv_quoting, limits.chunk_bytes, header, limits.max_line_bytes
+        )
+
+
+class _CappedStream:
+    """A decompressed stream that fails the file once it gives more than `cap` bytes: a gzip
+    bomb (7 GB in 33 s) is rejected as a whole file, and never held in memory."""
+
+    def __init__(self, stream: BinaryIO, cap: int, label: str) -> None:
+        self.stream, self.cap, self.label, self.total = stream, cap, label, 0
+
+    def _count(self, got: int) -> int:
+        self.total += got
+        if self.total > self.cap:
+            raise UnreadableFile(
+                f"cannot read {self.label}: it decompresses to more than {self.cap} bytes "
+                f"(max_decompressed_bytes)"
+            )
+        return got
+
+    def readinto(self, buffer) -> int:
+        return self._count(self.stream.readinto(buffer))
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size if size >= 0 else self.cap + 1 - self.total)
+        self._count(len(data))
+        return data
+
+
+@contextmanager
+def _decompressed(file: LandingFile, limits: Limits) -> Iterator[_CappedStream]:
     with gzip.open(file.path, "rb") as stream:
-        yield from iter_records(stream, csv_quoting, chunk_bytes, header)
+        yield _CappedStream(stream, limits.max_decompressed_bytes, file.format_label)
 
 
 def _open(file: LandingFile) -> BinaryIO:
@@ -115,32 +159,70 @@ def _batch(docs_sql: str, table: pa.Table) -> Batch:
     return Batch(docs_sql, table, int(pc.max(table.column("line_no")).as_py() or 0))
 
 
-def _csv_batches(tables: Iterator[pa.Table]) -> Iterator[Batch]:
-    docs = None
+def _line_batch(docs_sql: str, table: pa.Table) -> Batch:
+    """A batch of records, or of records too long to read (records.py): malformed lines."""
+    return _batch(parse.too_long_docs() if is_too_long(table) else docs_sql, table)
+
+
+def _json_lines_batches(tables: Iterator[pa.Table]) -> Iterator[Batch]:
+    docs = parse.json_lines_docs()
     for table in tables:
+        yield _line_batch(docs, table)
+
+
+def _csv_batches(tables: Iterator[pa.Table]) -> Iterator[Batch]:
+    """The header is the first non-blank record. Records too long to read come in tables of
+    their own: until the header is found they are held, and one that comes before it means
+    that the header itself was too long."""
+    docs, held = None, []
+    for table in tables:
+        if is_too_long(table):
+            if docs is None:
+                held.append(table)
+            else:
+                yield _line_batch(docs, table)
+            continue
         rest = table
         if docs is None:
-            header, rest = _take_header(table)
+            header, rest, header_line = _take_header(table)
             if header is None:
                 continue
+            _check_header_before(held, header_line)
             docs = parse.csv_docs(header)
+            yield from (_line_batch(docs, t) for t in held)
         if rest.num_rows:
             yield _batch(docs, rest)
+    if docs is None:
+        _check_header_before(held, None)
 
 
-def _take_header(table: pa.Table) -> tuple[list[str] | None, pa.Table]:
-    """The first non-blank record is the header; the records after it are data."""
+def _check_header_before(held: list[pa.Table], header_line: int | None) -> None:
+    """Raise when a record too long to read comes before the header line (None: no header)."""
+    for table in held:
+        lines = table.column("line_no").to_pylist()
+        first = min(range(len(lines)), key=lines.__getitem__)
+        if header_line is None or lines[first] < header_line:
+            reason = table.column(TOO_LONG)[first].as_py()
+            raise UnreadableFile(f"bad CSV header: {reason}")
+
+
+def _take_header(table: pa.Table) -> tuple[list[str] | None, pa.Table, int | None]:
+    """The first non-blank record is the header; the records after it are data. Also the
+    header's line number."""
     raws = table.column("raw")
     for i in range(table.num_rows):  # only the leading blank lines are looped over
         text = raws[i].as_py().decode("utf-8").rstrip("\r\n")
         if text.strip():
             names = next(csv.reader(io.StringIO(text)))
-            return [name.strip() for name in names], table.slice(i + 1)
-    return None, table.slice(table.num_rows)
+            line_no = table.column("line_no")[i].as_py()
+            return [name.strip() for name in names], table.slice(i + 1), line_no
+    return None, table.slice(table.num_rows), None
 
 
-def _parquet_batches(con: duckdb.DuckDBPyConnection, file: LandingFile) -> Iterator[Batch]:
-    with _plain_path(file) as path:
+def _parquet_batches(
+    con: duckdb.DuckDBPyConnection, file: LandingFile, limits: Limits
+) -> Iterator[Batch]:
+    with _plain_path(file, limits) as path:
         literal = quote_literal(str(path))
         cur = con.cursor()
         try:
@@ -156,16 +238,28 @@ def _parquet_batches(con: duckdb.DuckDBPyConnection, file: LandingFile) -> Itera
 
 
 @contextmanager
-def _plain_path(file: LandingFile) -> Iterator[Path]:
+def _plain_path(file: LandingFile, limits: Limits) -> Iterator[Path]:
     """The file itself, or for .parquet.gz a decompressed temporary copy."""
     if not file.gzipped:
         yield file.path
         return
     with tempfile.TemporaryDirectory(prefix="meterbook-ingest-") as tmp:
         target = Path(tmp) / "file.parquet"
-        with gzip.open(file.path, "rb") as src, open(target, "wb") as dst:
+        with _decompressed(file, limits) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         yield target
+
+
+def _json_array_batches(
+    con: duckdb.DuckDBPyConnection, file: LandingFile, limits: Limits
+) -> Iterator[Batch]:
+    if file.gzipped:
+        # DuckDB decompresses the array itself: its size is learnt first, reading in chunks
+        with _decompressed(file, limits) as stream:
+            while stream.read(1 << 20):
+                pass
+    query = parse.json_array_docs_query(quote_literal(str(file.path)), file.gzipped)
+    yield from _cursor_batches(con, query)
 
 
 def _cursor_batches(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[Batch]:

@@ -10,6 +10,13 @@ whatever the file size. A plain file is memory-mapped, so a window is just a ran
 map; a compressed stream is read into one reused buffer. Either way the caller must be done
 with a table before asking for the next one.
 
+A record longer than `max_line_bytes` (its newline and a CR before it not counted) is not
+handed out: it comes in a table of its own, (`line_no`, `too_long`: the reason, with its size),
+and the reader makes it one malformed line. One that does not fit a window is skipped to its
+end while its bytes, newlines and quotes are counted, so it is never held in memory (a 200 MB
+line no longer exhausts memory inside the ingest's transaction, failing every later run the
+same way). Finding the long records among the others is one vectorised length test per window.
+
 `raw` keeps each record's trailing newline (and a CR before it); the SQL that reads it trims
 them. `line_no` is the physical line a record starts on (1-based), so blank lines and cells
 spanning lines keep the numbering true to the file. A UTF-8 byte order mark at the start of
@@ -35,6 +42,11 @@ DEFAULT_CHUNK_BYTES = 128 << 20
 # rewrite every row group appended after it at the next checkpoint.
 ROW_GROUP_ROWS = 122_880
 _SCAN_BLOCK = 1 << 20  # bytes compared at a time: a small reused mask stays in cache
+# the defaults of the catalog's settings (orchestration/catalog/models.py, Settings)
+DEFAULT_MAX_LINE_BYTES = 10_000_000
+DEFAULT_MAX_DECOMPRESSED_BYTES = 64 << 30
+TOO_LONG = "too_long"  # the column of a table of records longer than max_line_bytes
+CR = 13
 
 
 class _Window:
@@ -122,6 +134,7 @@ def iter_file_records(
     csv_quoting: bool = False,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     header_records: int = 0,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> Iterator[pa.Table]:
     """Records of a plain (uncompressed) file, through a memory map."""
     with open(path, "rb") as fh:
@@ -130,7 +143,8 @@ def iter_file_records(
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     # no `with` on the map: Arrow tables may still point into it when the loop ends, and the
     # map is closed when the last of them is gone
-    yield from _iter(_MappedWindow(mapped, chunk_bytes), csv_quoting, header_records)
+    window = _MappedWindow(mapped, chunk_bytes)
+    yield from _iter(window, csv_quoting, header_records, max_line_bytes)
 
 
 def iter_records(
@@ -138,12 +152,21 @@ def iter_records(
     csv_quoting: bool = False,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     header_records: int = 0,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> Iterator[pa.Table]:
     """Records of a stream (a gzip file), read in chunks."""
-    yield from _iter(_StreamWindow(stream, chunk_bytes), csv_quoting, header_records)
+    window = _StreamWindow(stream, chunk_bytes)
+    yield from _iter(window, csv_quoting, header_records, max_line_bytes)
 
 
-def _iter(window: _Window, csv_quoting: bool, header_records: int) -> Iterator[pa.Table]:
+def is_too_long(table: pa.Table) -> bool:
+    """A table of records longer than max_line_bytes (line_no, too_long)."""
+    return TOO_LONG in table.column_names
+
+
+def _iter(
+    window: _Window, csv_quoting: bool, header_records: int, max_line_bytes: int
+) -> Iterator[pa.Table]:
     """`header_records` (a CSV header) are not data: the first window holds that many more."""
     first = True
     while True:
@@ -156,14 +179,18 @@ def _iter(window: _Window, csv_quoting: bool, header_records: int) -> Iterator[p
             quotes = window.find(QUOTE)
             boundary_idx = np.flatnonzero(np.searchsorted(quotes, newlines) % 2 == 0)
         if not len(boundary_idx) and not window.eof:
-            window.grow()
+            if window.hi - window.lo > max_line_bytes:  # growing the window would not end
+                first = False
+                yield _skip_long_record(window, csv_quoting, max_line_bytes)
+            else:
+                window.grow()
             continue
         if not window.eof:
             boundary_idx = _whole_row_groups(boundary_idx, header_records if first else 0)
         first = False
-        table = _window_table(window, newlines, boundary_idx)
+        table, offsets = _window_table(window, newlines, boundary_idx)
         if table.num_rows:
-            yield table
+            yield from _split_long_records(table, offsets, window.buf, max_line_bytes)
         if window.eof:
             return
         window.line_base += int(boundary_idx[-1]) + 1
@@ -176,7 +203,10 @@ def _whole_row_groups(boundary_idx: np.ndarray, extra: int) -> np.ndarray:
     return boundary_idx[:keep] if keep > extra else boundary_idx
 
 
-def _window_table(window: _Window, newlines: np.ndarray, boundary_idx: np.ndarray) -> pa.Table:
+def _window_table(
+    window: _Window, newlines: np.ndarray, boundary_idx: np.ndarray
+) -> tuple[pa.Table, np.ndarray]:
+    """The window's records, and their offsets in window.buf (one more than records)."""
     ends = newlines[boundary_idx] + 1  # each record keeps its newline
     lines = np.empty(len(boundary_idx) + 1, dtype=np.int64)
     lines[0] = window.line_base + 1
@@ -193,4 +223,94 @@ def _window_table(window: _Window, newlines: np.ndarray, boundary_idx: np.ndarra
         count,
         [None, pa.py_buffer(offsets[: count + 1]), pa.py_buffer(window.buf)],
     )
-    return pa.table({"line_no": pa.array(lines[:count]), "raw": raw})
+    table = pa.table({"line_no": pa.array(lines[:count]), "raw": raw})
+    return table, offsets[: count + 1]
+
+
+def _split_long_records(
+    table: pa.Table, offsets: np.ndarray, buf: np.ndarray, max_line_bytes: int
+) -> Iterator[pa.Table]:
+    """The table, or when some records are longer than `max_line_bytes`: a table of the long
+    ones, then the others (a CSV reader learns of a too long header before it takes a later
+    record for the header). Only the rare window that has one does more than the test."""
+    sizes = np.diff(offsets)  # newline included: a record may be up to 2 bytes over
+    candidates = np.flatnonzero(sizes > max_line_bytes)
+    if not len(candidates):
+        yield table
+        return
+    sizes = _content_sizes(buf, offsets[candidates], offsets[candidates + 1])
+    long_idx = candidates[sizes > max_line_bytes]
+    if not len(long_idx):
+        yield table
+        return
+    line_nos = table.column("line_no").to_numpy()[long_idx]
+    yield _too_long_table(line_nos, sizes[sizes > max_line_bytes], max_line_bytes)
+    keep = np.ones(table.num_rows, dtype=np.bool_)
+    keep[long_idx] = False
+    rest = table.filter(pa.array(keep))
+    if rest.num_rows:
+        yield rest
+
+
+def _content_sizes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Sizes of the records buf[start:end] without their newline and a CR before it."""
+    sizes = ends - starts
+    newline = (sizes > 0) & (buf[np.maximum(ends - 1, starts)] == NEWLINE)
+    sizes = sizes - newline
+    cr = newline & (sizes > 0) & (buf[np.maximum(starts + sizes - 1, starts)] == CR)
+    return sizes - cr
+
+
+def _too_long_table(line_nos, sizes, max_line_bytes: int) -> pa.Table:
+    reasons = [f"line of {int(n)} bytes exceeds max_line_bytes {max_line_bytes}" for n in sizes]
+    return pa.table(
+        {"line_no": pa.array(np.asarray(line_nos, dtype=np.int64)), TOO_LONG: pa.array(reasons)}
+    )
+
+
+def _skip_long_record(window: _Window, csv_quoting: bool, max_line_bytes: int) -> pa.Table:
+    """Skip the record at window.lo, which is longer than the window, to its end (the window
+    then starts at the next record); its bytes, newlines and quotes are counted, not kept."""
+    line_no = window.line_base + 1
+    size = newlines_inside = quotes = 0
+    tail = b""  # its last bytes, to leave the line ending out of its size
+    while True:
+        end, newlines_before, quotes_here = _record_end(window, csv_quoting, quotes)
+        stop = window.hi if end is None else end + 1
+        size += stop - window.lo
+        tail = (tail + bytes(window.buf[max(window.lo, stop - 2) : stop]))[-2:]
+        newlines_inside += newlines_before
+        quotes += quotes_here
+        if end is not None or window.eof:
+            break
+        window.advance(window.hi)
+        window.fill()
+    if end is not None:
+        window.line_base += newlines_inside + 1
+    window.advance(stop)
+    return _too_long_table([line_no], [size - _line_ending(tail)], max_line_bytes)
+
+
+def _line_ending(tail: bytes) -> int:
+    """How many of a record's last bytes are its line ending: a newline and a CR before it."""
+    if not tail.endswith(b"\n"):
+        return 0
+    return 2 if tail.endswith(b"\r\n") else 1
+
+
+def _record_end(
+    window: _Window, csv_quoting: bool, quotes_before: int
+) -> tuple[int | None, int, int]:
+    """(the position of the newline ending the record in buf[lo:hi] or None, the newlines
+    before it in the window, the quotes in the window) for a record that started earlier with
+    `quotes_before` quotes."""
+    newlines = window.find(NEWLINE)
+    if not csv_quoting:
+        if len(newlines):
+            return int(newlines[0]), 0, 0
+        return None, 0, 0
+    quotes = window.find(QUOTE)
+    ends = np.flatnonzero((np.searchsorted(quotes, newlines) + quotes_before) % 2 == 0)
+    if len(ends):
+        return int(newlines[ends[0]]), int(ends[0]), len(quotes)
+    return None, len(newlines), len(quotes)
