@@ -4,11 +4,13 @@ with a brace, oversized lines and gzip bombs, symlinks out of landing/ and symli
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -400,3 +402,54 @@ def test_the_default_caps_are_the_catalogs():
     settings = Settings()
     assert settings.max_line_bytes == records.DEFAULT_MAX_LINE_BYTES
     assert settings.max_decompressed_bytes == records.DEFAULT_MAX_DECOMPRESSED_BYTES
+
+
+# -- 9: symlinks out of landing/events are not followed; loops do not fail the ingest --------
+
+
+def test_symlinks_out_of_the_landing_folder_are_ignored(landing, tmp_path, caplog):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_text(jsonl(event("secret")))
+    (landing.dir / "host.jsonl").symlink_to(outside / "secret.jsonl")
+    (landing.dir / "etc").symlink_to(outside, target_is_directory=True)
+    (landing.dir / "sub").mkdir()
+    (landing.dir / "sub" / "up.jsonl").symlink_to(Path("../../../outside/secret.jsonl"))
+    landing.write("a.jsonl", jsonl(event("e1")))
+    with caplog.at_level(logging.WARNING, logger="orchestration.defs.ingest"):
+        result = landing.ingest()
+    assert [f.path for f in result.files] == ["a.jsonl"] and result.skipped_copies == []
+    assert landing.rows("SELECT path FROM meterbook_raw.landing_file_paths") == [("a.jsonl",)]
+    assert [e["event_id"] for e in landing.events()] == ["e1"]
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    for name in ["host.jsonl", "etc", "sub/up.jsonl"]:
+        assert f"symlink {name}" in warned and "outside" in warned
+    assert pending_files(landing.con, landing.dir) == []
+
+
+def test_symlinks_inside_the_landing_folder_are_followed(landing):
+    landing.write("data/a.jsonl", jsonl(event("e1")))
+    (landing.dir / "alias").symlink_to("data", target_is_directory=True)
+    (landing.dir / "link.jsonl").symlink_to("data/a.jsonl")
+    result = landing.ingest()
+    # the same bytes under other names: copies, read once
+    assert [f.path for f in result.files] == ["alias/a.jsonl"]
+    assert result.skipped_copies == ["data/a.jsonl", "link.jsonl"]
+    assert [e["event_id"] for e in landing.events()] == ["e1"]
+
+
+def test_symlink_loops_are_reported_and_do_not_fail_the_ingest(landing, caplog):
+    landing.write("sub/a.jsonl", jsonl(event("e1")))
+    (landing.dir / "here").symlink_to(".", target_is_directory=True)
+    (landing.dir / "sub" / "back").symlink_to("..", target_is_directory=True)
+    (landing.dir / "self.jsonl").symlink_to("self.jsonl")
+    (landing.dir / "x.jsonl").symlink_to("y.jsonl")
+    (landing.dir / "y.jsonl").symlink_to("x.jsonl")
+    with caplog.at_level(logging.WARNING, logger="orchestration.defs.ingest"):
+        result = landing.ingest()
+    assert [f.path for f in result.files] == ["sub/a.jsonl"]
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    for name in ["here", "sub/back", "self.jsonl", "x.jsonl", "y.jsonl"]:
+        assert f"symlink {name}" in warned, name
+    assert "loop" in warned
+    assert pending_files(landing.con, landing.dir) == []

@@ -4,10 +4,13 @@ Only the file types of SPEC 2.1 are landing files. Anything else (`.tmp`, `.crc`
 markers, editor backups) and every path with a component starting with `.` is ignored and
 logged, never recorded: recording it would tie its content hash to "no events", and the same
 bytes renamed to `.jsonl` afterwards would then be taken for an already ingested copy.
+Symlinks are followed only when they lead inside the landing folder, and loops are reported,
+never followed (`_Walk`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -50,20 +53,72 @@ def list_landing_files(landing_dir: Path) -> list[LandingFile]:
     """Every landing file under `landing_dir`, any depth, sorted by relative posix path."""
     if not landing_dir.is_dir():
         return []
-    found = [f for f in _walk(landing_dir, landing_dir) if f is not None]
+    walk = _Walk(landing_dir)
+    found = [f for f in walk.folder(landing_dir, frozenset()) if f is not None]
     return sorted(found, key=lambda f: f.rel)
 
 
-def _walk(root: Path, folder: Path) -> Iterator[LandingFile | None]:
-    with os.scandir(folder) as entries:
+class _Walk:
+    """Symlinks are followed only to what lies inside the landing folder: one pointing
+    elsewhere (`host.json -> /etc/hostname`) would store any file of the machine, and a loop
+    (`back -> ..`) would fail every ingest. Inside, a link to a file or a folder is just another
+    name for the same bytes, which the ingest records as a copy."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.real_root = os.path.realpath(root)
+
+    def folder(self, folder: Path, above: frozenset) -> Iterator[LandingFile | None]:
+        """The files under `folder`; `above` holds the (device, inode) of the folders on the
+        way here, the root's included, so that a folder reached again is a loop."""
+        try:
+            stat = os.stat(folder)
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except OSError as exc:  # gone since it was listed: its files are seen next run
+            log.warning("cannot list landing folder %s: %s", self._rel(folder), exc.strerror)
+            return
+        here = above | {(stat.st_dev, stat.st_ino)}
         for entry in entries:
             if entry.name.startswith("."):
-                log.info("ignoring hidden landing path %s", Path(entry.path).relative_to(root))
+                log.info("ignoring hidden landing path %s", self._rel(entry.path))
+            elif entry.is_symlink() and not self._inside(entry):
                 continue
-            if entry.is_dir(follow_symlinks=True):
-                yield from _walk(root, Path(entry.path))
+            elif entry.is_dir(follow_symlinks=True):
+                yield from self._subfolder(entry, here)
             elif entry.is_file(follow_symlinks=True):
-                yield _landing_file(root, entry)
+                yield _landing_file(self.root, entry)
+
+    def _subfolder(self, entry: os.DirEntry, above: frozenset) -> Iterator[LandingFile | None]:
+        try:
+            stat = entry.stat(follow_symlinks=True)
+        except OSError:
+            return
+        if (stat.st_dev, stat.st_ino) in above:
+            log.warning(
+                "ignoring landing symlink %s: a loop (it leads back to a folder above it)",
+                self._rel(entry.path),
+            )
+            return
+        yield from self.folder(Path(entry.path), above)
+
+    def _inside(self, entry: os.DirEntry) -> bool:
+        """Whether the symlink leads to a file or folder inside the landing folder (warns if not)."""
+        rel = self._rel(entry.path)
+        try:
+            os.stat(entry.path)  # follows the link: fails on a loop or a dangling link
+        except OSError as exc:
+            why = "a symlink loop" if exc.errno == errno.ELOOP else exc.strerror
+            log.warning("ignoring landing symlink %s: %s", rel, why)
+            return False
+        real = os.path.realpath(entry.path)
+        if os.path.commonpath([real, self.real_root]) != self.real_root:
+            log.warning("ignoring landing symlink %s: it points outside landing/events", rel)
+            return False
+        return True
+
+    def _rel(self, path: str | Path) -> str:
+        return Path(path).relative_to(self.root).as_posix()
 
 
 def _landing_file(root: Path, entry: os.DirEntry) -> LandingFile | None:
@@ -72,7 +127,10 @@ def _landing_file(root: Path, entry: os.DirEntry) -> LandingFile | None:
     if detected is None:
         log.warning("ignoring landing file %s: not one of %s (optionally .gz)", rel, FORMATS)
         return None
-    stat = entry.stat(follow_symlinks=True)
+    try:
+        stat = entry.stat(follow_symlinks=True)
+    except OSError:  # gone since it was listed: nothing to read
+        return None
     return LandingFile(
         path=Path(entry.path),
         rel=rel,
