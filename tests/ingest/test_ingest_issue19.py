@@ -202,6 +202,29 @@ def test_a_file_still_being_written_is_not_recorded(landing, monkeypatch):
     ]
 
 
+def test_a_file_hashed_first_that_changes_while_it_is_read_leaves_no_rows(landing, monkeypatch):
+    landing.write("a.jsonl", jsonl(event("e1")))
+    landing.ingest()
+    b = landing.write("b.jsonl", jsonl(event("e2")))  # a size on record: hashed, then read
+    real_read = ingest_module._read_file
+
+    def read_then_append(con, f, *args):
+        try:
+            return real_read(con, f, *args)
+        finally:
+            with open(f.path, "a") as fh:
+                fh.write(jsonl(event("e3")))
+
+    monkeypatch.setattr(ingest_module, "_read_file", read_then_append)
+    result = landing.ingest()
+    monkeypatch.undo()
+    assert result.files == [] and [e["event_id"] for e in landing.events()] == ["e1"]
+    assert pending_files(landing.con, landing.dir) == [b]
+    landing.ingest()
+    assert [e["event_id"] for e in landing.events()] == ["e1", "e2", "e3"]
+    assert landing.lines_per_file() == [("a.jsonl", 1, 1), ("b.jsonl", 2, 2)]
+
+
 def test_a_copy_that_changes_while_it_is_hashed_is_not_recorded(landing, monkeypatch):
     body = jsonl(event("e1"))
     landing.write("a.jsonl", body)

@@ -253,7 +253,7 @@ def _take(
     if new and not c.read_first:
         read = _read_file(con, f, run.file_seq, run.seq, now, limits)
     why = _not_read_whole(f, sha, unread=new and read is None)
-    if c.read_first and (why or not new):  # its rows are of no use (copy, half-read file)
+    if read is not None and (why or not new):  # its rows are of no use (copy, half-read)
         store.forget_rows_from(con, run.seq)
     if why:
         log.warning("landing file %s stays pending for the next run: %s", f.rel, why)
