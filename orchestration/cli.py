@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from orchestration.catalog import CatalogError, load_catalog
-from orchestration.interrupts import sigterm_as_interrupt
+from orchestration.interrupts import RunInterrupted, sigterm_as_interrupt, stopped
 from orchestration.locking import WorkspaceLocked
 from orchestration.pipeline import PipelineError, activate, run_job, workspace_at
 from orchestration.workspace import Workspace
@@ -174,12 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, PipelineError, WorkspaceLocked) as exc:
         print(f"meterbook {args.command}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(
-            f"meterbook {args.command}: stopped by a signal; the Dagster run was marked failed "
-            "and nothing half-done was kept: run the command again",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as exc:
+        stopped()
+        # RunInterrupted says what became of the run; a bare interrupt came before any run
+        reason = str(exc) if isinstance(exc, RunInterrupted) else "stopped by a signal"
+        print(f"meterbook {args.command}: {reason}", file=sys.stderr)
         return 130
 
 

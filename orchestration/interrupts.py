@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 
 PID_TAG = "meterbook/pid"
 HOST_TAG = "meterbook/host"
@@ -21,10 +22,51 @@ class RunInterrupted(KeyboardInterrupt):
     """The run was stopped by SIGINT or SIGTERM; Dagster has marked it failed."""
 
 
+# Python runs a signal handler between two bytecodes of the main thread, wherever it is. An
+# exception raised there while a garbage-collection callback runs (SQLAlchemy's, under
+# Dagster's event log) is printed and dropped, and the run goes on to the end, as seen in
+# one test run in three. So a watcher thread learns of every signal from the wakeup fd and
+# signals again, every REPEAT_SECONDS, until the command has stopped.
+REPEAT_SECONDS = 3.0
+REPEATS = 5
+_watching = threading.Event()
+_stop_requested = threading.Event()
+_stopped = threading.Event()
+
+
 def sigterm_as_interrupt() -> None:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does. Dagster maps SIGTERM to its SIGINT
-    handling while it executes a run; this gives the rest of the command the same."""
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, and is repeated until it is taken.
+
+    Dagster maps SIGTERM to its SIGINT handling while it executes a run; this gives the rest
+    of the command the same. Call from the main thread, before any work; once is enough."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if _watching.is_set():
+        return
+    _watching.set()
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    threading.Thread(target=_watch, args=(read_end,), name="meterbook-signals", daemon=True).start()
+
+
+def stopped() -> None:
+    """The command has taken the interrupt (it is unwinding): no more repeats."""
+    _stopped.set()
+
+
+def stop_requested() -> bool:
+    return _stop_requested.is_set()
+
+
+def _watch(read_end: int) -> None:
+    while not _stop_requested.is_set():
+        received = os.read(read_end, 64)
+        if any(sig in received for sig in (signal.SIGTERM, signal.SIGINT)):
+            _stop_requested.set()
+    for _ in range(REPEATS):
+        if _stopped.wait(REPEAT_SECONDS):
+            return
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def run_tags() -> dict[str, str]:

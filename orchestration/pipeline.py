@@ -11,7 +11,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestration.interrupts import RunInterrupted, fail_orphaned_runs, run_tags
+from orchestration.interrupts import (
+    RunInterrupted,
+    fail_orphaned_runs,
+    run_tags,
+    stop_requested,
+    stopped,
+)
 from orchestration.workspace import Workspace
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -64,10 +70,15 @@ def run_job(
                     tags=run_tags(),
                 )
             except (KeyboardInterrupt, DagsterExecutionInterruptedError) as exc:
-                raise RunInterrupted(f"{job_name} was stopped by a signal") from exc
+                stopped()
+                raise RunInterrupted(_stopped_message()) from exc
+    if not result.success and _interrupted(result):
+        stopped()
+        raise RunInterrupted(_stopped_message(result.run_id))
+    if stop_requested():  # the signal came too late to stop the run: it is complete
+        stopped()
+        raise RunInterrupted(f"stopped by a signal after Dagster run {result.run_id} finished")
     if not result.success:
-        if _interrupted(result):
-            raise RunInterrupted(f"{job_name} was stopped by a signal")
         return RunOutcome(result.run_id, False, _first_error(result))
     failed = failed_checks(result.get_asset_check_evaluations())
     if failed:
@@ -113,6 +124,14 @@ def _instance(ws: Workspace):
 
     with workspace_lock(ws.home, "dagster-instance", LOCK_WAIT_SECONDS):
         return DagsterInstance.get()
+
+
+def _stopped_message(run_id: str | None = None) -> str:
+    run = f"Dagster run {run_id}" if run_id else "Dagster run"
+    return (
+        f"stopped by a signal; the {run} was marked failed and nothing half-done was kept: "
+        "run the command again"
+    )
 
 
 def _interrupted(result) -> bool:

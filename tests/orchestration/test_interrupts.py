@@ -1,0 +1,41 @@
+"""SIGTERM is an interrupt that the command cannot lose (orchestration/interrupts.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+SWALLOWED_ONCE = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from orchestration.interrupts import sigterm_as_interrupt, stopped
+    sigterm_as_interrupt()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass  # dropped, as Python drops it when it lands in a garbage-collection callback
+    try:
+        time.sleep(8)  # REPEAT_SECONDS is 3
+    except KeyboardInterrupt:
+        stopped()
+        print("interrupted again")
+        sys.exit(0)
+    sys.exit(1)
+    """
+)
+
+
+def test_an_interrupt_that_was_dropped_is_raised_again():
+    done = subprocess.run(
+        [sys.executable, "-c", SWALLOWED_ONCE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "interrupted again"
+
+
+def test_no_repeat_once_the_command_has_stopped():
+    code = SWALLOWED_ONCE.replace("pass  # dropped", "stopped()  # taken")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr  # slept its 8 s undisturbed
