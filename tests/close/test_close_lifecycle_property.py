@@ -16,7 +16,7 @@ from lifecycle_machine import LifecycleMachine
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = int(os.environ.get("METERBOOK_LIFECYCLE_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("METERBOOK_LIFECYCLE_EXAMPLES", "2"))
 STEPS = int(os.environ.get("METERBOOK_LIFECYCLE_STEPS", "5"))
 
 
