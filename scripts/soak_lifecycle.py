@@ -32,6 +32,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     machine = LifecycleMachine if args.seed is None else seed(args.seed)(LifecycleMachine)
+    RUNS["report"] = 1
     started = time.monotonic()
     try:
         run_state_machine_as_test(

@@ -182,8 +182,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         code, err = self._cli("close", "--period", month)
         assert code == 0, err
 
-    @rule(month=st.sampled_from(USAGE_MONTHS))
-    def finalize(self, month):
+    @rule(month=st.sampled_from(USAGE_MONTHS), ingest_first=st.booleans())
+    def finalize(self, month, ingest_first):
+        """Finalize, often right after an ingest: events ingested between a close and its
+        finalize are what lost money before (issue 19, item 1)."""
+        if ingest_first:
+            self.ingest()
         code, err = self._cli("finalize", "--period", month)
         if code != 0:
             RUNS["refused_finalizes"] += 1
@@ -288,6 +292,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         try:
             self.settle_and_check_exactly_once()
         finally:
+            if RUNS.get("report"):  # the soak script: a line per sequence, kept if it is killed
+                print(f"soak: sequence {RUNS['sequences']} done, {RUNS}", flush=True)
             os.environ.clear()
             os.environ.update(self._saved_env)
             shutil.rmtree(self.root, ignore_errors=True)
