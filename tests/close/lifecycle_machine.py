@@ -194,6 +194,19 @@ class LifecycleMachine(RuleBasedStateMachine):
             # refusals are expected (never closed, or stale drafts), and must say what to do
             assert STALE in err or "run `meterbook close --period" in err, err
 
+    @rule(
+        month=st.sampled_from(USAGE_MONTHS),
+        between=st.lists(st.integers(1, 28), max_size=3),
+        ingest_between=st.booleans(),
+    )
+    def close_then_finalize(self, month, between, ingest_between):
+        """Finance's month end, with producers still dropping usage of the month between the
+        close and the finalize (a step of its own: three random steps in a row are rare)."""
+        self._close(month)
+        if between:
+            self.drop_new_events(month, between)
+        self.finalize(month, ingest_between)
+
     @precondition(lambda self: self._ledger_exists())
     @rule(data=st.data())
     def void(self, data):
