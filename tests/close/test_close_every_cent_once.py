@@ -9,13 +9,13 @@ adjustment on November's invoice), not 204.00.
 
 from __future__ import annotations
 
-import json
 import os
 import textwrap
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
+from lifecycle_machine import CATALOG, event_line
 
 from orchestration import cli
 from orchestration.catalog import load_catalog
@@ -26,33 +26,9 @@ from orchestration.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
-CATALOG = """
-settings: {invoice_prefix: EC, grace_days: 3, default_currency: USD}
-meters:
-  - {code: api_calls, name: API calls, event_name: api.request, aggregation: count}
-plans:
-  - code: calls
-    name: Calls
-    currency: USD
-    versions:
-      - version: 1
-        effective_from: 2026-01-01
-        charges: [{meter: api_calls, model: per_unit, unit_price: "1.00"}]
-customers:
-  - {id: acme, name: Acme, currency: USD}
-subscriptions:
-  - {id: sub_acme, customer_id: acme, plan: calls, start_date: 2026-01-01}
-"""
-
 
 def calls(prefix: str, count: int, month: str) -> str:
-    return "".join(
-        json.dumps(
-            {"event_id": f"{prefix}{i}", "customer_id": "acme", "event_name": "api.request",
-             "timestamp": f"{month}-{i % 28 + 1:02d}T12:00:00Z"}
-        ) + "\n"
-        for i in range(count)
-    )  # fmt: skip
+    return "".join(event_line(f"{prefix}{i}", month, i % 28 + 1) + "\n" for i in range(count))
 
 
 @dataclass
