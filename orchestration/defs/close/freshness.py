@@ -41,9 +41,9 @@ from orchestration.defs.close.finalize import (
 )
 from orchestration.defs.close.ledger import draft_document, ledger_documents
 
-# time_weighted and latest carry the value of earlier events into a period, so for them an
-# event dated before the period can still change it
-_CARRY_IN = ("time_weighted", "latest")
+# time_weighted carries the value of earlier events into a period (SPEC 3.1), so for it an
+# event dated before the period can still change the period's quantity
+_CARRY_IN = ("time_weighted",)
 
 
 @dataclass(frozen=True)
