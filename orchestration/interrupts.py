@@ -19,7 +19,8 @@ HOST_TAG = "meterbook/host"
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """The run was stopped by SIGINT or SIGTERM; Dagster has marked it failed."""
+    """SIGINT or SIGTERM stopped the command; the message says what became of its run (marked
+    failed, or finished before the signal could stop it)."""
 
 
 # Python runs a signal handler between two bytecodes of the main thread, wherever it is. An
