@@ -11,7 +11,8 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# constraints.txt pins every package (upgrade it on purpose: pip freeze, in its own commit)
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 
 if [ "${1:-}" = "--test" ]; then
   # Invoice documents are screenshotted in headless Chromium (Debian's package).
