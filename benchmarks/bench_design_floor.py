@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_storage_floor import connect_limited, events_from_args  # noqa: E402
 
-from orchestration.defs.ingest import parse  # noqa: E402
-from orchestration.defs.ingest.discovery import LandingFile, sha256_file  # noqa: E402
-from orchestration.defs.ingest.readers import read_batches  # noqa: E402
+from orchestration.ingest import parse  # noqa: E402
+from orchestration.ingest.discovery import LandingFile, sha256_file  # noqa: E402
+from orchestration.ingest.readers import read_batches  # noqa: E402
 from orchestration.sql import quote_literal  # noqa: E402
 
 SIX_FIELDS = (

@@ -76,7 +76,7 @@ def _settings(con, memory_limit: str | None, threads: int | None) -> None:
 def _ingest_phase(events_file: str, home: str, memory_limit, threads, out) -> None:
     import pandas  # noqa: F401  pyarrow imports it on first use; a Dagster process has it already
 
-    from orchestration.defs.ingest.ingest import run_ingest
+    from orchestration.ingest.ingest import run_ingest
 
     landing = Path(home) / "landing" / "events"
     landing.mkdir(parents=True)

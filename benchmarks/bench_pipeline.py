@@ -109,7 +109,7 @@ def write_catalog(home: Path) -> None:
 def _meter_phase(home: str, out) -> None:
     from orchestration.catalog import load_catalog  # noqa: PLC0415
     from orchestration.catalog.tables import write_catalog_tables  # noqa: PLC0415
-    from orchestration.defs.transform.dbt_runner import dbt_args, run_dbt  # noqa: PLC0415
+    from orchestration.defs.dbt.runner import dbt_args, run_dbt  # noqa: PLC0415
     from orchestration.sql import connect  # noqa: PLC0415
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -128,9 +128,9 @@ def _meter_phase(home: str, out) -> None:
 
 
 def _rate_phase(home: str, out) -> None:
+    from orchestration.billing.windows import write_billing_windows  # noqa: PLC0415
     from orchestration.catalog import load_catalog  # noqa: PLC0415
-    from orchestration.defs.close.billing_windows import write_billing_windows  # noqa: PLC0415
-    from orchestration.defs.transform.dbt_runner import dbt_args, run_dbt  # noqa: PLC0415
+    from orchestration.defs.dbt.runner import dbt_args, run_dbt  # noqa: PLC0415
     from orchestration.sql import connect  # noqa: PLC0415
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "rating")
 
 from rating_harness import USAGE_COLUMNS, RatingProject  # noqa: E402
 
+from orchestration.billing.windows import write_billing_windows  # noqa: E402
 from orchestration.catalog.models import Catalog  # noqa: E402
 from orchestration.catalog.tables.billing import ddl, insert_rows, write_billing_tables  # noqa: E402
-from orchestration.defs.close.billing_windows import write_billing_windows  # noqa: E402
 
 MONTH = "2026-10"
 MODELS = ["per_unit", "package", "graduated", "volume", "percentage"]

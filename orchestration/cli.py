@@ -41,10 +41,10 @@ def _run(ws: Workspace, job: str, partition: str | None = None) -> None:
 
 
 def _period(value: str) -> str:
-    from orchestration.defs.partitions import parse_month  # noqa: PLC0415
+    from orchestration.billing.month import BillingMonth  # noqa: PLC0415
 
     try:
-        parse_month(value)
+        BillingMonth.parse(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
@@ -65,7 +65,7 @@ def cmd_ingest(ws: Workspace, args) -> int:
 
 
 def cmd_events(ws: Workspace, args) -> int:
-    from orchestration.defs.transform.fates_report import events_report, format_events_report  # noqa: PLC0415
+    from orchestration.ingest.fates_report import events_report, format_events_report  # noqa: PLC0415
 
     with _reader(ws) as con:
         report = events_report(con, args.period)
@@ -84,8 +84,8 @@ def cmd_finalize(ws: Workspace, args) -> int:
 
 
 def cmd_invoices(ws: Workspace, args) -> int:
-    from orchestration.defs.close.invoices_json import format_invoices_table  # noqa: PLC0415
-    from orchestration.defs.close.ledger import invoices_with_ledger  # noqa: PLC0415
+    from orchestration.billing.invoice_json import format_invoices_table  # noqa: PLC0415
+    from orchestration.billing.ledger import invoices_with_ledger  # noqa: PLC0415
 
     with _reader(ws) as con:
         document = invoices_with_ledger(con, args.period, args.customer)
@@ -94,7 +94,7 @@ def cmd_invoices(ws: Workspace, args) -> int:
 
 
 def cmd_void(ws: Workspace, args) -> int:
-    from orchestration.defs.close.finalize import void_invoice  # noqa: PLC0415
+    from orchestration.billing.finalize import void_invoice  # noqa: PLC0415
     from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
     from orchestration.workspace import now_utc  # noqa: PLC0415
 

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 
 from integrations.stripe.errors import SyncError
 from integrations.stripe.records import LedgerInvoice, LedgerLine
+from orchestration.billing.money import to_minor_units
 from orchestration.catalog.models import Customer
-from orchestration.money import to_minor_units
 
 KEY_PREFIX = "meterbook-v1"
 META_CUSTOMER = "meterbook_customer_id"

@@ -5,16 +5,14 @@ Only `meterbook_ledger` is read (see docs/ARCHITECTURE.md); nothing here writes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 import duckdb
 
-from orchestration.defs.close.ledger import ensure_ledger_schema
-
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+from orchestration.billing.ledger import ensure_ledger_schema
+from orchestration.billing.month import BillingMonth
 
 
 @dataclass(frozen=True)
@@ -48,12 +46,6 @@ class LedgerInvoice:
     lines: tuple[LedgerLine, ...]
 
 
-def check_period(period: str) -> str:
-    if not isinstance(period, str) or not _PERIOD.match(period):
-        raise ValueError(f"period must look like YYYY-MM, got {period!r}")
-    return period
-
-
 _INVOICES_SQL = """
 WITH current_status AS (
     -- void is terminal: one void row makes the invoice void, whatever came after
@@ -82,7 +74,7 @@ ORDER BY l.invoice_id, l.position, l.line_id
 
 def load_period_invoices(con: duckdb.DuckDBPyConnection, period: str) -> list[LedgerInvoice]:
     """Every ledger invoice of close month `period`, by number, with its lines in order."""
-    check_period(period)
+    BillingMonth.parse(period)
     ensure_ledger_schema(con)
     lines: dict[str, list[LedgerLine]] = {}
     for invoice_id, *fields in con.execute(_LINES_SQL, [period]).fetchall():

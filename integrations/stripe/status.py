@@ -27,7 +27,7 @@ from integrations.stripe.client import StripeGateway
 from integrations.stripe.errors import StripeApiError
 from integrations.stripe.mapping import ensure_stripe_schema, set_stripe_status
 from integrations.stripe.payloads import from_minor_units
-from orchestration.money import minor_exponent
+from orchestration.billing.money import minor_exponent
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,8 @@ from integrations.stripe.payloads import (
     metadata_query,
     plan_invoice,
 )
-from integrations.stripe.records import LedgerInvoice, check_period, load_period_invoices
+from integrations.stripe.records import LedgerInvoice, load_period_invoices
+from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog, Customer
 from orchestration.workspace import now_utc
 
@@ -132,7 +133,7 @@ def sync_period(
     `collect`: on finalization, hand collection to Stripe (`auto_advance` on: it charges the
     customer's card, or emails a `send_invoice` invoice). Drafts are always built with it off.
     """
-    check_period(period)
+    BillingMonth.parse(period)
     ensure_stripe_schema(con)
     requests_before, creates_before = client.requests_sent, client.creates_sent
     run = _Run(con, catalog, client, now or now_utc(), collect, key_generations(con))

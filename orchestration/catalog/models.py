@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal
@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from orchestration.money import is_currency
+from orchestration.catalog.currencies import is_currency
 
 Code = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Money = Decimal
@@ -411,3 +411,14 @@ def _is_number(value: object) -> bool:
     if isinstance(value, int | Decimal):
         return True
     return isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value) is not None
+
+
+def trial_end_of(sub: Subscription, plan: Plan) -> date | None:
+    """The first day no longer in trial: the subscription's trial_end, else start_date plus
+    the trial_days of the version in force at start_date (pinned or not)."""
+    if sub.trial_end is not None:
+        return sub.trial_end
+    first = plan.version_at(sub.start_date)
+    if first is None or first.trial_days == 0:
+        return None
+    return sub.start_date + timedelta(days=first.trial_days)

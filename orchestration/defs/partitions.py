@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from dagster import BackfillPolicy, DailyPartitionsDefinition, MonthlyPartitionsDefinition
 
-from orchestration.defs.close.periods import parse_close_month
+from orchestration.billing.month import BillingMonth
 
 FIRST_DAY = "2024-01-01"
 
@@ -34,7 +34,7 @@ def _monthly() -> MonthlyPartitionsDefinition:
     bounds = {"end_offset": 1}
     if now is not None:
         ahead = (now.year * 12 + now.month) - (wall.year * 12 + wall.month)
-        after = f"{now.year + (now.month == 12)}-{now.month % 12 + 1:02d}"
+        after = str(BillingMonth.of(now).next())
         bounds = {"end_offset": ahead + 1} if ahead >= 0 else {"end_date": after}
     return MonthlyPartitionsDefinition(start_date=FIRST_DAY[:7], fmt="%Y-%m", **bounds)
 
@@ -45,8 +45,3 @@ monthly_billing = _monthly()
 
 # Every partitioned asset reads its one partition key (dbt vars, Python writes keyed by it).
 ONE_PARTITION_PER_RUN = BackfillPolicy.multi_run(max_partitions_per_run=1)
-
-
-def parse_month(period: str) -> date:
-    """'2026-10' -> date(2026, 10, 1); a clear error for anything else."""
-    return parse_close_month(period).start

@@ -16,6 +16,7 @@ from dagster_dbt import DbtCliResource
 from packaging import version
 
 from orchestration.catalog import Catalog, load_catalog
+from orchestration.defs.stripe.resource import StripeResource
 from orchestration.locking import workspace_lock
 from orchestration.sql import connect_when_free
 from orchestration.workspace import DBT_PROJECT_DIR, Workspace
@@ -102,6 +103,7 @@ class MeterbookDbt(DbtCliResource):
 def build_resources(ws: Workspace) -> dict:
     return {
         "meterbook": MeterbookWorkspace(home=str(ws.home)),
+        "stripe": StripeResource(),
         "dbt": MeterbookDbt(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

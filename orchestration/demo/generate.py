@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from orchestration.billing.month import BillingMonth
+
 SEED = 20261001
 MONTHS = ("2026-10", "2026-11")
 MODELS = ("large", "small", "vision")
@@ -158,9 +160,7 @@ class EventFactory:
         self.rng = rng
         self.month = month
         self.serial = 0
-        year, mon = map(int, month.split("-"))
-        self.start = datetime(year, mon, 1, tzinfo=UTC)
-        self.end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
+        self.start, self.end = BillingMonth.parse(month).bounds("UTC")
 
     def when(self, not_before: datetime | None = None) -> datetime:
         lo = max(self.start, not_before or self.start)

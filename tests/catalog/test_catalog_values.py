@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import money
 from orchestration.catalog import CatalogError, load_catalog
+from orchestration.catalog import currencies as money
 
 BASE = """
 settings: {default_currency: USD}

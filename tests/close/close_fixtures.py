@@ -11,8 +11,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from orchestration.billing.money import format_money, round_money
 from orchestration.catalog.models import Catalog
-from orchestration.money import format_money, round_money
 
 CATALOG = {
     "settings": {"invoice_prefix": "MB", "grace_days": 3, "default_currency": "USD"},

@@ -8,12 +8,12 @@ from decimal import Decimal
 import pytest
 from close_fixtures import catalog, drafts, with_adjustments
 
-from orchestration.defs.close.adjustments import (
+from orchestration.billing.adjustments import (
     months_to_rerate,
     record_rerated_usage,
     write_adjustment_lines,
 )
-from orchestration.defs.close.finalize import finalize_period, void_invoice
+from orchestration.billing.finalize import finalize_period, void_invoice
 from orchestration.sql import connect
 
 NOV5, DEC5, JAN5 = (datetime(y, m, 5, tzinfo=UTC) for y, m in ((2026, 11), (2026, 12), (2027, 1)))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.defs.close.finalize import FAULT_SLEEP_ENV
+from orchestration.billing.finalize import FAULT_SLEEP_ENV
 from orchestration.locking import WorkspaceLocked, lock_path, workspace_lock
 from orchestration.sql import connect
 
@@ -24,7 +24,7 @@ WORKER = textwrap.dedent(
     import sys
     from datetime import datetime, UTC
     from close_fixtures import catalog, drafts
-    from orchestration.defs.close.finalize import finalize_period
+    from orchestration.billing.finalize import finalize_period
     from orchestration.locking import workspace_lock, WorkspaceLocked
     from orchestration.sql import connect
 

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 from close_fixtures import catalog, drafts
 
-from orchestration.defs.close import documents
-from orchestration.defs.close.documents import (
+from orchestration.billing import documents
+from orchestration.billing.documents import (
     DailyPoint,
     chromium_path,
     render_documents,
@@ -20,8 +20,8 @@ from orchestration.defs.close.documents import (
     screenshot,
     usage_chart_svg,
 )
-from orchestration.defs.close.finalize import finalize_period, void_invoice
-from orchestration.defs.close.ledger import invoices_with_ledger
+from orchestration.billing.finalize import finalize_period, void_invoice
+from orchestration.billing.ledger import invoices_with_ledger
 from orchestration.sql import connect
 
 NOV5 = datetime(2026, 11, 5, tzinfo=UTC)

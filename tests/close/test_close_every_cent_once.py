@@ -18,9 +18,9 @@ import pytest
 from lifecycle_machine import CATALOG, event_line
 
 from orchestration import cli
+from orchestration.billing.adjustments import compute_adjustment_lines
 from orchestration.catalog import load_catalog
-from orchestration.defs.close import assets as close_assets
-from orchestration.defs.close.adjustments import compute_adjustment_lines
+from orchestration.defs.close import checks as close_checks
 from orchestration.sql import connect
 from orchestration.workspace import Workspace
 
@@ -129,7 +129,7 @@ def test_late_usage_is_finalized_once_whatever_the_order(story, capsys):
 def test_a_failed_reconciliation_check_fails_the_close(story, capsys, monkeypatch):
     story.drop("oct-a.jsonl", calls("a", 10, "2026-10"))
     monkeypatch.setattr(
-        close_assets,
+        close_checks,
         "check_events_in_one_line",
         lambda con, month: (False, {"events_in_two_lines": ["acme/a1 x2"]}),
     )

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 import pytest
 from close_fixtures import catalog, drafts
 
-from orchestration.defs.close.finalize import (
+from orchestration.billing.finalize import (
     FinalizeError,
     close_warning,
     finalize_period,
     period_window,
     void_invoice,
 )
-from orchestration.defs.close.ledger import invoice_status, invoices_with_ledger
+from orchestration.billing.ledger import invoice_status, invoices_with_ledger
 from orchestration.sql import connect
 
 AFTER_OCT = datetime(2026, 11, 5, tzinfo=UTC)
@@ -221,7 +221,7 @@ def test_finalize_without_drafts_says_to_close_first(con):
 
 
 def test_a_failure_inside_the_transaction_leaves_nothing(con, monkeypatch):
-    from orchestration.defs.close import finalize as module
+    from orchestration.billing import finalize as module
 
     def explode():
         raise RuntimeError("disk full")

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestration.defs.close.billing_windows import ensure_billing_schema
-from orchestration.defs.close.freshness import events_after_build
+from orchestration.billing.freshness import events_after_build
+from orchestration.billing.windows import ensure_billing_schema
 from orchestration.sql import connect
 
 OCT, NOV = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)

@@ -12,16 +12,16 @@ import textwrap
 import pytest
 
 from orchestration import pipeline
-from orchestration.catalog import load_catalog
-from orchestration.defs.close.adjustments import write_adjustment_lines
-from orchestration.defs.close.ledger import invoices_with_ledger
-from orchestration.defs.close.lineage import (
+from orchestration.billing.adjustments import write_adjustment_lines
+from orchestration.billing.ledger import invoices_with_ledger
+from orchestration.billing.lineage import (
     check_events_in_one_line,
     check_invoices,
     check_ledger,
     check_meter_totals,
     line_events,
 )
+from orchestration.catalog import load_catalog
 from orchestration.sql import connect
 from orchestration.workspace import Workspace
 

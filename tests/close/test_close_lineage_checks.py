@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from close_fixtures import catalog, drafts
 
-from orchestration.defs.close.finalize import finalize_period
-from orchestration.defs.close.lineage import (
+from orchestration.billing.finalize import finalize_period
+from orchestration.billing.lineage import (
     check_events_in_one_line,
     check_invoice_totals,
     check_ledger,

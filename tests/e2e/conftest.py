@@ -56,7 +56,7 @@ from e2e_helpers import (
 )
 from e2e_ui import UiOutcome, drive_the_ui
 
-from orchestration.defs.close.finalize import FAULT_SLEEP_ENV
+from orchestration.billing.finalize import FAULT_SLEEP_ENV
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.locking import WorkspaceLocked, workspace_lock
 

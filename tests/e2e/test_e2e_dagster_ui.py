@@ -10,7 +10,7 @@ import json
 import pytest
 from e2e_helpers import PERIOD
 
-from orchestration.defs.jobs import finalize_invoices, month_end_close
+from orchestration.defs.close.jobs import finalize_invoices, month_end_close
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stripe"))
 from stripe_double import StripeDouble  # noqa: E402
 from stripe_openapi import OpenApiSpec, fetch_spec  # noqa: E402
 
-from orchestration.money import to_minor_units  # noqa: E402
+from orchestration.billing.money import to_minor_units  # noqa: E402
 
 pytestmark = pytest.mark.slow
 PERIOD = "2026-10"

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestration.defs.ingest.ingest import IngestResult, run_ingest
+from orchestration.ingest.ingest import IngestResult, run_ingest
 from orchestration.sql import connect
 
 NOW = datetime(2026, 11, 6, tzinfo=UTC)

@@ -19,11 +19,11 @@ from dagster import RunRequest, SkipReason, build_sensor_context, materialize
 from ingest_helpers import event, jsonl
 
 from orchestration.catalog.models import Settings
-from orchestration.defs.ingest import ingest as ingest_module
-from orchestration.defs.ingest import readers, records
 from orchestration.defs.ingest.assets import landing_files_sensor, raw_events
-from orchestration.defs.ingest.ingest import ensure_raw_schema, pending_files
 from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.ingest import ingest as ingest_module
+from orchestration.ingest import readers, records
+from orchestration.ingest.ingest import ensure_raw_schema, pending_files
 from orchestration.sql import connect
 
 GUID = "{3F2504E0-4F89-11D3-9A0C-0305E82C3301}"

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from orchestration.defs.ingest.records import iter_file_records, iter_records
+from orchestration.ingest.records import iter_file_records, iter_records
 
 
 @pytest.fixture(params=["stream", "mapped"])

@@ -9,10 +9,10 @@ from datetime import date
 import pytest
 from ingest_helpers import event, jsonl
 
-from orchestration.defs.ingest import discovery
-from orchestration.defs.ingest import ingest as ingest_module
-from orchestration.defs.ingest.discovery import HashStopped
-from orchestration.defs.ingest.ingest import pending_files
+from orchestration.ingest import discovery
+from orchestration.ingest import ingest as ingest_module
+from orchestration.ingest.discovery import HashStopped
+from orchestration.ingest.ingest import pending_files
 
 
 def test_rerunning_changes_nothing(landing):

@@ -22,10 +22,10 @@ import duckdb
 from orchestration.catalog.loader import load_catalog
 from orchestration.catalog.models import Catalog
 from orchestration.catalog.tables.metering import write_metering_tables
-from orchestration.defs.ingest import parse
-from orchestration.defs.ingest.schema import ensure_raw_schema
-from orchestration.defs.transform.dbt_runner import dbt_args, run_dbt
+from orchestration.defs.dbt.runner import dbt_args, run_dbt
+from orchestration.ingest import parse
 from orchestration.sql import connect
+from orchestration.warehouse.raw import ensure_raw_schema
 from orchestration.workspace import DBT_PROJECT_DIR
 
 # this stage's models and everything they read; the billing models are other engineers' work

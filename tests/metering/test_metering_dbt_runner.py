@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.defs.transform import assets
-from orchestration.defs.transform.assets import MANIFEST, ensure_manifest
-from orchestration.defs.transform.dbt_runner import (
+from orchestration.defs.dbt import project as assets
+from orchestration.defs.dbt.project import MANIFEST, ensure_manifest
+from orchestration.defs.dbt.runner import (
     PARTIAL_PARSE,
     DbtRunError,
     dbt_args,

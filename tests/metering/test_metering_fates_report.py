@@ -7,7 +7,7 @@ import json
 import duckdb
 import pytest
 
-from orchestration.defs.transform.fates_report import (
+from orchestration.ingest.fates_report import (
     FATES,
     NoFatesYet,
     events_report,

@@ -10,7 +10,7 @@ from metering_dataset import CATALOG, EVENTS, WINDOWS
 from metering_fixtures import Warehouse, catalog_from_yaml, ev, load_events
 
 from orchestration.catalog.tables.metering import write_metering_tables
-from orchestration.defs.transform.dbt_runner import DbtRunError
+from orchestration.defs.dbt.runner import DbtRunError
 
 
 def fates(wh: Warehouse) -> list[tuple]:

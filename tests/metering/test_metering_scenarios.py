@@ -100,9 +100,9 @@ def _metered(wh: Warehouse, month: str, sub: Subscription, catalog: Catalog) -> 
 
 def _close(folder: Path, tmp_path: Path) -> tuple[Warehouse, Catalog]:
     try:
-        from orchestration.defs.ingest.ingest import run_ingest  # noqa: PLC0415
+        from orchestration.ingest.ingest import run_ingest  # noqa: PLC0415
     except ImportError:
-        pytest.skip("the ingest stage (orchestration.defs.ingest.ingest.run_ingest) has not landed")
+        pytest.skip("the ingest stage (orchestration.ingest.ingest.run_ingest) has not landed")
     landing = tmp_path / "landing" / "events"
     shutil.copytree(folder / "events", landing)
     catalog = load_catalog(folder / "catalog")

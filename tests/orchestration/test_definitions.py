@@ -7,9 +7,10 @@ from contextlib import contextmanager
 import pytest
 from dagster import AssetKey
 
-from orchestration.defs.partitions import daily_usage, monthly_billing, parse_month
-from orchestration.defs.transform.assets import _build
-from orchestration.defs.transform.dbt_runner import PARTIAL_PARSE, prune_stale_targets
+from orchestration.billing.month import BillingMonth
+from orchestration.defs.dbt.project import build_models
+from orchestration.defs.dbt.runner import PARTIAL_PARSE, prune_stale_targets
+from orchestration.defs.partitions import daily_usage, monthly_billing
 from orchestration.pipeline import activate
 from orchestration.sql import connect
 from orchestration.workspace import Workspace
@@ -39,7 +40,9 @@ def test_graph_connects_python_sources_to_dbt(defs):
     raw = AssetKey(["meterbook_raw", "raw_events"])
     assert AssetKey("stg_meterbook__raw_events") in graph.get(raw).child_keys
     windows = AssetKey(["meterbook_billing", "meter_windows"])
-    assert AssetKey("int_events_metered") in graph.get(windows).parent_keys
+    rerate = AssetKey("rerated_finalized_months")  # its own step, after metering
+    assert rerate in graph.get(windows).parent_keys
+    assert AssetKey("int_events_metered") in graph.get(rerate).parent_keys
 
 
 def test_every_asset_has_a_description(defs):
@@ -125,7 +128,7 @@ def _fakes(tmp_path, fail):
 
 def test_a_successful_build_gets_its_partition_and_removes_its_dbt_artifacts_folder(tmp_path):
     dbt, meterbook = _fakes(tmp_path, fail=False)
-    events = list(_build(None, dbt, meterbook, {"close_month": "2026-10"}, under=tmp_path))
+    events = list(build_models(None, dbt, meterbook, {"close_month": "2026-10"}, under=tmp_path))
     assert events == ["materialization"]
     assert dbt.args == ["build"]
     assert dbt.env["METERBOOK_CLOSE_MONTH"] == "2026-10"
@@ -136,16 +139,16 @@ def test_a_successful_build_gets_its_partition_and_removes_its_dbt_artifacts_fol
 
 def test_a_build_starts_from_the_parse_of_the_build_before_it(tmp_path):
     dbt, meterbook = _fakes(tmp_path, fail=False)
-    list(_build(None, dbt, meterbook, None, under=tmp_path))
+    list(build_models(None, dbt, meterbook, None, under=tmp_path))
     assert dbt.seeded is None  # the first build of this warehouse
-    list(_build(None, dbt, meterbook, {"min_date": "2026-10-02"}, under=tmp_path))
+    list(build_models(None, dbt, meterbook, {"min_date": "2026-10-02"}, under=tmp_path))
     assert dbt.seeded == b"the parse of this build"
 
 
 def test_a_failed_build_keeps_its_dbt_artifacts_for_inspection(tmp_path):
     dbt, meterbook = _fakes(tmp_path, fail=True)
     with pytest.raises(RuntimeError, match="dbt build failed"):
-        list(_build(None, dbt, meterbook, None, under=tmp_path))
+        list(build_models(None, dbt, meterbook, None, under=tmp_path))
     assert (dbt.target / "run_results.json").exists()
     assert not (tmp_path / "dbt" / PARTIAL_PARSE).exists()  # only a success's parse is kept
 
@@ -175,7 +178,7 @@ def test_a_build_without_an_ingest_first_finds_the_raw_tables_upgraded(tmp_path)
     con = connect(meterbook.warehouse)
     con.execute(_OLD_RAW_TABLES)
     con.close()
-    list(_build(None, dbt, meterbook, None, under=tmp_path))
+    list(build_models(None, dbt, meterbook, None, under=tmp_path))
     assert "file_seq" in dbt.raw_columns and "file_sha256" not in dbt.raw_columns
     con = connect(meterbook.warehouse)
     rows = con.execute("SELECT read_seq, file_seq, event_id FROM meterbook_raw.raw_events")
@@ -185,7 +188,7 @@ def test_a_build_without_an_ingest_first_finds_the_raw_tables_upgraded(tmp_path)
 
 def test_a_build_before_any_ingest_finds_empty_raw_tables(tmp_path):
     dbt, meterbook = _fakes(tmp_path, fail=False)
-    list(_build(None, dbt, meterbook, None, under=tmp_path))
+    list(build_models(None, dbt, meterbook, None, under=tmp_path))
     assert {"read_seq", "file_seq", "properties"} <= dbt.raw_columns
 
 
@@ -217,4 +220,4 @@ def test_only_old_invocation_folders_are_pruned(tmp_path):
 @pytest.mark.parametrize("bad", ["2026-13", "2026-1", "26-10", "2026/10", "", "2026-10-01"])
 def test_parse_month_rejects(bad):
     with pytest.raises(ValueError, match="YYYY-MM"):
-        parse_month(bad)
+        BillingMonth.parse(bad)

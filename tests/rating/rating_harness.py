@@ -22,12 +22,12 @@ import duckdb
 import jinja2
 import yaml
 
+from orchestration.billing.invoice_json import invoices_document
+from orchestration.billing.windows import write_billing_windows
 from orchestration.catalog.loader import load_catalog
 from orchestration.catalog.models import Catalog
 from orchestration.catalog.tables.billing import ddl, insert_rows, write_billing_tables
-from orchestration.defs.close.billing_windows import write_billing_windows
-from orchestration.defs.close.invoices_json import invoices_document
-from orchestration.defs.transform.dbt_runner import environment, partition_env
+from orchestration.defs.dbt.runner import environment, partition_env
 from orchestration.sql import connect
 from orchestration.workspace import DBT_PROJECT_DIR
 

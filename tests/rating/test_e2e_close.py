@@ -13,7 +13,7 @@ import pytest
 from rating_harness import invoice, lines, total
 
 from orchestration import pipeline
-from orchestration.defs.close.invoices_json import invoices_document
+from orchestration.billing.invoice_json import invoices_document
 from orchestration.sql import connect
 from orchestration.workspace import Workspace
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from orchestration.defs.close.invoices_json import (
+from orchestration.billing.invoice_json import (
     decimal_text,
     format_invoices_table,
     invoices_document,

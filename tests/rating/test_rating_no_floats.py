@@ -10,11 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = [
     "orchestration/catalog/tables/billing.py",
-    "orchestration/defs/close/periods.py",
-    "orchestration/defs/close/segments.py",
-    "orchestration/defs/close/billing_windows.py",
-    "orchestration/defs/close/invoices_json.py",
-    "orchestration/money.py",
+    "orchestration/billing/periods.py",
+    "orchestration/billing/segments.py",
+    "orchestration/billing/windows.py",
+    "orchestration/billing/invoice_json.py",
+    "orchestration/billing/money.py",
 ]
 SQL_GLOBS = [
     "dbt_project/models/intermediate/billing/*.sql",

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestration.defs.close.periods import (
+from orchestration.billing.month import BillingMonth
+from orchestration.billing.periods import (
     Period,
     add_months,
     local_midnight,
     next_period,
-    parse_close_month,
     period_containing,
     period_number,
     periods_closing_in,
@@ -109,7 +109,7 @@ def test_period_number_counts_from_the_period_containing_start_date():
 
 def _closing(month, interval, anchor, start, end=None):
     return periods_closing_in(
-        parse_close_month(month),
+        BillingMonth.parse(month).period,
         interval,
         anchor,
         D.fromisoformat(start),
@@ -198,7 +198,7 @@ def test_every_active_day_is_billed_by_exactly_one_close(start, interval, anchor
 @pytest.mark.parametrize("text", ["2026-13", "2026-1", "26-10", "2026-10-01", "", "2026-00"])
 def test_close_month_must_be_yyyy_mm(text):
     with pytest.raises(ValueError, match="YYYY-MM"):
-        parse_close_month(text)
+        BillingMonth.parse(text)
 
 
 def test_local_midnight_is_the_customers_midnight():

@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestration.catalog.models import Plan, Subscription
-from orchestration.defs.close.periods import Period, period_containing
-from orchestration.defs.close.segments import (
+from orchestration.billing.periods import Period, period_containing
+from orchestration.billing.segments import (
     Segment,
     paid_days,
     segments_of,
     trial_end_of,
     version_for,
 )
+from orchestration.catalog.models import Plan, Subscription
 
 D = date
 

@@ -8,12 +8,12 @@ from decimal import Decimal
 import pytest
 from rating_harness import catalog_from_text
 
-from orchestration.catalog.tables.billing import write_billing_tables
-from orchestration.defs.close.billing_windows import (
+from orchestration.billing.ledger import ensure_ledger_schema
+from orchestration.billing.windows import (
     invoice_id_for,
     write_billing_windows,
 )
-from orchestration.defs.close.ledger import ensure_ledger_schema
+from orchestration.catalog.tables.billing import write_billing_tables
 from orchestration.sql import connect
 
 CATALOG = """

@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from decimal import Decimal, InvalidOperation
 
-from orchestration.money import minor_exponent
+from orchestration.billing.money import minor_exponent
 
 INVOICE_FIELDS = (
     "currency",

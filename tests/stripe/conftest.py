@@ -14,7 +14,7 @@ from stripe_fixtures import API_KEY, make_gateway
 from stripe_openapi import SPEC_VERSION, OpenApiSpec, fetch_spec
 
 from integrations.stripe.client import StripeGateway
-from orchestration.defs.close.ledger import ensure_ledger_schema
+from orchestration.billing.ledger import ensure_ledger_schema
 from orchestration.sql import connect
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,8 +21,8 @@ from stripe_fixtures import (
 from integrations.stripe.client import RetryPolicy
 from integrations.stripe.errors import StripeUnavailable, SyncError
 from integrations.stripe.sync import sync_period
+from orchestration.billing.ledger import ensure_ledger_schema
 from orchestration.catalog.models import Catalog
-from orchestration.defs.close.ledger import ensure_ledger_schema
 from orchestration.sql import connect
 
 

@@ -17,9 +17,16 @@ from decimal import Decimal
 import duckdb
 import pyarrow as pa
 
-from orchestration.catalog.models import Catalog, Customer, Plan, Pricing, Subscription, Tier
-from orchestration.defs.close.segments import trial_end_of
-from orchestration.money import minor_exponent
+from orchestration.catalog.currencies import minor_exponent
+from orchestration.catalog.models import (
+    Catalog,
+    Customer,
+    Plan,
+    Pricing,
+    Subscription,
+    Tier,
+    trial_end_of,
+)
 from orchestration.sql import transaction
 
 SCHEMA = "meterbook_catalog"

@@ -4,43 +4,76 @@ from collections import defaultdict
 from decimal import Decimal
 
 from dagster import (
-    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
     MaterializeResult,
     MetadataValue,
     asset,
-    asset_check,
     multi_asset,
 )
+from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.defs.close.adjustments import (
+from orchestration.billing.adjustments import (
     months_to_rerate,
     record_rerated_usage,
     write_adjustment_lines,
 )
-from orchestration.defs.close.billing_windows import write_billing_windows
-from orchestration.defs.close.documents import render_documents
-from orchestration.defs.close.freshness import (
+from orchestration.billing.documents import render_documents
+from orchestration.billing.freshness import (
     finalize_built_month,
     mark_built,
     record_build_inputs,
     usage_watermark,
 )
-from orchestration.defs.close.ledger import invoices_with_ledger
-from orchestration.defs.close.lineage import (
-    check_events_in_one_line,
-    check_invoices,
-    check_ledger,
-    check_meter_totals,
+from orchestration.billing.ledger import invoices_with_ledger
+from orchestration.billing.money import format_money
+from orchestration.billing.month import BillingMonth
+from orchestration.billing.windows import write_billing_windows
+from orchestration.defs.dbt.project import (
+    BILLING_SELECT,
+    build_models,
+    ensure_manifest,
+    rebuild_models,
+    source_keys,
+    translator,
 )
 from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, monthly_billing
 from orchestration.defs.resources import MeterbookWorkspace
-from orchestration.defs.transform.assets import source_keys
-from orchestration.defs.transform.dbt_runner import dbt_args, run_dbt
-from orchestration.money import format_money
 from orchestration.workspace import now_utc
+
+
+@asset(
+    key="rerated_finalized_months",
+    group_name="billing",
+    partitions_def=monthly_billing,
+    backfill_policy=ONE_PARTITION_PER_RUN,
+    # after metering, so a re-rate of a finalized month sees the late events
+    deps=[*source_keys("meterbook_catalog"), AssetKey("int_events_metered")],
+    description=(
+        "Late events for finalized months: those months' billing windows and rating rebuilt "
+        "(their shadow drafts; finalized invoices never change), so this month's close can "
+        "bill the difference as adjustment lines."
+    ),
+    kinds={"dbt", "python"},
+)
+def rerated_finalized_months(
+    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
+) -> MaterializeResult:
+    month = context.partition_key
+    catalog = meterbook.catalog()
+    with meterbook.warehouse() as con:
+        months = months_to_rerate(con, month)
+    for source in months:
+        context.log.info(f"late events for finalized {source}: re-rating it to find the difference")
+        with meterbook.warehouse() as con:
+            write_billing_windows(con, catalog, source)
+        rebuild_models(context, dbt, meterbook, BILLING_SELECT, {"close_month": source})
+        with meterbook.warehouse() as con:
+            record_rerated_usage(con, source, now_utc(), watermark=usage_watermark(con))
+    return MaterializeResult(
+        metadata={"rerated_months": MetadataValue.json(months), "count": len(months)}
+    )
 
 
 @multi_asset(
@@ -51,8 +84,9 @@ from orchestration.workspace import now_utc
         AssetSpec(
             key,
             group_name="billing",
-            # after metering, so a re-rate of a finalized month sees the late events
-            deps=[*source_keys("meterbook_catalog"), AssetKey("int_events_metered")],
+            # after the re-rate, which needs the finalized months' windows rebuilt before
+            # this month's adjustments can diff them against the ledger
+            deps=[*source_keys("meterbook_catalog"), AssetKey("rerated_finalized_months")],
             description=(
                 "The subscription periods that end in the close month, cut into segments (plan "
                 "versions, price overrides, trials, starts and ends), the time windows metering "
@@ -67,7 +101,6 @@ from orchestration.workspace import now_utc
 def billing_windows(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
     month = context.partition_key
     catalog = meterbook.catalog()
-    rerated = _rerate_finalized_months(context, meterbook, catalog, month)
     with meterbook.warehouse() as con:
         adjustments = write_adjustment_lines(con, catalog, month)
         write_billing_windows(con, catalog, month)
@@ -80,7 +113,6 @@ def billing_windows(context: AssetExecutionContext, meterbook: MeterbookWorkspac
     summary = {
         "segments": segments,
         "meter_windows": windows,
-        "rerated_finalized_months": MetadataValue.json(rerated),
         "adjustment_lines": len(adjustments.written),
         "late_usage_without_next_invoice": len(adjustments.unbillable),
         "built_from_read_seq": build.usage_read_seq,
@@ -89,25 +121,19 @@ def billing_windows(context: AssetExecutionContext, meterbook: MeterbookWorkspac
         yield MaterializeResult(asset_key=key, metadata=summary)
 
 
-def _rerate_finalized_months(
-    context, meterbook: MeterbookWorkspace, catalog, month: str
-) -> list[str]:
-    """Late events for finalized months: rebuild those months' ratings to diff against the ledger.
-
-    The finalized invoices themselves never change (they live in the ledger); only the shadow
-    drafts of those months are rebuilt, so the difference can be billed as an adjustment.
-    """
-    with meterbook.warehouse() as con:
-        months = months_to_rerate(con, month)
-    for source in months:
-        context.log.info(f"late events for finalized {source}: re-rating it to find the difference")
-        with meterbook.warehouse() as con:
-            write_billing_windows(con, catalog, source)
-        with meterbook.exclusive() as warehouse_path:
-            run_dbt(warehouse_path, dbt_args("build", "tag:billing"), {"close_month": source})
-        with meterbook.warehouse() as con:
-            record_rerated_usage(con, source, now_utc(), watermark=usage_watermark(con))
-    return months
+@dbt_assets(
+    manifest=ensure_manifest(),
+    select=BILLING_SELECT,
+    name="billing_models",
+    partitions_def=monthly_billing,
+    backfill_policy=ONE_PARTITION_PER_RUN,
+    dagster_dbt_translator=translator,
+)
+def billing_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
+):
+    """Meter quantities per segment, rated lines and draft invoices for one close month."""
+    yield from build_models(context, dbt, meterbook, {"close_month": context.partition_key})
 
 
 @asset(
@@ -164,8 +190,7 @@ def invoice_metadata(document: dict, previous: dict[str, Decimal], documents: in
 
 
 def _previous_totals(con, month: str) -> dict[str, Decimal]:
-    year, mon = map(int, month.split("-"))
-    before = f"{year - (mon == 1)}-{(mon - 2) % 12 + 1:02d}"
+    before = str(BillingMonth.parse(month).previous())
     try:
         rows = con.execute(
             "SELECT subscription_id, sum(total) FROM marts.fct_invoices WHERE close_month = ? GROUP BY 1",
@@ -206,57 +231,3 @@ def finalized_invoices(
             **invoice_metadata(document, {}, 0),
         }
     )
-
-
-def _month(context) -> str:
-    # checks have no partitions of their own; they check the partition their run built
-    return context.run.tags["dagster/partition"]
-
-
-def _check(meterbook: MeterbookWorkspace, fn, *args) -> AssetCheckResult:
-    with meterbook.reader() as con:
-        passed, metadata = fn(con, *args)
-    return AssetCheckResult(passed=passed, metadata=_plain(metadata))
-
-
-def _plain(metadata: dict) -> dict:
-    return {
-        k: v if isinstance(v, int | float | str | bool) else MetadataValue.json(v)
-        for k, v in metadata.items()
-    }
-
-
-@asset_check(
-    asset=AssetKey("fct_invoices"),
-    description="Lines add up to invoices; subtotal, tax and total agree.",
-)
-def invoices_add_up(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
-    return _check(meterbook, check_invoices, meterbook.catalog(), _month(context))
-
-
-@asset_check(
-    asset=AssetKey("fct_invoice_lines"),
-    description="Every billable event of the month is in exactly one usage line.",
-)
-def events_in_one_line(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
-    return _check(meterbook, check_events_in_one_line, _month(context))
-
-
-@asset_check(
-    asset=AssetKey("fct_invoice_lines"),
-    description="Usage lines carry exactly the metered quantities.",
-)
-def lines_match_meters(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
-    return _check(meterbook, check_meter_totals, _month(context))
-
-
-@asset_check(
-    asset=AssetKey("finalized_invoices"),
-    description="Ledger numbers are gapless; frozen documents match their rows.",
-)
-def ledger_consistent(meterbook: MeterbookWorkspace) -> AssetCheckResult:
-    return _check(meterbook, check_ledger)
-
-
-ASSETS = [billing_windows, invoice_documents, finalized_invoices]
-CHECKS = [invoices_add_up, events_in_one_line, lines_match_meters, ledger_consistent]

@@ -19,9 +19,9 @@ from dagster import (
 
 from orchestration.catalog import CatalogError
 from orchestration.catalog.models import Settings
-from orchestration.defs.ingest.ingest import pending_files, run_ingest
+from orchestration.defs.dbt.project import source_keys
 from orchestration.defs.resources import MeterbookWorkspace
-from orchestration.defs.transform.assets import source_keys
+from orchestration.ingest.ingest import pending_files, run_ingest
 from orchestration.locking import WorkspaceLocked
 from orchestration.workspace import now_utc
 

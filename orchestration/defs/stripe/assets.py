@@ -2,13 +2,9 @@
 
 from dagster import (
     AssetExecutionContext,
-    AssetSelection,
-    DefaultScheduleStatus,
     MaterializeResult,
     MetadataValue,
-    ScheduleDefinition,
     asset,
-    define_asset_job,
 )
 
 from integrations.stripe import overdue_invoices, pull_payment_status, sync_period
@@ -77,32 +73,3 @@ def accounts_receivable(
 
 def _value(v):
     return v if isinstance(v, int | float | str | bool) else MetadataValue.json(v)
-
-
-stripe_sync = define_asset_job(
-    "stripe_sync",
-    selection=AssetSelection.assets("stripe_invoices", "accounts_receivable"),
-    description="Push the month's finalized invoices to Stripe and read back their payment status.",
-)
-
-stripe_payment_status = define_asset_job(
-    "stripe_payment_status",
-    selection=AssetSelection.assets("accounts_receivable"),
-    description="Read the payment status of every invoice synced to Stripe.",
-)
-
-payment_status_schedule = ScheduleDefinition(
-    job=stripe_payment_status,
-    cron_schedule="0 */6 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="Every six hours: payment status from Stripe into accounts_receivable.",
-)
-
-ASSETS = [stripe_invoices, accounts_receivable]
-JOBS = [stripe_sync, stripe_payment_status]
-SCHEDULES = [payment_status_schedule]
-
-
-def resources() -> dict:
-    return {"stripe": StripeResource()}

@@ -28,9 +28,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from orchestration.defs.ingest import parse
-from orchestration.defs.ingest.discovery import LandingFile
-from orchestration.defs.ingest.records import (
+from orchestration.ingest import parse
+from orchestration.ingest.discovery import LandingFile
+from orchestration.ingest.records import (
     BOM,
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_DECOMPRESSED_BYTES,

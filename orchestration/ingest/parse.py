@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.defs.ingest.records import TOO_LONG
+from orchestration.ingest.records import TOO_LONG
 from orchestration.sql import quote_identifier, quote_literal
 
 SQL_DIR = Path(__file__).parent / "sql"

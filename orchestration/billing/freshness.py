@@ -26,20 +26,20 @@ from typing import Any
 
 import duckdb
 
-from orchestration.catalog.models import Catalog
-from orchestration.defs.close.adjustments import compute_adjustment_lines
-from orchestration.defs.close.billing_windows import (
-    ensure_billing_schema,
-    prior_fee_rows,
-    table_exists,
-)
-from orchestration.defs.close.finalize import (
+from orchestration.billing.adjustments import compute_adjustment_lines
+from orchestration.billing.finalize import (
     FinalizeError,
     FinalizeResult,
     finalize_period,
     pending_drafts,
 )
-from orchestration.defs.close.ledger import draft_document, ledger_documents
+from orchestration.billing.ledger import draft_document, ledger_documents
+from orchestration.billing.windows import (
+    ensure_billing_schema,
+    prior_fee_rows,
+    table_exists,
+)
+from orchestration.catalog.models import Catalog
 
 # time_weighted carries the value of earlier events into a period (SPEC 3.1), so for it an
 # event dated before the period can still change the period's quantity

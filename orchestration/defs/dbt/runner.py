@@ -23,16 +23,26 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from orchestration.billing.month import BillingMonth
 from orchestration.workspace import DBT_PROJECT_DIR
 
 COMMANDS = ("build", "run", "test", "compile", "parse", "ls", "seed")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 PROJECT_TARGET = DBT_PROJECT_DIR / "target"
 # the folders of one invocation each: dagster-dbt's <asset>-<run id>-<uuid>, and our scratch
-_INVOCATION_FOLDER = re.compile(r"^([a-z_]+_models-[0-9a-f]{7}-[0-9a-f]{7}|run_dbt-.+|parse-.+)$")
+_INVOCATION_FOLDER = re.compile(r"^([a-z_]+-[0-9a-f]{7}-[0-9a-f]{7}|run_dbt-.+|parse-.+)$")
 STALE_TARGET_DAYS = 14
-_PARTITION_FORMATS = {"min_date": _DATE, "max_date": _DATE, "close_month": _MONTH}
+
+
+def _is_month(text: str) -> bool:
+    try:
+        BillingMonth.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+_PARTITION_FORMATS = {"min_date": _DATE.match, "max_date": _DATE.match, "close_month": _is_month}
 # No partition means everything. The macro meterbook_partition has the same defaults, for a
 # dbt run by hand; our invocations always set all three variables.
 PARTITION_DEFAULTS = {"min_date": "1970-01-01", "max_date": "9999-12-31", "close_month": ""}
@@ -48,9 +58,7 @@ def _check_partition(partition: Mapping) -> None:
     if unknown:
         raise ValueError(f"unknown dbt partition variable(s): {', '.join(unknown)}")
     for name, value in partition.items():
-        if value is not None and not (
-            isinstance(value, str) and _PARTITION_FORMATS[name].match(value)
-        ):
+        if value is not None and not (isinstance(value, str) and _PARTITION_FORMATS[name](value)):
             raise ValueError(f"dbt partition {name}={value!r} is not in the expected format")
     low, high = partition.get("min_date"), partition.get("max_date")
     if low and high and low >= high:

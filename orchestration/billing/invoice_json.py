@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from orchestration.defs.close.periods import parse_close_month
+from orchestration.billing.month import BillingMonth
 
 _INVOICES = """
 SELECT invoice_id, number, status, customer_id, subscription_id, currency, currency_exponent,
@@ -117,7 +117,7 @@ def invoices_document(
 ) -> dict:
     """SPEC 5: the draft invoices of close month `period` ('YYYY-MM'), optionally of one
     customer. A month that was never closed has no invoices."""
-    parse_close_month(period)
+    BillingMonth.parse(period)
     if not _marts_exist(con):
         return {"period": period, "invoices": []}
     params = {"period": period, "customer": customer_id}

@@ -41,10 +41,11 @@ from typing import Any
 
 import duckdb
 
+from orchestration.billing.finalize import group_json, raw_watermark
+from orchestration.billing.ledger import draft_document, ensure_ledger_schema
+from orchestration.billing.money import round_money
+from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog
-from orchestration.defs.close.finalize import group_json, parse_period, raw_watermark
-from orchestration.defs.close.ledger import draft_document, ensure_ledger_schema
-from orchestration.money import round_money
 from orchestration.sql import transaction
 
 USAGE_KINDS = ("usage", "minimum_true_up", "maximum_cap", "commitment_true_up", "spend_cap")
@@ -115,7 +116,7 @@ def months_to_rerate(con: duckdb.DuckDBPyConnection, close_month: str) -> list[s
     the last re-rate). The time test is loose (a day either side of the invoice periods,
     whatever the customer's zone): a month re-rated for nothing just yields no difference.
     """
-    parse_period(close_month)
+    BillingMonth.parse(close_month)
     ensure_ledger_schema(con)
     ensure_adjustment_tables(con)
     if not _raw_events_exist(con):
@@ -168,7 +169,7 @@ def record_rerated_usage(
     drafts were built from (the pipeline passes its usage models'); without it, every event
     ingested so far counts as re-rated.
     """
-    parse_period(source_month)
+    BillingMonth.parse(source_month)
     ensure_adjustment_tables(con)
     if drafts is None:
         drafts = draft_document(con, source_month, None)
@@ -230,7 +231,7 @@ def compute_adjustment_lines(
     con: duckdb.DuckDBPyConnection, catalog: Catalog, close_month: str
 ) -> AdjustmentResult:
     """The unbilled late differences `close_month` would carry, against the ledger as it is."""
-    parse_period(close_month)
+    BillingMonth.parse(close_month)
     ensure_ledger_schema(con)
     ensure_adjustment_tables(con)
     written, unbillable = [], []

@@ -5,8 +5,8 @@ from collections import Counter
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
 from orchestration.catalog.tables import write_catalog_tables
+from orchestration.defs.dbt.project import source_keys
 from orchestration.defs.resources import MeterbookWorkspace
-from orchestration.defs.transform.assets import source_keys
 from orchestration.sql import quote_identifier
 
 

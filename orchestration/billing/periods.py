@@ -11,7 +11,6 @@ original day, so a short month does not drift the anchor).
 from __future__ import annotations
 
 import calendar
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -20,7 +19,6 @@ from zoneinfo import ZoneInfo
 Interval = Literal["month", "quarter", "year"]
 Anchor = Literal["calendar", "anniversary"]
 MONTHS_PER_INTERVAL = {"month": 1, "quarter": 3, "year": 12}
-_CLOSE_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
 @dataclass(frozen=True, order=True)
@@ -44,15 +42,6 @@ class Period:
         lo = max(self.start, start)
         hi = self.end if end is None else min(self.end, end)
         return Period(lo, hi) if lo < hi else None
-
-
-def parse_close_month(text: str) -> Period:
-    """'YYYY-MM' as the local-date period of that month; ValueError names the bad text."""
-    match = _CLOSE_MONTH.fullmatch(text or "")
-    if not match:
-        raise ValueError(f"close month must look like YYYY-MM, got {text!r}")
-    first = date(int(match[1]), int(match[2]), 1)
-    return Period(first, add_months(first, 1))
 
 
 def add_months(day: date, months: int, anchor_day: int | None = None) -> date:

@@ -10,10 +10,10 @@ segment can be rated on its own with full tiers and free units.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
-from orchestration.catalog.models import Plan, PlanVersion, Subscription
-from orchestration.defs.close.periods import Period
+from orchestration.billing.periods import Period
+from orchestration.catalog.models import Plan, PlanVersion, Subscription, trial_end_of
 
 
 @dataclass(frozen=True, order=True)
@@ -26,17 +26,6 @@ class Segment:
     @property
     def days(self) -> int:
         return (self.end - self.start).days
-
-
-def trial_end_of(sub: Subscription, plan: Plan) -> date | None:
-    """The first day no longer in trial: the subscription's trial_end, else start_date plus
-    the trial_days of the version in force at start_date (pinned or not)."""
-    if sub.trial_end is not None:
-        return sub.trial_end
-    first = plan.version_at(sub.start_date)
-    if first is None or first.trial_days == 0:
-        return None
-    return sub.start_date + timedelta(days=first.trial_days)
 
 
 def version_for(sub: Subscription, plan: Plan, day: date) -> PlanVersion:

@@ -13,9 +13,9 @@ from typing import Any
 
 import duckdb
 
+from orchestration.billing.ledger import ensure_ledger_schema, invoices_with_ledger
+from orchestration.billing.money import minor_exponent, round_money
 from orchestration.catalog.models import Catalog
-from orchestration.defs.close.ledger import ensure_ledger_schema, invoices_with_ledger
-from orchestration.money import minor_exponent, round_money
 
 AMOUNT_FIELDS = (
     "subtotal",

@@ -31,16 +31,16 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from orchestration.catalog.models import Catalog
-from orchestration.defs.close.ledger import (
+from orchestration.billing.ledger import (
     draft_document,
     ensure_ledger_schema,
     invoice_sort_key,
     ledger_documents,
 )
-from orchestration.defs.close.lineage import invoice_problems
-from orchestration.defs.close.periods import parse_close_month
-from orchestration.money import minor_exponent
+from orchestration.billing.lineage import invoice_problems
+from orchestration.billing.money import minor_exponent
+from orchestration.billing.month import BillingMonth
+from orchestration.catalog.models import Catalog
 
 # Test hook: seconds to sleep inside the finalize transaction, after every insert and before
 # COMMIT, so a test can SIGKILL the process there and prove nothing is half-written.
@@ -71,20 +71,13 @@ class PeriodWindow:
     past_grace: bool
 
 
-def parse_period(period: str) -> tuple[int, int]:
-    """(year, month) of a close month 'YYYY-MM'; ValueError names the bad text."""
-    first = parse_close_month(period).start
-    return first.year, first.month
-
-
 def format_number(prefix: str, year: int, seq: int) -> str:
     return f"{prefix}-{year:04d}-{seq:06d}"
 
 
 def period_window(catalog: Catalog, period: str, now: datetime) -> PeriodWindow:
     """When the close month ends, and when its grace ends, in the latest customer zone."""
-    year, month = parse_period(period)
-    first_after = date(year + month // 12, month % 12 + 1, 1)
+    first_after = BillingMonth.parse(period).end
     grace_day = first_after + timedelta(days=catalog.settings.grace_days)
     zones = {c.timezone for c in catalog.customers if c.parent_id is None} or {"UTC"}
     ends_at = max(local_midnight(first_after, zone) for zone in zones)
@@ -123,7 +116,7 @@ def finalize_period(
     usage of the month. The pipeline passes its build's (`freshness.finalize_built_month`);
     without it, every event ingested so far counts as billed.
     """
-    year, _ = parse_period(period)
+    year = BillingMonth.parse(period).year
     now = _aware(now)
     ensure_ledger_schema(con)
     if drafts is None:

@@ -9,11 +9,11 @@ report without a period, whose lines_read is therefore every line read.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import datetime
 
 import duckdb
 
-from orchestration.defs.close.periods import parse_close_month
+from orchestration.billing.month import BillingMonth
 
 FATES = ("billable", "unmetered", "excluded", "duplicate", "conflict", "rejected")
 HELD = ("rejected", "conflict")
@@ -22,11 +22,7 @@ REASONED = ("excluded", "rejected")
 
 def month_bounds(period: str) -> tuple[datetime, datetime]:
     """[start, end) of a 'YYYY-MM' month in UTC."""
-    month = parse_close_month(period)
-    return (
-        datetime.combine(month.start, time(), UTC),
-        datetime.combine(month.end, time(), UTC),
-    )
+    return BillingMonth.parse(period).bounds("UTC")
 
 
 def _counted_events(period: str | None) -> tuple[str, list]:

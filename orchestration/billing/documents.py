@@ -27,9 +27,9 @@ from typing import Any
 
 import duckdb
 
+from orchestration.billing.ledger import invoices_with_ledger
+from orchestration.billing.money import round_money
 from orchestration.catalog.models import Catalog, Customer
-from orchestration.defs.close.ledger import invoices_with_ledger
-from orchestration.money import round_money
 
 TEMPLATE = Path(__file__).parent / "templates" / "invoice.html"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -170,6 +170,6 @@ def draft_document(
     con: duckdb.DuckDBPyConnection, period: str, customer_id: str | None
 ) -> dict[str, Any]:
     # Imported here: rating owns invoices_json and the ledger must load without it.
-    from orchestration.defs.close.invoices_json import invoices_document
+    from orchestration.billing.invoice_json import invoices_document
 
     return invoices_document(con, period, customer_id=customer_id)

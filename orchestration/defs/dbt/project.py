@@ -1,4 +1,7 @@
-"""The dbt project as Dagster assets, in three groups that differ only in partitioning.
+"""The one dbt project behind the usage and close stages: its manifest, asset keys and builds.
+
+The dbt models become Dagster assets in three groups that differ only in partitioning
+(defs/usage/assets.py and defs/close/assets.py declare them):
 
 - usage models (fates, metered events): rebuilt whole, unpartitioned, because a late file
   can change any day's fates;
@@ -13,17 +16,15 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster import AssetKey
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource
 
-from orchestration.defs.ingest.schema import ensure_raw_schema
-from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, daily_usage, monthly_billing
-from orchestration.defs.resources import MeterbookWorkspace
-from orchestration.defs.transform.dbt_runner import (
+from orchestration.defs.dbt.runner import (
     PROJECT_TARGET,
     environment,
     keep_partial_parse,
@@ -34,7 +35,9 @@ from orchestration.defs.transform.dbt_runner import (
     scratch_target,
     seed_partial_parse,
 )
+from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.sql import connect
+from orchestration.warehouse.raw import ensure_raw_schema
 from orchestration.workspace import DBT_PROJECT_DIR
 
 MANIFEST = PROJECT_TARGET / "manifest.json"
@@ -113,21 +116,50 @@ class MeterbookTranslator(DagsterDbtTranslator):
         return "billing" if "billing" in dbt_resource_props.get("tags", []) else "usage"
 
 
-def _build(
+def build_models(
     context,
     dbt: DbtCliResource,
     meterbook: MeterbookWorkspace,
     partition: dict[str, str] | None,
     under: Path = PROJECT_TARGET,
 ):
+    """The asset's own dbt models for `partition`, streamed back as their materializations."""
+    with _invocation(context, meterbook, under) as target:
+        with environment(partition_env(partition)):  # dbt.cli copies os.environ for dbt
+            invocation = dbt.cli(["build"], context=context, target_path=target)
+        yield from invocation.stream()
+
+
+def rebuild_models(
+    context,
+    dbt: DbtCliResource,
+    meterbook: MeterbookWorkspace,
+    select: str,
+    partition: dict[str, str],
+) -> None:
+    """`dbt build --select select` for another partition than the step's own, through the same
+    dbt resource: a step that needs other months rebuilt first (re-rating finalized months)
+    runs them inside itself, and its materialization names them."""
+    with _invocation(context, meterbook, PROJECT_TARGET) as target:
+        with environment(partition_env(partition)):
+            invocation = dbt.cli(
+                ["build", "--select", select],
+                manifest=ensure_manifest(),
+                dagster_dbt_translator=translator,
+                target_path=target,
+            )
+        invocation.wait()
+
+
+@contextmanager
+def _invocation(context, meterbook: MeterbookWorkspace, under: Path) -> Iterator[Path]:
+    """The warehouse held exclusively and a target folder of its own for one dbt build."""
     with meterbook.exclusive() as warehouse:
         upgrade_raw_tables(warehouse)
         cache = partial_parse_cache(warehouse)
         target = _invocation_target(context, under)
         seed_partial_parse(cache, target)
-        with environment(partition_env(partition)):  # dbt.cli copies os.environ for dbt
-            invocation = dbt.cli(["build"], context=context, target_path=target)
-        yield from invocation.stream()
+        yield target
         keep_partial_parse(target, cache)
     # every invocation writes its artifacts (a few MB) to a folder of its own under the
     # project's target/, which a daily schedule would fill for ever. A failed build raises
@@ -159,53 +191,4 @@ def upgrade_raw_tables(warehouse: Path) -> None:
         con.close()
 
 
-_translator = MeterbookTranslator()
-
-
-@dbt_assets(
-    manifest=ensure_manifest(),
-    select=USAGE_SELECT,
-    exclude=f"{DAILY_SELECT} {BILLING_SELECT}",
-    name="usage_models",
-    dagster_dbt_translator=_translator,
-)
-def usage_models(
-    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
-):
-    """Event fates and metered events over every ingested event."""
-    yield from _build(context, dbt, meterbook, None)
-
-
-@dbt_assets(
-    manifest=ensure_manifest(),
-    select=DAILY_SELECT,
-    name="daily_usage_models",
-    partitions_def=daily_usage,
-    backfill_policy=ONE_PARTITION_PER_RUN,
-    dagster_dbt_translator=_translator,
-)
-def daily_usage_models(
-    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
-):
-    """Usage per customer x meter x UTC day, for the month-so-far views."""
-    window = context.partition_time_window
-    partition = {
-        "min_date": window.start.date().isoformat(),
-        "max_date": window.end.date().isoformat(),
-    }
-    yield from _build(context, dbt, meterbook, partition)
-
-
-@dbt_assets(
-    manifest=ensure_manifest(),
-    select=BILLING_SELECT,
-    name="billing_models",
-    partitions_def=monthly_billing,
-    backfill_policy=ONE_PARTITION_PER_RUN,
-    dagster_dbt_translator=_translator,
-)
-def billing_models(
-    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
-):
-    """Meter quantities per segment, rated lines and draft invoices for one close month."""
-    yield from _build(context, dbt, meterbook, {"close_month": context.partition_key})
+translator = MeterbookTranslator()

@@ -32,16 +32,16 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.defs.ingest import keys, parse, store
-from orchestration.defs.ingest.discovery import LandingFile, list_landing_files, sha256_file
-from orchestration.defs.ingest.readers import FileNotReadable, Limits, UnreadableFile, read_batches
-from orchestration.defs.ingest.records import (
+from orchestration.ingest import keys, parse, store
+from orchestration.ingest.discovery import LandingFile, list_landing_files, sha256_file
+from orchestration.ingest.readers import FileNotReadable, Limits, UnreadableFile, read_batches
+from orchestration.ingest.records import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     DEFAULT_MAX_LINE_BYTES,
 )
-from orchestration.defs.ingest.schema import ensure_raw_schema, raw_schema_exists
 from orchestration.sql import transaction
+from orchestration.warehouse.raw import ensure_raw_schema, raw_schema_exists
 
 log = logging.getLogger(__name__)
 

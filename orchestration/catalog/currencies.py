@@ -1,8 +1,6 @@
-"""Currency minor units and half-up rounding (SPEC 3.4). Pure functions, Decimal only."""
+"""Currencies a customer can be billed in, with their minor units (ISO 4217). Reference data."""
 
 from __future__ import annotations
-
-from decimal import ROUND_HALF_UP, Decimal
 
 # ISO 4217 List One: every active currency a customer can be billed in, with its minor-unit
 # exponent. The one table for both questions, "is this a currency?" (catalog validation) and
@@ -40,25 +38,3 @@ def minor_exponent(currency: str) -> int:
     The catalog only admits codes of the table; 2 for anything else keeps a report on a
     damaged invoice (no currency at all) readable instead of failing on it."""
     return ISO_4217_EXPONENTS.get(currency.upper(), 2)
-
-
-def quantum(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-minor_exponent(currency))
-
-
-def round_money(amount: Decimal, currency: str) -> Decimal:
-    """Half-up (away from zero) to the currency's minor unit, as Stripe and finance expect."""
-    return Decimal(amount).quantize(quantum(currency), rounding=ROUND_HALF_UP)
-
-
-def to_minor_units(amount: Decimal, currency: str) -> int:
-    """An already rounded amount as the integer Stripe wants (JPY 0 digits, KWD 3)."""
-    rounded = round_money(amount, currency)
-    if rounded != amount:
-        raise ValueError(f"{amount} {currency} is not rounded to the currency's minor unit")
-    return int(rounded.scaleb(minor_exponent(currency)))
-
-
-def format_money(amount: Decimal, currency: str) -> str:
-    """The decimal string of SPEC 5: exactly the currency's minor digits."""
-    return format(round_money(amount, currency), "f")

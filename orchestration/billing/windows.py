@@ -24,19 +24,19 @@ from datetime import date
 
 import duckdb
 
-from orchestration.catalog.models import Catalog, Customer, Plan, Subscription
-from orchestration.catalog.tables.billing import Columns, ddl, insert_rows
-from orchestration.defs.close.periods import (
+from orchestration.billing.money import minor_exponent
+from orchestration.billing.month import BillingMonth
+from orchestration.billing.periods import (
     Period,
     local_midnight,
     next_period,
-    parse_close_month,
     period_containing,
     period_number,
     periods_closing_in,
 )
-from orchestration.defs.close.segments import Segment, segments_of
-from orchestration.money import minor_exponent
+from orchestration.billing.segments import Segment, segments_of
+from orchestration.catalog.models import Catalog, Customer, Plan, Subscription
+from orchestration.catalog.tables.billing import Columns, ddl, insert_rows
 from orchestration.sql import transaction
 
 SCHEMA = "meterbook_billing"
@@ -140,7 +140,7 @@ def invoice_id_for(subscription_id: str, period_start: date) -> str:
 
 def billed_periods(catalog: Catalog, close_month: str) -> Iterator[BilledPeriod]:
     """Every invoice the close for `close_month` makes, in catalog order."""
-    month = parse_close_month(close_month)
+    month = BillingMonth.parse(close_month).period
     customers = {c.id: c for c in catalog.customers}  # Catalog.customer() scans: O(n) each
     plans = {p.code: p for p in catalog.plans}
     for sub in catalog.subscriptions:

@@ -1,0 +1,68 @@
+"""The billing month: the one value a close, a finalization, a Stripe sync and a report are for.
+
+Written `YYYY-MM` everywhere it leaves Python (the CLI's `--period`, Dagster's monthly
+partition key, dbt's `METERBOOK_CLOSE_MONTH`, the ledger's `period` column); parsed, stepped
+and turned into instants only here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from orchestration.billing.periods import Period, add_months, local_midnight
+
+_TEXT = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+
+
+@dataclass(frozen=True, order=True)
+class BillingMonth:
+    year: int
+    month: int
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.month <= 12 and 1 <= self.year <= 9999):
+            raise ValueError(f"not a billing month: year {self.year}, month {self.month}")
+
+    @classmethod
+    def parse(cls, text: object) -> BillingMonth:
+        """'YYYY-MM'; a ValueError that names the text for anything else."""
+        match = _TEXT.fullmatch(text) if isinstance(text, str) else None
+        if not match:
+            raise ValueError(f"a billing month looks like YYYY-MM, got {text!r}")
+        return cls(int(match[1]), int(match[2]))
+
+    @classmethod
+    def of(cls, day: date | datetime) -> BillingMonth:
+        """The month a calendar date (or an instant's own date) falls in."""
+        return cls(day.year, day.month)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def first_day(self) -> date:
+        return date(self.year, self.month, 1)
+
+    @property
+    def end(self) -> date:
+        """The first day after the month (periods are half-open)."""
+        return add_months(self.first_day, 1)
+
+    @property
+    def period(self) -> Period:
+        return Period(self.first_day, self.end)
+
+    def shifted(self, months: int) -> BillingMonth:
+        return BillingMonth.of(add_months(self.first_day, months))
+
+    def next(self) -> BillingMonth:
+        return self.shifted(1)
+
+    def previous(self) -> BillingMonth:
+        return self.shifted(-1)
+
+    def bounds(self, timezone: str) -> tuple[datetime, datetime]:
+        """[first instant, first instant after) of the month in `timezone`, as UTC."""
+        return local_midnight(self.first_day, timezone), local_midnight(self.end, timezone)

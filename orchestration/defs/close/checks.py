@@ -1,0 +1,62 @@
+"""Reconciliation of the close: lines add up to invoices, every billable event is billed once,
+usage lines carry the metered quantities, the ledger is gapless and matches its documents."""
+
+from dagster import AssetCheckResult, AssetKey, MetadataValue, asset_check
+
+from orchestration.billing.lineage import (
+    check_events_in_one_line,
+    check_invoices,
+    check_ledger,
+    check_meter_totals,
+)
+from orchestration.defs.resources import MeterbookWorkspace
+
+
+def _month(context) -> str:
+    # checks have no partitions of their own; they check the partition their run built
+    return context.run.tags["dagster/partition"]
+
+
+def _check(meterbook: MeterbookWorkspace, fn, *args) -> AssetCheckResult:
+    with meterbook.reader() as con:
+        passed, metadata = fn(con, *args)
+    return AssetCheckResult(passed=passed, metadata=_plain(metadata))
+
+
+def _plain(metadata: dict) -> dict:
+    return {
+        k: v if isinstance(v, int | float | str | bool) else MetadataValue.json(v)
+        for k, v in metadata.items()
+    }
+
+
+@asset_check(
+    asset=AssetKey("fct_invoices"),
+    description="Lines add up to invoices; subtotal, tax and total agree.",
+)
+def invoices_add_up(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
+    return _check(meterbook, check_invoices, meterbook.catalog(), _month(context))
+
+
+@asset_check(
+    asset=AssetKey("fct_invoice_lines"),
+    description="Every billable event of the month is in exactly one usage line.",
+)
+def events_in_one_line(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
+    return _check(meterbook, check_events_in_one_line, _month(context))
+
+
+@asset_check(
+    asset=AssetKey("fct_invoice_lines"),
+    description="Usage lines carry exactly the metered quantities.",
+)
+def lines_match_meters(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
+    return _check(meterbook, check_meter_totals, _month(context))
+
+
+@asset_check(
+    asset=AssetKey("finalized_invoices"),
+    description="Ledger numbers are gapless; frozen documents match their rows.",
+)
+def ledger_consistent(meterbook: MeterbookWorkspace) -> AssetCheckResult:
+    return _check(meterbook, check_ledger)

@@ -1,0 +1,18 @@
+"""The ingest job: new landing files in, every event given its fate."""
+
+from dagster import AssetSelection, define_asset_job
+
+from orchestration.defs.catalog.assets import pricing_catalog
+from orchestration.defs.ingest.assets import raw_events
+from orchestration.defs.usage.assets import usage_models
+
+# every job that bills starts here: what landed, the catalog, and each event's fate
+INGEST_SELECTION = AssetSelection.assets(
+    *raw_events.keys, *pricing_catalog.keys, *usage_models.keys
+)
+
+ingest_landing_files = define_asset_job(
+    "ingest_landing_files",
+    selection=INGEST_SELECTION,
+    description="Reads new landing files and gives every event its fate (billable, duplicate, ...).",
+)

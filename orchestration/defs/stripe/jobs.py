@@ -1,0 +1,25 @@
+"""The Stripe sync finance launches after finalizing, and the payment-status pull on a schedule."""
+
+from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
+
+from orchestration.defs.stripe.assets import accounts_receivable, stripe_invoices
+
+stripe_sync = define_asset_job(
+    "stripe_sync",
+    selection=AssetSelection.assets(*stripe_invoices.keys, *accounts_receivable.keys),
+    description="Push the month's finalized invoices to Stripe and read back their payment status.",
+)
+
+stripe_payment_status = define_asset_job(
+    "stripe_payment_status",
+    selection=AssetSelection.assets(*accounts_receivable.keys),
+    description="Read the payment status of every invoice synced to Stripe.",
+)
+
+payment_status_schedule = ScheduleDefinition(
+    job=stripe_payment_status,
+    cron_schedule="0 */6 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Every six hours: payment status from Stripe into accounts_receivable.",
+)

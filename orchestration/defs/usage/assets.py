@@ -1,0 +1,49 @@
+"""The usage stage: every event's fate, metered events, and usage per UTC day (dbt models)."""
+
+from dagster import AssetExecutionContext
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from orchestration.defs.dbt.project import (
+    BILLING_SELECT,
+    DAILY_SELECT,
+    USAGE_SELECT,
+    build_models,
+    ensure_manifest,
+    translator,
+)
+from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, daily_usage
+from orchestration.defs.resources import MeterbookWorkspace
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    select=USAGE_SELECT,
+    exclude=f"{DAILY_SELECT} {BILLING_SELECT}",
+    name="usage_models",
+    dagster_dbt_translator=translator,
+)
+def usage_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
+):
+    """Event fates and metered events over every ingested event."""
+    yield from build_models(context, dbt, meterbook, None)
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    select=DAILY_SELECT,
+    name="daily_usage_models",
+    partitions_def=daily_usage,
+    backfill_policy=ONE_PARTITION_PER_RUN,
+    dagster_dbt_translator=translator,
+)
+def daily_usage_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
+):
+    """Usage per customer x meter x UTC day, for the month-so-far views."""
+    window = context.partition_time_window
+    partition = {
+        "min_date": window.start.date().isoformat(),
+        "max_date": window.end.date().isoformat(),
+    }
+    yield from build_models(context, dbt, meterbook, partition)
