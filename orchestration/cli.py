@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 
@@ -11,6 +10,7 @@ from orchestration.catalog import CatalogError, load_catalog
 from orchestration.interrupts import RunInterrupted, sigterm_as_interrupt, stopped
 from orchestration.locking import WorkspaceLocked
 from orchestration.pipeline import PipelineError, activate, run_job, workspace_at
+from orchestration.reports import NoWarehouse, events_text, invoices_text
 from orchestration.workspace import Workspace
 
 
@@ -65,11 +65,7 @@ def cmd_ingest(ws: Workspace, args) -> int:
 
 
 def cmd_events(ws: Workspace, args) -> int:
-    from orchestration.ingest.fates_report import events_report, format_events_report  # noqa: PLC0415
-
-    with _reader(ws) as con:
-        report = events_report(con, args.period)
-    print(json.dumps(report, indent=2) if args.json else format_events_report(report))
+    print(events_text(ws, args.period, args.json))
     return 0
 
 
@@ -84,12 +80,7 @@ def cmd_finalize(ws: Workspace, args) -> int:
 
 
 def cmd_invoices(ws: Workspace, args) -> int:
-    from orchestration.billing.invoice_json import format_invoices_table  # noqa: PLC0415
-    from orchestration.billing.ledger import invoices_with_ledger  # noqa: PLC0415
-
-    with _reader(ws) as con:
-        document = invoices_with_ledger(con, args.period, args.customer)
-    print(json.dumps(document, indent=2) if args.json else format_invoices_table(document))
+    print(invoices_text(ws, args.period, args.customer, args.json))
     return 0
 
 
@@ -114,16 +105,6 @@ def cmd_demo(ws: Workspace, args) -> int:
 
     run_demo(ws, progress)
     return 0
-
-
-def _reader(ws: Workspace):
-    from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
-
-    if not ws.warehouse_path.exists():
-        raise CommandError(
-            f"no warehouse at {ws.warehouse_path}: run `meterbook close` or `meterbook ingest` first"
-        )
-    return MeterbookWorkspace(home=str(ws.home)).reader()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     sigterm_as_interrupt()
     try:
         return args.handler(ws, args)
-    except (CommandError, PipelineError, WorkspaceLocked) as exc:
+    except (CommandError, NoWarehouse, PipelineError, WorkspaceLocked) as exc:
         print(f"meterbook {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:

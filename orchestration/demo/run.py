@@ -38,8 +38,8 @@ def prepare_home(ws: Workspace) -> None:
 
 
 def run_demo(ws: Workspace, say: Callable[[str], None]) -> None:
-    from orchestration.cli import cmd_events, cmd_invoices  # noqa: PLC0415 (cycle)
     from orchestration.pipeline import activate, close_period, finalize_period  # noqa: PLC0415
+    from orchestration.reports import events_text, invoices_text  # noqa: PLC0415
 
     os.environ["METERBOOK_NOW"] = DEMO_NOW
     prepare_home(ws)
@@ -61,10 +61,10 @@ def run_demo(ws: Workspace, say: Callable[[str], None]) -> None:
     close_period(ws, november)
 
     _section("Event fates")
-    cmd_events(ws, _args(period=None, json=False))
+    print(events_text(ws, None, as_json=False))
     for month in MONTHS:
         _section(f"Invoices for {month}")
-        cmd_invoices(ws, _args(period=month, customer=None, json=False))
+        print(invoices_text(ws, month, None, as_json=False))
     _section("Next")
     print(f"Invoice documents (HTML): {ws.documents_dir}")
     print("Open the pipeline in the Dagster UI:")
@@ -78,9 +78,3 @@ def run_demo(ws: Workspace, say: Callable[[str], None]) -> None:
 
 def _section(title: str) -> None:
     print(f"\n== {title} " + "=" * max(0, 70 - len(title)))
-
-
-def _args(**kwargs):
-    import argparse  # noqa: PLC0415
-
-    return argparse.Namespace(**kwargs)
