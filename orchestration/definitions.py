@@ -12,15 +12,16 @@ from orchestration.workspace import Workspace
 
 # backfill_policy is "beta" in Dagster; we rely only on its stable one-partition-per-run form
 warnings.filterwarnings("ignore", category=BetaWarning)
-# the package loader is "preview"; it only collects module-level definitions, which the
-# definitions test pins (every job, schedule and sensor is there)
-warnings.filterwarnings("ignore", category=PreviewWarning)
 
 
 def build_definitions(ws: Workspace) -> Definitions:
     from orchestration import defs  # noqa: PLC0415 (parses the dbt project: only when asked)
 
-    return load_definitions_from_package_module(defs, resources=build_resources(ws))
+    with warnings.catch_warnings():
+        # the package loader is "preview"; it only collects module-level definitions, and
+        # tests/orchestration/test_definitions.py pins every job, schedule and sensor it finds
+        warnings.simplefilter("ignore", PreviewWarning)
+        return load_definitions_from_package_module(defs, resources=build_resources(ws))
 
 
 defs = build_definitions(default_workspace())

@@ -32,6 +32,33 @@ def test_jobs_finance_launches_have_descriptions(defs):
     assert defs.resolve_job_def("daily_usage_refresh").partitions_def == daily_usage
 
 
+def test_the_loader_finds_every_job_schedule_and_sensor_the_stages_declare(defs):
+    jobs = {j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
+    assert jobs == {
+        "ingest_landing_files",
+        "daily_usage_refresh",
+        "month_end_close",
+        "finalize_invoices",
+        "stripe_sync",
+        "stripe_payment_status",
+    }
+    assert {s.name for s in defs.schedules} == {"nightly_refresh", "stripe_payment_status_schedule"}
+    assert {s.name for s in defs.sensors} == {"landing_files_sensor", "backfill_touched_days"}
+    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert {
+        "fates_reconcile",
+        "invoices_add_up",
+        "events_in_one_line",
+        "ledger_consistent",
+    } <= checks
+
+
+def test_re_rating_finalized_months_is_a_step_of_the_close(defs):
+    close = defs.resolve_job_def("month_end_close")
+    steps = {node.name for node in close.graph.node_defs}
+    assert {"rerated_finalized_months", "billing_windows", "billing_models"} <= steps
+
+
 def test_graph_connects_python_sources_to_dbt(defs):
     graph = defs.resolve_asset_graph()
     keys = graph.get_all_asset_keys()
