@@ -138,7 +138,7 @@ def invoices_with_ledger(
 
     A draft is hidden when its invoice id, or its subscription in this close month, is already
     in the ledger: a finalized invoice is never shown twice nor replaced by a re-rated draft.
-    `drafts` defaults to `invoices_json.invoices_document(con, period, customer_id)`.
+    `drafts` defaults to `invoice_json.invoices_document(con, period, customer_id)`.
     Invoices are ordered by customer, subscription, period start and id.
     """
     if drafts is None:
@@ -169,7 +169,7 @@ def invoice_sort_key(invoice: dict[str, Any]) -> tuple[str, str, str, str]:
 def draft_document(
     con: duckdb.DuckDBPyConnection, period: str, customer_id: str | None
 ) -> dict[str, Any]:
-    # Imported here: rating owns invoices_json and the ledger must load without it.
+    # Imported here: rating owns invoice_json and the ledger must load without it.
     from orchestration.billing.invoice_json import invoices_document
 
     return invoices_document(con, period, customer_id=customer_id)

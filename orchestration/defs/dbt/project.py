@@ -7,7 +7,7 @@ The dbt models become Dagster assets in three groups that differ only in partiti
   can change any day's fates;
 - `fct_daily_meter_usage`: daily partitions, replaced one UTC day at a time;
 - billing models (windows, rating, invoices): monthly partitions, one close month at a time.
-Partitions reach dbt as environment variables, not `--vars` (dbt_runner.py says why).
+Partitions reach dbt as environment variables, not `--vars` (runner.py says why).
 """
 
 import fcntl
