@@ -16,9 +16,9 @@ from integrations.stripe.errors import (
     StripeUnavailable,
     SyncError,
 )
-from integrations.stripe.mapping import ensure_stripe_schema
 from integrations.stripe.status import PullResult, overdue_invoices, pull_payment_status
 from integrations.stripe.sync import SyncResult, sync_period
+from orchestration.warehouse.stripe import ensure_stripe_schema
 
 __all__ = [
     "PullResult",

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import duckdb
 
-from orchestration.billing.ledger import ensure_ledger_schema
 from orchestration.billing.month import BillingMonth
+from orchestration.warehouse.ledger import ensure_ledger_schema
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ import duckdb
 
 from integrations.stripe.client import StripeGateway
 from integrations.stripe.errors import StripeApiError
-from integrations.stripe.mapping import ensure_stripe_schema, set_stripe_status
+from integrations.stripe.mapping import set_stripe_status
 from integrations.stripe.payloads import from_minor_units
 from orchestration.billing.money import minor_exponent
+from orchestration.warehouse.stripe import ensure_stripe_schema
 
 log = logging.getLogger(__name__)
 

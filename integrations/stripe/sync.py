@@ -44,7 +44,6 @@ from integrations.stripe.mapping import (
     InvoiceMapping,
     bump_key_generation,
     customer_mapping,
-    ensure_stripe_schema,
     invoice_mapping,
     key_generations,
     save_customer,
@@ -67,6 +66,7 @@ from integrations.stripe.payloads import (
 from integrations.stripe.records import LedgerInvoice, load_period_invoices
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog, Customer
+from orchestration.warehouse.stripe import ensure_stripe_schema
 from orchestration.workspace import now_utc
 
 log = logging.getLogger(__name__)

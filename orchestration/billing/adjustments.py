@@ -42,45 +42,17 @@ from typing import Any
 import duckdb
 
 from orchestration.billing.finalize import group_json, raw_watermark
-from orchestration.billing.ledger import draft_document, ensure_ledger_schema
+from orchestration.billing.ledger import draft_document
 from orchestration.billing.money import round_money
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog
 from orchestration.sql import transaction
+from orchestration.warehouse.billing import ensure_billing_schema
+from orchestration.warehouse.ledger import ensure_ledger_schema
+from orchestration.warehouse.tables import table_exists
 
 USAGE_KINDS = ("usage", "minimum_true_up", "maximum_cap", "commitment_true_up", "spend_cap")
 _ZERO = Decimal(0)
-
-ADJUSTMENT_DDL = """
-CREATE SCHEMA IF NOT EXISTS meterbook_billing;
-CREATE TABLE IF NOT EXISTS meterbook_billing.adjustment_lines (
-    close_month VARCHAR NOT NULL,            -- the month whose invoice carries the line
-    subscription_id VARCHAR NOT NULL,
-    line_id VARCHAR NOT NULL,
-    meter VARCHAR,                           -- NULL: the spend-level true-ups and caps
-    group_key JSON,
-    description VARCHAR NOT NULL,
-    period_start DATE NOT NULL,              -- the finalized period the usage belongs to
-    period_end DATE NOT NULL,
-    quantity DECIMAL(38, 12),                -- the usage quantity difference (meter units)
-    amount DECIMAL(38, 12) NOT NULL,         -- rounded to the invoice currency
-    PRIMARY KEY (close_month, line_id)
-);
-CREATE TABLE IF NOT EXISTS meterbook_billing.rerated_usage (
-    source_month VARCHAR NOT NULL,           -- the finalized month that was re-rated
-    subscription_id VARCHAR NOT NULL,
-    meter VARCHAR,
-    group_key JSON,                          -- canonical: sorted keys, NULL for no group
-    group_display JSON,                      -- the group as rating printed it
-    quantity DECIMAL(38, 12) NOT NULL,
-    amount DECIMAL(38, 12) NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meterbook_billing.rerate_runs (
-    source_month VARCHAR PRIMARY KEY,
-    raw_read_seq BIGINT NOT NULL,            -- raw events up to here are in rerated_usage
-    rerated_at TIMESTAMPTZ NOT NULL
-);
-"""
 
 Key = tuple[str, str | None, str | None]  # subscription, meter, canonical group
 
@@ -104,11 +76,6 @@ class AdjustmentResult:
     unbillable: tuple[dict[str, Any], ...]  # differences whose subscription has ended
 
 
-def ensure_adjustment_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the tables; rating's dbt source reads adjustment_lines even when it is empty."""
-    con.execute(ADJUSTMENT_DDL)
-
-
 def months_to_rerate(con: duckdb.DuckDBPyConnection, close_month: str) -> list[str]:
     """Finalized months before `close_month` with usable raw events newer than what was rated.
 
@@ -118,8 +85,8 @@ def months_to_rerate(con: duckdb.DuckDBPyConnection, close_month: str) -> list[s
     """
     BillingMonth.parse(close_month)
     ensure_ledger_schema(con)
-    ensure_adjustment_tables(con)
-    if not _raw_events_exist(con):
+    ensure_billing_schema(con)
+    if not table_exists(con, "meterbook_raw", "raw_events"):
         return []
     rows = con.execute(
         """
@@ -170,7 +137,7 @@ def record_rerated_usage(
     ingested so far counts as re-rated.
     """
     BillingMonth.parse(source_month)
-    ensure_adjustment_tables(con)
+    ensure_billing_schema(con)
     if drafts is None:
         drafts = draft_document(con, source_month, None)
     rows = [
@@ -233,7 +200,7 @@ def compute_adjustment_lines(
     """The unbilled late differences `close_month` would carry, against the ledger as it is."""
     BillingMonth.parse(close_month)
     ensure_ledger_schema(con)
-    ensure_adjustment_tables(con)
+    ensure_billing_schema(con)
     written, unbillable = [], []
     for invoice in _finalized_sources(con, close_month):
         for row in _differences(con, invoice, close_month, catalog):
@@ -377,12 +344,3 @@ def _replace_rows(con, close_month: str, rows: list[dict[str, Any]]) -> None:
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[row[c] for c in columns] for row in rows],
             )
-
-
-def _raw_events_exist(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() "
-            "WHERE schema_name = 'meterbook_raw' AND table_name = 'raw_events'"
-        ).fetchone()[0]
-    )

@@ -30,6 +30,7 @@ import duckdb
 from orchestration.billing.ledger import invoices_with_ledger
 from orchestration.billing.money import round_money
 from orchestration.catalog.models import Catalog, Customer
+from orchestration.warehouse.tables import table_exists
 
 TEMPLATE = Path(__file__).parent / "templates" / "invoice.html"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -272,7 +273,7 @@ class DailyUsage:
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, invoices: list[dict[str, Any]]) -> DailyUsage:
-        if not invoices or not _has_daily_usage(con):
+        if not invoices or not table_exists(con, "marts", "fct_daily_meter_usage"):
             return cls(False, {})
         start = min(date.fromisoformat(i["period_start"]) for i in invoices)
         end = max(date.fromisoformat(i["period_end"]) for i in invoices)
@@ -300,15 +301,6 @@ class DailyUsage:
             for day, total, peak in self.rows.get((customer_id, meter_code), [])
             if start <= day < end
         ]
-
-
-def _has_daily_usage(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() "
-            "WHERE schema_name = 'marts' AND table_name = 'fct_daily_meter_usage'"
-        ).fetchone()[0]
-    )
 
 
 def usage_chart_svg(

@@ -33,7 +33,6 @@ import duckdb
 
 from orchestration.billing.ledger import (
     draft_document,
-    ensure_ledger_schema,
     invoice_sort_key,
     ledger_documents,
 )
@@ -41,6 +40,8 @@ from orchestration.billing.lineage import invoice_problems
 from orchestration.billing.money import minor_exponent
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog
+from orchestration.warehouse.ledger import ensure_ledger_schema
+from orchestration.warehouse.tables import table_exists
 
 # Test hook: seconds to sleep inside the finalize transaction, after every insert and before
 # COMMIT, so a test can SIGKILL the process there and prove nothing is half-written.
@@ -266,11 +267,7 @@ def _decimal_or_none(value: Any) -> Decimal | None:
 
 def raw_watermark(con: duckdb.DuckDBPyConnection) -> int:
     """The highest raw_events.read_seq ingested so far (0 before any ingest)."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() "
-        "WHERE schema_name = 'meterbook_raw' AND table_name = 'raw_events'"
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(con, "meterbook_raw", "raw_events"):
         return 0
     return int(
         con.execute("SELECT coalesce(max(read_seq), 0) FROM meterbook_raw.raw_events").fetchone()[0]

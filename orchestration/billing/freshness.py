@@ -34,12 +34,10 @@ from orchestration.billing.finalize import (
     pending_drafts,
 )
 from orchestration.billing.ledger import draft_document, ledger_documents
-from orchestration.billing.windows import (
-    ensure_billing_schema,
-    prior_fee_rows,
-    table_exists,
-)
+from orchestration.billing.windows import prior_fee_rows
 from orchestration.catalog.models import Catalog
+from orchestration.warehouse.billing import ensure_billing_schema
+from orchestration.warehouse.tables import table_exists
 
 # time_weighted carries the value of earlier events into a period (SPEC 3.1), so for it an
 # event dated before the period can still change the period's quantity

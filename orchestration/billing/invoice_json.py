@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from orchestration.billing.month import BillingMonth
+from orchestration.warehouse.tables import table_exists
 
 _INVOICES = """
 SELECT invoice_id, number, status, customer_id, subscription_id, currency, currency_exponent,
@@ -104,21 +105,13 @@ def _invoice(row: tuple, lines: list[tuple]) -> dict:
     }
 
 
-def _marts_exist(con: duckdb.DuckDBPyConnection) -> bool:
-    found = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'marts' "
-        "AND table_name IN ('fct_invoices', 'fct_invoice_lines')"
-    ).fetchone()
-    return bool(found) and found[0] == 2
-
-
 def invoices_document(
     con: duckdb.DuckDBPyConnection, period: str, customer_id: str | None = None
 ) -> dict:
     """SPEC 5: the draft invoices of close month `period` ('YYYY-MM'), optionally of one
     customer. A month that was never closed has no invoices."""
     BillingMonth.parse(period)
-    if not _marts_exist(con):
+    if not all(table_exists(con, "marts", t) for t in ("fct_invoices", "fct_invoice_lines")):
         return {"period": period, "invoices": []}
     params = {"period": period, "customer": customer_id}
     invoices = con.execute(_INVOICES, params).fetchall()

@@ -24,75 +24,7 @@ from typing import Any
 
 import duckdb
 
-LEDGER_DDL = """
-CREATE SCHEMA IF NOT EXISTS meterbook_ledger;
-CREATE TABLE IF NOT EXISTS meterbook_ledger.invoices (
-    invoice_id VARCHAR PRIMARY KEY,
-    number VARCHAR NOT NULL UNIQUE,          -- PREFIX-YYYY-NNNNNN, gapless
-    close_month VARCHAR NOT NULL,            -- 'YYYY-MM'
-    customer_id VARCHAR NOT NULL,
-    subscription_id VARCHAR NOT NULL,
-    currency VARCHAR NOT NULL,
-    currency_exponent INTEGER NOT NULL,
-    period_start DATE NOT NULL,
-    period_end DATE NOT NULL,
-    subtotal DECIMAL(38, 12) NOT NULL,
-    discount_total DECIMAL(38, 12) NOT NULL,
-    tax_total DECIMAL(38, 12) NOT NULL,
-    total DECIMAL(38, 12) NOT NULL,
-    credits_applied DECIMAL(38, 12) NOT NULL,
-    amount_due DECIMAL(38, 12) NOT NULL,
-    finalized_at TIMESTAMPTZ NOT NULL,
-    document JSON NOT NULL                   -- the invoice exactly as SPEC 5 prints it
-);
-CREATE TABLE IF NOT EXISTS meterbook_ledger.invoice_lines (
-    invoice_id VARCHAR NOT NULL,
-    line_id VARCHAR NOT NULL,
-    position INTEGER NOT NULL,
-    kind VARCHAR NOT NULL,
-    meter VARCHAR,
-    fee_code VARCHAR,
-    group_key JSON,
-    description VARCHAR NOT NULL,
-    period_start DATE NOT NULL,
-    period_end DATE NOT NULL,
-    quantity DECIMAL(38, 12),
-    billable_quantity DECIMAL(38, 12),
-    unit_price DECIMAL(38, 12),
-    amount DECIMAL(38, 12) NOT NULL,
-    PRIMARY KEY (invoice_id, line_id)
-);
-CREATE TABLE IF NOT EXISTS meterbook_ledger.invoice_status_changes (
-    invoice_id VARCHAR NOT NULL,
-    status VARCHAR NOT NULL,                 -- 'finalized' | 'void'
-    changed_at TIMESTAMPTZ NOT NULL,
-    reason VARCHAR
-);
-CREATE TABLE IF NOT EXISTS meterbook_ledger.invoice_numbers (
-    number_prefix VARCHAR NOT NULL,
-    number_year INTEGER NOT NULL,            -- the year of the close month
-    number_seq INTEGER NOT NULL,             -- 1, 2, 3, ... per (prefix, year), no gaps
-    number VARCHAR NOT NULL UNIQUE,
-    invoice_id VARCHAR NOT NULL UNIQUE,
-    PRIMARY KEY (number_prefix, number_year, number_seq)
-);
-CREATE TABLE IF NOT EXISTS meterbook_ledger.period_finalizations (
-    close_month VARCHAR NOT NULL,
-    finalized_at TIMESTAMPTZ NOT NULL,
-    invoice_count INTEGER NOT NULL,
-    raw_read_seq BIGINT NOT NULL             -- the drafts' last raw event (read_seq), 0 if none
-);
-CREATE OR REPLACE VIEW meterbook_ledger.current_invoice_status AS
-SELECT invoice_id,
-       CASE WHEN bool_or(status = 'void') THEN 'void' ELSE 'finalized' END AS status,
-       max(changed_at) AS changed_at
-FROM meterbook_ledger.invoice_status_changes
-GROUP BY invoice_id;
-"""
-
-
-def ensure_ledger_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(LEDGER_DDL)
+from orchestration.warehouse.ledger import ensure_ledger_schema
 
 
 def ledger_documents(

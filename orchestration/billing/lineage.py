@@ -13,9 +13,11 @@ from typing import Any
 
 import duckdb
 
-from orchestration.billing.ledger import ensure_ledger_schema, invoices_with_ledger
+from orchestration.billing.ledger import invoices_with_ledger
 from orchestration.billing.money import minor_exponent, round_money
 from orchestration.catalog.models import Catalog
+from orchestration.warehouse.ledger import ensure_ledger_schema
+from orchestration.warehouse.tables import table_exists
 
 AMOUNT_FIELDS = (
     "subtotal",
@@ -133,7 +135,7 @@ def line_events(con: duckdb.DuckDBPyConnection, line_id: str) -> list[dict[str, 
     where it was read (path and line_no are None when the raw table is not there). For a
     line frozen in the ledger, only events ingested before its finalization are listed.
     """
-    raw = _exists(con, "meterbook_raw", "raw_events")
+    raw = table_exists(con, "meterbook_raw", "raw_events")
     where_read = "r.path, r.line_no" if raw else "NULL, NULL"
     join_raw = "LEFT JOIN meterbook_raw.raw_events AS r ON r.read_seq = e.read_seq" if raw else ""
     rows = con.execute(
@@ -151,7 +153,7 @@ def line_events(con: duckdb.DuckDBPyConnection, line_id: str) -> list[dict[str, 
 
 
 def _frozen_watermark(con: duckdb.DuckDBPyConnection, line_id: str) -> int:
-    if not _exists(con, "meterbook_ledger", "period_finalizations"):
+    if not table_exists(con, "meterbook_ledger", "period_finalizations"):
         return _NO_LIMIT
     row = con.execute(
         """
@@ -168,14 +170,6 @@ def _frozen_watermark(con: duckdb.DuckDBPyConnection, line_id: str) -> int:
 
 
 _NO_LIMIT = 2**62
-
-
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    found = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-        [schema, table],
-    ).fetchone()
-    return bool(found[0])
 
 
 # The month's windows with the invoice they belong to, and the meters each invoice charges.

@@ -36,85 +36,10 @@ from orchestration.billing.periods import (
 )
 from orchestration.billing.segments import Segment, segments_of
 from orchestration.catalog.models import Catalog, Customer, Plan, Subscription
-from orchestration.catalog.tables.billing import Columns, ddl, insert_rows
+from orchestration.catalog.tables.billing import insert_rows
 from orchestration.sql import transaction
-
-SCHEMA = "meterbook_billing"
-_D = "DECIMAL(38, 12)"
-
-TABLES: dict[str, Columns] = {
-    "invoice_periods": [
-        ("close_month", "VARCHAR"),
-        ("invoice_id", "VARCHAR"),
-        ("subscription_id", "VARCHAR"),
-        ("customer_id", "VARCHAR"),
-        ("plan_code", "VARCHAR"),
-        ("currency", "VARCHAR"),
-        ("currency_exponent", "INTEGER"),
-        ("tax_rate", _D),
-        ("timezone", "VARCHAR"),
-        ("period_start", "DATE"),  # the period cut to the subscription's active dates
-        ("period_end", "DATE"),
-        ("full_period_start", "DATE"),
-        ("full_period_end", "DATE"),
-        ("next_period_start", "DATE"),  # the full next period (in-advance fees)
-        ("next_period_end", "DATE"),
-        ("period_number", "INTEGER"),  # 1 for the period containing start_date
-        ("is_first_period", "BOOLEAN"),
-    ],
-    "segments": [
-        ("close_month", "VARCHAR"),
-        ("invoice_id", "VARCHAR"),
-        ("period_role", "VARCHAR"),  # 'current' (usage and fees) | 'next' (in-advance fees)
-        ("segment_no", "INTEGER"),
-        ("window_id", "VARCHAR"),  # the metering window ('current' segments only)
-        ("segment_start", "DATE"),
-        ("segment_end", "DATE"),
-        ("plan_code", "VARCHAR"),
-        ("version", "INTEGER"),
-        ("is_trial", "BOOLEAN"),
-        ("days", "INTEGER"),
-        ("period_days", "INTEGER"),  # days of the full period the segment belongs to
-    ],
-    "meter_windows": [
-        ("close_month", "VARCHAR"),
-        ("window_id", "VARCHAR"),
-        ("billing_customer_id", "VARCHAR"),
-        ("window_start", "TIMESTAMPTZ"),
-        ("window_end", "TIMESTAMPTZ"),
-    ],
-    "prior_fee_lines": [
-        ("close_month", "VARCHAR"),
-        ("invoice_id", "VARCHAR"),
-        ("fee_code", "VARCHAR"),
-        ("amount", _D),
-    ],
-}
-
-ADJUSTMENT_LINES: Columns = [
-    ("close_month", "VARCHAR"),
-    ("subscription_id", "VARCHAR"),
-    ("line_id", "VARCHAR"),
-    ("meter", "VARCHAR"),
-    ("group_key", "JSON"),
-    ("description", "VARCHAR"),
-    ("period_start", "DATE"),
-    ("period_end", "DATE"),
-    ("quantity", _D),
-    ("amount", _D),
-]
-
-
-# What each month's drafts were built from (freshness.py): one row per close month.
-DRAFT_BUILDS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {SCHEMA}.draft_builds (
-    close_month VARCHAR PRIMARY KEY,
-    usage_read_seq BIGINT NOT NULL,          -- the last raw event the usage models had fated
-    inputs_digest VARCHAR NOT NULL,          -- sha256 of the ledger-derived rows used
-    complete BOOLEAN NOT NULL,               -- the drafts and documents were built from them
-    built_at TIMESTAMPTZ NOT NULL
-)
-"""
+from orchestration.warehouse.billing import SCHEMA, WINDOW_TABLES, ensure_billing_schema
+from orchestration.warehouse.tables import table_exists
 
 
 @dataclass(frozen=True)
@@ -216,15 +141,6 @@ def billing_window_rows(catalog: Catalog, close_month: str) -> dict[str, list[tu
     return out
 
 
-def ensure_billing_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    for name, columns in TABLES.items():
-        con.execute(f"CREATE TABLE IF NOT EXISTS {ddl(f'{SCHEMA}.{name}', columns)}")
-    # owned by the late-events stage; rating reads it, so it must exist (empty) before dbt
-    con.execute(f"CREATE TABLE IF NOT EXISTS {ddl(f'{SCHEMA}.adjustment_lines', ADJUSTMENT_LINES)}")
-    con.execute(DRAFT_BUILDS_DDL)
-
-
 def write_billing_windows(
     con: duckdb.DuckDBPyConnection, catalog: Catalog, close_month: str
 ) -> None:
@@ -233,10 +149,10 @@ def write_billing_windows(
     ensure_billing_schema(con)
     prior_sql = _prior_fee_lines_sql(con)
     with transaction(con):
-        for name in TABLES:
+        for name in WINDOW_TABLES:
             con.execute(f"DELETE FROM {SCHEMA}.{name} WHERE close_month = ?", [close_month])
         for name, table_rows in rows.items():
-            insert_rows(con, f"{SCHEMA}.{name}", TABLES[name], table_rows)
+            insert_rows(con, f"{SCHEMA}.{name}", WINDOW_TABLES[name], table_rows)
         if prior_sql is not None:
             con.execute(f"INSERT INTO {SCHEMA}.prior_fee_lines {prior_sql}", [close_month])
         # rewritten rows: the month's drafts are not finalizable until a close completes
@@ -249,14 +165,6 @@ def prior_fee_rows(con: duckdb.DuckDBPyConnection, close_month: str) -> list[tup
     if prior_sql is None or not table_exists(con, SCHEMA, "invoice_periods"):
         return []
     return con.execute(prior_sql + " ORDER BY ALL", [close_month]).fetchall()
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    found = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchone()
-    return bool(found and found[0])
 
 
 def _prior_fee_lines_sql(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -14,6 +14,7 @@ from datetime import datetime
 import duckdb
 
 from orchestration.billing.month import BillingMonth
+from orchestration.warehouse.tables import table_exists
 
 FATES = ("billable", "unmetered", "excluded", "duplicate", "conflict", "rejected")
 HELD = ("rejected", "conflict")
@@ -89,13 +90,8 @@ class NoFatesYet(LookupError):
 
 
 def _require_tables(con: duckdb.DuckDBPyConnection) -> None:
-    found = con.execute(
-        """SELECT count(*) FROM information_schema.tables
-           WHERE table_catalog = current_database()
-           AND ((table_schema = 'marts' AND table_name = 'fct_event_fates')
-             OR (table_schema = 'meterbook_raw' AND table_name = 'landing_files'))"""
-    ).fetchone()[0]
-    if found < 2:
+    needed = (("marts", "fct_event_fates"), ("meterbook_raw", "landing_files"))
+    if not all(table_exists(con, schema, table) for schema, table in needed):
         raise NoFatesYet(
             "no event fates in this warehouse yet: ingest the landing files and run the "
             "usage models (marts.fct_event_fates) first"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import duckdb
 
 from orchestration.sql import transaction
+from orchestration.warehouse.tables import table_exists
 
 RAW_EVENTS_COLUMNS = """
     read_seq BIGINT NOT NULL,           -- global read order, unique
@@ -121,9 +122,6 @@ def _has_raw_column(con: duckdb.DuckDBPyConnection, column: str) -> bool:
 
 
 def raw_schema_exists(con: duckdb.DuckDBPyConnection) -> bool:
-    found = con.execute(
-        "SELECT count(*) FROM duckdb_tables() "
-        "WHERE schema_name = 'meterbook_raw' AND table_name IN ('landing_files', 'landing_file_paths')"
-        " AND database_name = current_database()"
-    ).fetchone()[0]
-    return found == 2
+    return all(
+        table_exists(con, "meterbook_raw", t) for t in ("landing_files", "landing_file_paths")
+    )

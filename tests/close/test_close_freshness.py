@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from orchestration.billing.freshness import events_after_build
-from orchestration.billing.windows import ensure_billing_schema
 from orchestration.sql import connect
+from orchestration.warehouse.billing import ensure_billing_schema
 
 OCT, NOV = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -8,13 +8,13 @@ from decimal import Decimal
 import pytest
 from rating_harness import catalog_from_text
 
-from orchestration.billing.ledger import ensure_ledger_schema
 from orchestration.billing.windows import (
     invoice_id_for,
     write_billing_windows,
 )
 from orchestration.catalog.tables.billing import write_billing_tables
 from orchestration.sql import connect
+from orchestration.warehouse.ledger import ensure_ledger_schema
 
 CATALOG = """
 meters:

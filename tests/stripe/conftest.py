@@ -14,8 +14,8 @@ from stripe_fixtures import API_KEY, make_gateway
 from stripe_openapi import SPEC_VERSION, OpenApiSpec, fetch_spec
 
 from integrations.stripe.client import StripeGateway
-from orchestration.billing.ledger import ensure_ledger_schema
 from orchestration.sql import connect
+from orchestration.warehouse.ledger import ensure_ledger_schema
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_CACHE = REPO / ".cache" / "stripe-openapi"

@@ -19,8 +19,8 @@ from stripe_fixtures import PERIOD, assert_stripe_matches_ledger, catalog, inser
 
 from integrations.stripe.errors import StripeUnavailable
 from integrations.stripe.sync import sync_period
-from orchestration.billing.ledger import ensure_ledger_schema
 from orchestration.sql import connect
+from orchestration.warehouse.ledger import ensure_ledger_schema
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ from stripe_fixtures import (
 from integrations.stripe.client import RetryPolicy
 from integrations.stripe.errors import StripeUnavailable, SyncError
 from integrations.stripe.sync import sync_period
-from orchestration.billing.ledger import ensure_ledger_schema
 from orchestration.catalog.models import Catalog
 from orchestration.sql import connect
+from orchestration.warehouse.ledger import ensure_ledger_schema
 
 
 @pytest.fixture
