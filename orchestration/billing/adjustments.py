@@ -41,14 +41,14 @@ from typing import Any
 
 import duckdb
 
-from orchestration.billing.finalize import group_json, raw_watermark
-from orchestration.billing.ledger import draft_document
+from orchestration.billing.ledger import draft_document, group_json
 from orchestration.billing.money import round_money
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog
 from orchestration.sql import transaction
 from orchestration.warehouse.billing import ensure_billing_schema
 from orchestration.warehouse.ledger import ensure_ledger_schema
+from orchestration.warehouse.raw import raw_watermark
 from orchestration.warehouse.tables import table_exists
 
 USAGE_KINDS = ("usage", "minimum_true_up", "maximum_cap", "commitment_true_up", "spend_cap")

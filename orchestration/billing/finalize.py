@@ -21,8 +21,6 @@ Lifecycle of an invoice (the decisions SPEC 3 leaves to us):
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -33,6 +31,7 @@ import duckdb
 
 from orchestration.billing.ledger import (
     draft_document,
+    group_json,
     invoice_sort_key,
     ledger_documents,
 )
@@ -41,11 +40,8 @@ from orchestration.billing.money import minor_exponent
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog
 from orchestration.warehouse.ledger import ensure_ledger_schema
-from orchestration.warehouse.tables import table_exists
+from orchestration.warehouse.raw import raw_watermark
 
-# Test hook: seconds to sleep inside the finalize transaction, after every insert and before
-# COMMIT, so a test can SIGKILL the process there and prove nothing is half-written.
-FAULT_SLEEP_ENV = "METERBOOK_TEST_SLEEP_IN_FINALIZE"
 _LINE_NUMBERS = ("quantity", "billable_quantity", "unit_price")
 
 
@@ -193,11 +189,7 @@ def _freeze(con, prefix, year, period, pending, now, watermark) -> tuple[tuple[s
                 [prefix, year, seq, number, invoice["invoice_id"]],
             )
             numbered.append((invoice["invoice_id"], number))
-        con.execute(
-            "INSERT INTO meterbook_ledger.period_finalizations VALUES (?, ?, ?, ?)",
-            [period, now, len(numbered), watermark],
-        )
-        _fault_sleep()
+        _record_finalization(con, period, now, len(numbered), watermark)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -254,33 +246,16 @@ def _line_row(invoice: dict[str, Any], position: int, line: dict[str, Any]) -> l
     ]  # fmt: skip
 
 
-def group_json(group: dict[str, Any] | None) -> str | None:
-    """One text per group: sorted keys, no spaces; None for no group (null and {} alike)."""
-    if not group:
-        return None
-    return json.dumps(group, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def _decimal_or_none(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def raw_watermark(con: duckdb.DuckDBPyConnection) -> int:
-    """The highest raw_events.read_seq ingested so far (0 before any ingest)."""
-    if not table_exists(con, "meterbook_raw", "raw_events"):
-        return 0
-    return int(
-        con.execute("SELECT coalesce(max(read_seq), 0) FROM meterbook_raw.raw_events").fetchone()[0]
+def _record_finalization(con, period: str, now, invoice_count: int, watermark: int) -> None:
+    """The transaction's last insert: tests/fault_injection stops a finalize right after it."""
+    con.execute(
+        "INSERT INTO meterbook_ledger.period_finalizations VALUES (?, ?, ?, ?)",
+        [period, now, invoice_count, watermark],
     )
-
-
-def _fault_sleep() -> None:
-    seconds = os.environ.get(FAULT_SLEEP_ENV)
-    if seconds:
-        print(
-            f"finalize: sleeping {seconds}s inside the transaction ({FAULT_SLEEP_ENV})", flush=True
-        )
-        time.sleep(float(seconds))
 
 
 def void_invoice(

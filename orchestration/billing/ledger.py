@@ -27,6 +27,13 @@ import duckdb
 from orchestration.warehouse.ledger import ensure_ledger_schema
 
 
+def group_json(group: dict[str, Any] | None) -> str | None:
+    """One text per group: sorted keys, no spaces; None for no group (null and {} alike)."""
+    if not group:
+        return None
+    return json.dumps(group, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def ledger_documents(
     con: duckdb.DuckDBPyConnection, period: str, customer_id: str | None = None
 ) -> list[dict[str, Any]]:

@@ -125,3 +125,12 @@ def raw_schema_exists(con: duckdb.DuckDBPyConnection) -> bool:
     return all(
         table_exists(con, "meterbook_raw", t) for t in ("landing_files", "landing_file_paths")
     )
+
+
+def raw_watermark(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest raw_events.read_seq ingested so far (0 before any ingest)."""
+    if not table_exists(con, "meterbook_raw", "raw_events"):
+        return 0
+    return int(
+        con.execute("SELECT coalesce(max(read_seq), 0) FROM meterbook_raw.raw_events").fetchone()[0]
+    )

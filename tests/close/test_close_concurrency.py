@@ -12,11 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.billing.finalize import FAULT_SLEEP_ENV
 from orchestration.locking import WorkspaceLocked, lock_path, workspace_lock
 from orchestration.sql import connect
 
 HERE = Path(__file__).resolve().parent
+FAULTS = HERE.parent / "fault_injection"  # its sitecustomize.py makes finalize sleep on request
+
+
+def sleep_in_finalize(seconds: float) -> dict:
+    """The environment of a worker whose finalize sleeps before COMMIT, holding the lock."""
+    pythonpath = os.pathsep.join([str(FAULTS), str(HERE)])
+    return {"METERBOOK_TEST_SLEEP_IN_FINALIZE": str(seconds), "PYTHONPATH": pythonpath}
+
 
 # A finalize run the way the CLI will do it: lock, connect, finalize, print the numbers.
 WORKER = textwrap.dedent(
@@ -103,7 +110,7 @@ def ledger(home: Path):
 
 def test_two_finalizes_at_once_take_turns_and_keep_the_ledger_consistent(tmp_path):
     # the first holds the lock for a while (it sleeps inside its transaction)
-    first = start(tmp_path, 30, "2026-10", env={FAULT_SLEEP_ENV: "1.5"})
+    first = start(tmp_path, 30, "2026-10", env=sleep_in_finalize(1.5))
     wait_for_line(first, "locked")
     second = start(tmp_path, 30, "2026-10", "2026-11")
     out_first, err_first = first.communicate(timeout=120)
@@ -124,7 +131,7 @@ def test_two_finalizes_at_once_take_turns_and_keep_the_ledger_consistent(tmp_pat
 
 
 def test_a_second_process_gives_up_after_waiting_with_one_clear_line(tmp_path):
-    first = start(tmp_path, 30, "2026-10", env={FAULT_SLEEP_ENV: "20"})
+    first = start(tmp_path, 30, "2026-10", env=sleep_in_finalize(20))
     try:
         wait_for_line(first, "locked")
         second = start(tmp_path, 0.3, "2026-10")
@@ -140,7 +147,7 @@ def test_a_second_process_gives_up_after_waiting_with_one_clear_line(tmp_path):
 
 
 def test_killed_mid_finalize_leaves_nothing_and_the_next_run_completes(tmp_path):
-    victim = start(tmp_path, 30, "2026-10", env={FAULT_SLEEP_ENV: "60"})
+    victim = start(tmp_path, 30, "2026-10", env=sleep_in_finalize(60))
     wait_for_line(victim, "sleeping")  # every insert is done, COMMIT is not
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)

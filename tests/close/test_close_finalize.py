@@ -223,10 +223,13 @@ def test_finalize_without_drafts_says_to_close_first(con):
 def test_a_failure_inside_the_transaction_leaves_nothing(con, monkeypatch):
     from orchestration.billing import finalize as module
 
-    def explode():
+    record = module._record_finalization
+
+    def explode(*args):
+        record(*args)  # every insert done, COMMIT not yet
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(module, "_fault_sleep", explode)
+    monkeypatch.setattr(module, "_record_finalization", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         finalize_period(con, catalog(), "2026-10", AFTER_OCT, drafts=drafts())
     assert all(rows == [] for rows in ledger_bytes(con).values())

@@ -20,6 +20,7 @@ about four minutes on two busy cores (~5 CPU-minutes in all).
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -56,9 +57,17 @@ from e2e_helpers import (
 )
 from e2e_ui import UiOutcome, drive_the_ui
 
-from orchestration.billing.finalize import FAULT_SLEEP_ENV
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.locking import WorkspaceLocked, workspace_lock
+
+FAULTS = Path(__file__).resolve().parents[1] / "fault_injection"
+
+
+def sleep_in_finalize(seconds: float) -> dict:
+    """Environment for a meterbook whose finalize sleeps before COMMIT (fault_injection/)."""
+    pythonpath = os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))
+    return {"METERBOOK_TEST_SLEEP_IN_FINALIZE": str(seconds), "PYTHONPATH": pythonpath}
+
 
 # --- two closes at once, and the clean reference --------------------------------------------
 
@@ -127,7 +136,7 @@ def _finalize_races_close(reference: Closed, home: Path) -> FinalizeRace:
 
 def _finalize_killed_in_transaction(reference: Closed, home: Path) -> KilledFinalize:
     copy_workspace(reference.home, home)
-    victim = Meterbook(home, "finalize", "--period", PERIOD, env={FAULT_SLEEP_ENV: "600"})
+    victim = Meterbook(home, "finalize", "--period", PERIOD, env=sleep_in_finalize(600))
     log = home / "logs" / "finalize_invoices.log"
     # finalize.py prints this once every row is inserted, just before COMMIT
     wait_until(

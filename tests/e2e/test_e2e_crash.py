@@ -3,7 +3,7 @@
 The closes of one fresh workspace are killed at later and later moments: 0.5 s in, in the
 ingest, in the billing dbt build (e2e_helpers.KILL_POINTS, ORPHAN_POINT); then the workspace is
 closed to the end and compared with a clean close. The finalize is killed inside its
-transaction (the METERBOOK_TEST_SLEEP_IN_FINALIZE hook), then run again.
+transaction (tests/fault_injection: METERBOOK_TEST_SLEEP_IN_FINALIZE), then run again.
 """
 
 from __future__ import annotations
