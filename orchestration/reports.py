@@ -31,11 +31,13 @@ def invoices_text(ws: Workspace, period: str, customer: str | None, as_json: boo
 
 @contextmanager
 def _reader(ws: Workspace):
-    from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415 (loads Dagster)
+    from orchestration.defs.dbt.project import ensure_manifest  # noqa: PLC0415 (loads Dagster)
+    from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
 
     if not ws.warehouse_path.exists():
         raise NoWarehouse(
             f"no warehouse at {ws.warehouse_path}: run `meterbook close` or `meterbook ingest` first"
         )
+    ensure_manifest()  # the reports name dbt models through it (warehouse/models.py)
     with MeterbookWorkspace(home=str(ws.home)).reader() as con:
         yield con

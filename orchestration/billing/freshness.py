@@ -37,6 +37,7 @@ from orchestration.billing.ledger import draft_document, ledger_documents
 from orchestration.billing.windows import prior_fee_rows
 from orchestration.catalog.models import Catalog
 from orchestration.warehouse.billing import ensure_billing_schema
+from orchestration.warehouse.models import model_exists, with_refs
 from orchestration.warehouse.tables import table_exists
 
 # time_weighted carries the value of earlier events into a period (SPEC 3.1), so for it an
@@ -54,10 +55,10 @@ class DraftBuild:
 
 def usage_watermark(con: duckdb.DuckDBPyConnection) -> int:
     """The last raw event (read_seq) the usage models have given a fate; 0 before any."""
-    if not table_exists(con, "intermediate", "int_events_fated"):
+    if not model_exists(con, "int_events_fated"):
         return 0
     row = con.execute(
-        "SELECT coalesce(max(read_seq), 0) FROM intermediate.int_events_fated"
+        with_refs("SELECT coalesce(max(read_seq), 0) FROM {{ ref('int_events_fated') }}")
     ).fetchone()
     return int(row[0])
 

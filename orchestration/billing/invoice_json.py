@@ -15,13 +15,13 @@ from typing import Any
 import duckdb
 
 from orchestration.billing.month import BillingMonth
-from orchestration.warehouse.tables import table_exists
+from orchestration.warehouse.models import model_exists, with_refs
 
 _INVOICES = """
 SELECT invoice_id, number, status, customer_id, subscription_id, currency, currency_exponent,
        period_start, period_end, subtotal, discount_total, tax_total, total, credits_applied,
        amount_due
-FROM marts.fct_invoices
+FROM {{ ref('fct_invoices') }}
 WHERE close_month = $period AND ($customer IS NULL OR customer_id = $customer)
 ORDER BY customer_id, subscription_id, period_start, invoice_id
 """
@@ -29,7 +29,7 @@ _LINES = """
 SELECT invoice_id, line_id, kind, meter, fee_code, CAST(group_key AS VARCHAR), description,
        period_start, period_end, quantity, billable_quantity, unit_price, amount, event_count,
        CAST(tiers AS VARCHAR)
-FROM marts.fct_invoice_lines
+FROM {{ ref('fct_invoice_lines') }}
 WHERE close_month = $period AND ($customer IS NULL OR customer_id = $customer)
 ORDER BY invoice_id, line_no
 """
@@ -111,12 +111,12 @@ def invoices_document(
     """SPEC 5: the draft invoices of close month `period` ('YYYY-MM'), optionally of one
     customer. A month that was never closed has no invoices."""
     BillingMonth.parse(period)
-    if not all(table_exists(con, "marts", t) for t in ("fct_invoices", "fct_invoice_lines")):
+    if not all(model_exists(con, m) for m in ("fct_invoices", "fct_invoice_lines")):
         return {"period": period, "invoices": []}
     params = {"period": period, "customer": customer_id}
-    invoices = con.execute(_INVOICES, params).fetchall()
+    invoices = con.execute(with_refs(_INVOICES), params).fetchall()
     by_invoice: dict[str, list[tuple]] = {}
-    for line in con.execute(_LINES, params).fetchall():
+    for line in con.execute(with_refs(_LINES), params).fetchall():
         by_invoice.setdefault(line[0], []).append(line)
     return {
         "period": period,

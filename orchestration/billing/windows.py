@@ -39,6 +39,7 @@ from orchestration.catalog.models import Catalog, Customer, Plan, Subscription
 from orchestration.catalog.tables.billing import insert_rows
 from orchestration.sql import transaction
 from orchestration.warehouse.billing import SCHEMA, WINDOW_TABLES, ensure_billing_schema
+from orchestration.warehouse.models import model_exists, with_refs
 from orchestration.warehouse.tables import table_exists
 
 
@@ -176,8 +177,9 @@ def _prior_fee_lines_sql(con: duckdb.DuckDBPyConnection) -> str | None:
     )
     if has_ledger:
         sources.append(_LEDGER_FEES)
-    if table_exists(con, "marts", "fct_invoice_lines"):
-        sources.append(_DRAFT_FEES if not has_ledger else _DRAFT_FEES + _NOT_IN_LEDGER)
+    if model_exists(con, "fct_invoice_lines"):
+        drafts = with_refs(_DRAFT_FEES)
+        sources.append(drafts if not has_ledger else drafts + _NOT_IN_LEDGER)
     if not sources:
         return None
     return _PRIOR.format(prior=" UNION ALL ".join(sources))
@@ -192,11 +194,13 @@ WHERE l.kind IN {_FEE_KINDS}
                 WHERE s.invoice_id = i.invoice_id
                 ORDER BY s.changed_at DESC LIMIT 1), 'finalized') <> 'void'
 """
-_DRAFT_FEES = f"""
+_DRAFT_FEES = (
+    """
 SELECT d.subscription_id, d.close_month, d.fee_code, d.period_start, d.period_end, d.amount
-FROM marts.fct_invoice_lines d
-WHERE d.kind IN {_FEE_KINDS}
+FROM {{ ref('fct_invoice_lines') }} d
 """
+    + f"WHERE d.kind IN {_FEE_KINDS}\n"
+)
 _NOT_IN_LEDGER = "  AND d.invoice_id NOT IN (SELECT invoice_id FROM meterbook_ledger.invoices)\n"
 _PRIOR = """
 WITH prior AS ({prior})

@@ -1,6 +1,6 @@
 """`meterbook events`: how many events met each fate (SPEC section 6), as JSON and as text.
 
-Reads marts.fct_event_fates (one row per line read) and meterbook_raw.landing_files.
+Reads the dbt model fct_event_fates (one row per line read) and meterbook_raw.landing_files.
 With a period, only events whose timestamp falls in that UTC month are counted. Events
 without a valid timestamp (rejected as malformed, missing_field or bad_timestamp) cannot be
 placed in any month, so they are left out of every period report and appear only in the
@@ -14,6 +14,7 @@ from datetime import datetime
 import duckdb
 
 from orchestration.billing.month import BillingMonth
+from orchestration.warehouse.models import model_exists, relation
 from orchestration.warehouse.tables import table_exists
 
 FATES = ("billable", "unmetered", "excluded", "duplicate", "conflict", "rejected")
@@ -28,7 +29,7 @@ def month_bounds(period: str) -> tuple[datetime, datetime]:
 
 def _counted_events(period: str | None) -> tuple[str, list]:
     """SQL for the events the report counts, and its parameters."""
-    base = "SELECT * FROM marts.fct_event_fates"
+    base = f"SELECT * FROM {relation('fct_event_fates')}"
     if period is None:
         return base, []
     start, end = month_bounds(period)
@@ -90,11 +91,12 @@ class NoFatesYet(LookupError):
 
 
 def _require_tables(con: duckdb.DuckDBPyConnection) -> None:
-    needed = (("marts", "fct_event_fates"), ("meterbook_raw", "landing_files"))
-    if not all(table_exists(con, schema, table) for schema, table in needed):
+    if not (
+        model_exists(con, "fct_event_fates") and table_exists(con, "meterbook_raw", "landing_files")
+    ):
         raise NoFatesYet(
             "no event fates in this warehouse yet: ingest the landing files and run the "
-            "usage models (marts.fct_event_fates) first"
+            "usage models (fct_event_fates) first"
         )
 
 

@@ -5,7 +5,6 @@ from decimal import Decimal
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetSpec,
     MaterializeResult,
     MetadataValue,
@@ -34,12 +33,14 @@ from orchestration.defs.dbt.project import (
     BILLING_SELECT,
     build_models,
     ensure_manifest,
+    model_key,
     rebuild_models,
     source_keys,
     translator,
 )
 from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, monthly_billing
 from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.warehouse.models import model_exists, relation
 from orchestration.workspace import now_utc
 
 
@@ -49,7 +50,7 @@ from orchestration.workspace import now_utc
     partitions_def=monthly_billing,
     backfill_policy=ONE_PARTITION_PER_RUN,
     # after metering, so a re-rate of a finalized month sees the late events
-    deps=[*source_keys("meterbook_catalog"), AssetKey("int_events_metered")],
+    deps=[*source_keys("meterbook_catalog"), model_key("int_events_metered")],
     description=(
         "Late events for finalized months: those months' billing windows and rating rebuilt "
         "(their shadow drafts; finalized invoices never change), so this month's close can "
@@ -86,7 +87,7 @@ def rerated_finalized_months(
             group_name="billing",
             # after the re-rate, which needs the finalized months' windows rebuilt before
             # this month's adjustments can diff them against the ledger
-            deps=[*source_keys("meterbook_catalog"), AssetKey("rerated_finalized_months")],
+            deps=[*source_keys("meterbook_catalog"), rerated_finalized_months.key],
             description=(
                 "The subscription periods that end in the close month, cut into segments (plan "
                 "versions, price overrides, trials, starts and ends), the time windows metering "
@@ -191,13 +192,13 @@ def invoice_metadata(document: dict, previous: dict[str, Decimal], documents: in
 
 def _previous_totals(con, month: str) -> dict[str, Decimal]:
     before = str(BillingMonth.parse(month).previous())
-    try:
-        rows = con.execute(
-            "SELECT subscription_id, sum(total) FROM marts.fct_invoices WHERE close_month = ? GROUP BY 1",
-            [before],
-        ).fetchall()
-    except Exception:  # noqa: BLE001 (no marts yet: nothing to compare with)
-        return {}
+    if not model_exists(con, "fct_invoices"):
+        return {}  # the first close: nothing to compare with
+    rows = con.execute(
+        f"SELECT subscription_id, sum(total) FROM {relation('fct_invoices')}"
+        " WHERE close_month = ? GROUP BY 1",
+        [before],
+    ).fetchall()
     return {sub: total for sub, total in rows}
 
 

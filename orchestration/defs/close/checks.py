@@ -1,7 +1,7 @@
 """Reconciliation of the close: lines add up to invoices, every billable event is billed once,
 usage lines carry the metered quantities, the ledger is gapless and matches its documents."""
 
-from dagster import AssetCheckResult, AssetKey, MetadataValue, asset_check
+from dagster import AssetCheckResult, MetadataValue, asset_check
 
 from orchestration.billing.lineage import (
     check_events_in_one_line,
@@ -9,6 +9,8 @@ from orchestration.billing.lineage import (
     check_ledger,
     check_meter_totals,
 )
+from orchestration.defs.close.assets import finalized_invoices
+from orchestration.defs.dbt.project import model_key
 from orchestration.defs.resources import MeterbookWorkspace
 
 
@@ -31,7 +33,7 @@ def _plain(metadata: dict) -> dict:
 
 
 @asset_check(
-    asset=AssetKey("fct_invoices"),
+    asset=model_key("fct_invoices"),
     description="Lines add up to invoices; subtotal, tax and total agree.",
 )
 def invoices_add_up(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
@@ -39,7 +41,7 @@ def invoices_add_up(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
 
 
 @asset_check(
-    asset=AssetKey("fct_invoice_lines"),
+    asset=model_key("fct_invoice_lines"),
     description="Every billable event of the month is in exactly one usage line.",
 )
 def events_in_one_line(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
@@ -47,7 +49,7 @@ def events_in_one_line(context, meterbook: MeterbookWorkspace) -> AssetCheckResu
 
 
 @asset_check(
-    asset=AssetKey("fct_invoice_lines"),
+    asset=model_key("fct_invoice_lines"),
     description="Usage lines carry exactly the metered quantities.",
 )
 def lines_match_meters(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
@@ -55,7 +57,7 @@ def lines_match_meters(context, meterbook: MeterbookWorkspace) -> AssetCheckResu
 
 
 @asset_check(
-    asset=AssetKey("finalized_invoices"),
+    asset=finalized_invoices,
     description="Ledger numbers are gapless; frozen documents match their rows.",
 )
 def ledger_consistent(meterbook: MeterbookWorkspace) -> AssetCheckResult:

@@ -105,6 +105,19 @@ def source_keys(schema: str, always: tuple[str, ...] = ()) -> list[AssetKey]:
     return [AssetKey([schema, name]) for name in sorted(names)]
 
 
+def model_key(name: str) -> AssetKey:
+    """The asset key of dbt model `name`, as the translator derives it from the manifest."""
+    for node in _manifest_nodes(ensure_manifest().stat().st_mtime_ns):
+        if node["resource_type"] in ("model", "seed") and node["name"] == name:
+            return MeterbookTranslator().get_asset_key(node)
+    raise KeyError(f"no dbt model {name!r} in {MANIFEST}")
+
+
+@functools.cache
+def _manifest_nodes(_mtime_ns: int) -> tuple[Mapping[str, Any], ...]:
+    return tuple(json.loads(MANIFEST.read_text())["nodes"].values())
+
+
 class MeterbookTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
