@@ -42,6 +42,7 @@ from typing import Any
 import duckdb
 
 from orchestration.billing.ledger import draft_document, group_json
+from orchestration.billing.line_kinds import kinds_in_group
 from orchestration.billing.money import round_money
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog
@@ -51,7 +52,8 @@ from orchestration.warehouse.ledger import ensure_ledger_schema
 from orchestration.warehouse.raw import raw_watermark
 from orchestration.warehouse.tables import table_exists
 
-USAGE_KINDS = ("usage", "minimum_true_up", "maximum_cap", "commitment_true_up", "spend_cap")
+# the usage lines with their true-ups and caps: what late events re-rate
+USAGE_KINDS = kinds_in_group("usage")
 _ZERO = Decimal(0)
 
 Key = tuple[str, str | None, str | None]  # subscription, meter, canonical group

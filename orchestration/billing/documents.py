@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from orchestration.billing import line_kinds
 from orchestration.billing.ledger import invoices_with_ledger
 from orchestration.billing.money import round_money
 from orchestration.catalog.models import Catalog, Customer
@@ -44,17 +45,6 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--hide-scrollbars",
 )
-_KIND_LABELS = {
-    "usage": "Usage",
-    "fixed_fee": "Fee",
-    "fixed_fee_credit": "Fee credit",
-    "minimum_true_up": "Minimum true-up",
-    "maximum_cap": "Cap",
-    "commitment_true_up": "Commitment true-up",
-    "spend_cap": "Spend cap",
-    "discount": "Discount",
-    "adjustment": "Adjustment",
-}
 _ADDITIVE = ("count", "sum", "count_unique")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -183,7 +173,7 @@ def _quantity(value: Any) -> str:
 
 
 def _line_rows(line: dict[str, Any], currency: str) -> str:
-    kind = _KIND_LABELS.get(line["kind"], line["kind"])
+    kind = line_kinds.label(line["kind"])
     unit_price = line.get("unit_price")
     cells = [
         f'<td><div class="kind">{_e(kind)}</div>{_e(line.get("description"))}</td>',

@@ -24,6 +24,7 @@ from datetime import date
 
 import duckdb
 
+from orchestration.billing.line_kinds import kinds_in_group
 from orchestration.billing.money import minor_exponent
 from orchestration.billing.month import BillingMonth
 from orchestration.billing.periods import (
@@ -185,7 +186,7 @@ def _prior_fee_lines_sql(con: duckdb.DuckDBPyConnection) -> str | None:
     return _PRIOR.format(prior=" UNION ALL ".join(sources))
 
 
-_FEE_KINDS = "('fixed_fee', 'fixed_fee_credit')"
+_FEE_KINDS = "(" + ", ".join(f"'{kind}'" for kind in kinds_in_group("fixed_fees")) + ")"
 _LEDGER_FEES = f"""
 SELECT i.subscription_id, i.close_month, l.fee_code, l.period_start, l.period_end, l.amount
 FROM meterbook_ledger.invoice_lines l JOIN meterbook_ledger.invoices i USING (invoice_id)

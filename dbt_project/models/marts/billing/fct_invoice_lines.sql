@@ -10,11 +10,15 @@
 
 -- Every line of the close month's draft invoices (SPEC 5), with its explanation: quantities,
 -- free units, tier breakdown, version and override used, proration factor. line_id is stable
--- across re-runs; line_no orders the lines of an invoice: usage, true-ups and caps, fees,
--- credits, adjustments, then discounts.
+-- across re-runs; line_no orders the lines of an invoice by their kind's sort_rank in the seed
+-- line_kinds (usage, true-ups and caps, fees, credits, adjustments, then discounts).
 
 with invoices as (
     select * from {{ ref('int_billing_invoices') }}
+),
+
+line_kinds as (
+    select kind, sort_rank from {{ ref('line_kinds') }}
 ),
 
 usage_lines as (
@@ -114,7 +118,7 @@ all_lines as (
 
 identified as (
     select
-        *,
+        l.*,
         coalesce(
             line_id,
             'li_' || left(sha256(concat_ws('|',
@@ -123,18 +127,9 @@ identified as (
                 cast(period_start as varchar), cast(period_end as varchar)
             )), 24)
         ) as stable_line_id,
-        case kind
-            when 'usage' then 1
-            when 'minimum_true_up' then 2
-            when 'maximum_cap' then 3
-            when 'commitment_true_up' then 4
-            when 'spend_cap' then 5
-            when 'fixed_fee' then 6
-            when 'fixed_fee_credit' then 7
-            when 'adjustment' then 8
-            when 'discount' then 9
-        end as kind_rank
-    from all_lines
+        k.sort_rank as kind_rank
+    from all_lines l
+    left join line_kinds k using (kind)  -- left: a kind missing from the seed fails its test
 ),
 
 final as (

@@ -10,7 +10,8 @@
 
 -- One draft invoice per subscription period of the close month (SPEC 3.4, 5). Totals are sums
 -- of rounded lines: subtotal = all lines (after discounts), discount_total = the positive sum
--- of the discount lines, tax = tax_rate x subtotal rounded once, total = subtotal + tax.
+-- of the discount lines, tax = tax_rate x the taxable lines (seed line_kinds) rounded once,
+-- total = subtotal + tax.
 -- invoice_id is stable across re-runs (subscription and period start).
 
 with invoices as (
@@ -18,8 +19,10 @@ with invoices as (
 ),
 
 lines as (
-    select * from {{ ref('fct_invoice_lines') }}
-    where {{ billing_in_close_month('close_month') }}
+    select l.*, k.taxable
+    from {{ ref('fct_invoice_lines') }} l
+    left join {{ ref('line_kinds') }} k using (kind)
+    where {{ billing_in_close_month('l.close_month') }}
 ),
 
 sums as (
@@ -28,6 +31,7 @@ sums as (
         invoice_id,
         sum(amount) as subtotal,
         coalesce(-sum(amount) filter (where kind = 'discount'), 0) as discount_total,
+        sum(amount) filter (where taxable) as taxable_amount,
         count(*) as line_count
     from lines
     group by all
@@ -39,7 +43,7 @@ taxed as (
         cast(coalesce(s.subtotal, 0) as decimal(38, 12)) as subtotal,
         cast(coalesce(s.discount_total, 0) as decimal(38, 12)) as discount_total,
         coalesce(s.line_count, 0) as line_count,
-        {{ billing_round_money('mb_mul(coalesce(s.subtotal, 0), i.tax_rate)', 'i.currency_exponent') }}
+        {{ billing_round_money('mb_mul(coalesce(s.taxable_amount, 0), i.tax_rate)', 'i.currency_exponent') }}
             as tax_total
     from invoices i
     left join sums s using (close_month, invoice_id)
