@@ -85,6 +85,13 @@ def use(customer: str, meter: str, at: str, quantity: str | int, group: dict | N
     return (customer, meter, json.dumps(group) if group else None, instant, Decimal(str(quantity)))
 
 
+def _billing_tagged(model: Path) -> bool:
+    """A staging model the billing models read (staging/billing, or tagged billing)."""
+    if not model.exists():
+        return False
+    return model.parent.name == "billing" or "tags=['billing']" in model.read_text()
+
+
 class RatingProject:
     """A throw-away dbt project with the billing models and a metering stub."""
 
@@ -98,6 +105,16 @@ class RatingProject:
         models = self.project / "models"
         for part in ("intermediate/billing", "marts/billing"):
             shutil.copytree(DBT_PROJECT_DIR / "models" / part, models / part)
+        # the staging models the billing models read (the project's tag: billing), and the seed
+        for part in ("staging/billing", "staging/catalog"):
+            (models / part).mkdir(parents=True)
+            for path in (DBT_PROJECT_DIR / "models" / part).iterdir():
+                if path.name.startswith("_") or _billing_tagged(path.with_suffix(".sql")):
+                    shutil.copy(path, models / part / path.name)
+        (models / "staging" / "billing" / "stg_billing__meter_windows.sql").unlink()
+        (models / "staging" / "billing" / "stg_billing__meter_windows.yml").unlink()
+        shutil.copytree(DBT_PROJECT_DIR / "seeds", self.project / "seeds")
+        self._seeded = False
         (models / "intermediate" / "usage").mkdir(parents=True)
         (models / "intermediate" / "usage" / "int_meter_quantities_windowed.sql").write_text(
             STUB_QUANTITIES
@@ -134,6 +151,9 @@ class RatingProject:
             insert_rows(con, "test_inputs.usage", USAGE_COLUMNS, usage)
 
     def dbt(self, month: str, command: str = "run") -> None:
+        if command == "run" and not self._seeded:  # `build` seeds by itself
+            self._seeded = True
+            self.dbt(month, "seed")
         from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import)
 
         args = [command, "--quiet", "--project-dir", str(self.project)]

@@ -4,7 +4,7 @@
 -- and tax but never in discounts, minimums or caps.
 
 with adjustments as (
-    select * from {{ source('meterbook_billing', 'adjustment_lines') }}
+    select * from {{ ref('stg_billing__adjustment_lines') }}
     where {{ billing_in_close_month('close_month') }}
 ),
 

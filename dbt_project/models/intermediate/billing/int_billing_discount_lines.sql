@@ -9,7 +9,7 @@ with invoices as (
 ),
 
 discounts as (
-    select * from {{ source('meterbook_catalog', 'discounts') }}
+    select * from {{ ref('stg_catalog__discounts') }}
 ),
 
 lines as (

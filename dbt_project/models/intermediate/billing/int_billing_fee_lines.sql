@@ -13,20 +13,20 @@ with invoices as (
 ),
 
 segments as (
-    select * from {{ source('meterbook_billing', 'segments') }}
+    select * from {{ ref('stg_billing__segments') }}
     where {{ billing_in_close_month('close_month') }}
 ),
 
 fees as (
-    select * from {{ source('meterbook_catalog', 'fixed_fees') }}
+    select * from {{ ref('stg_catalog__fixed_fees') }}
 ),
 
 quantities as (
-    select * from {{ source('meterbook_catalog', 'subscription_quantities') }}
+    select * from {{ ref('stg_catalog__subscription_quantities') }}
 ),
 
 prior as (
-    select * from {{ source('meterbook_billing', 'prior_fee_lines') }}
+    select * from {{ ref('stg_billing__prior_fee_lines') }}
     where {{ billing_in_close_month('close_month') }}
 ),
 

@@ -3,18 +3,18 @@
 -- but no period ending this month, so that no adjustment is ever lost.
 
 with periods as (
-    select * from {{ source('meterbook_billing', 'invoice_periods') }}
+    select * from {{ ref('stg_billing__invoice_periods') }}
     where {{ billing_in_close_month('close_month') }}
 ),
 
 adjustments as (
     select distinct close_month, subscription_id
-    from {{ source('meterbook_billing', 'adjustment_lines') }}
+    from {{ ref('stg_billing__adjustment_lines') }}
     where {{ billing_in_close_month('close_month') }}
 ),
 
 subscriptions as (
-    select * from {{ source('meterbook_catalog', 'subscriptions') }}
+    select * from {{ ref('stg_catalog__subscriptions') }}
 ),
 
 adjustment_only as (

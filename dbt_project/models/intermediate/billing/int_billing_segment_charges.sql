@@ -8,24 +8,24 @@ with invoices as (
 ),
 
 segments as (
-    select * from {{ source('meterbook_billing', 'segments') }}
+    select * from {{ ref('stg_billing__segments') }}
     where period_role = 'current' and {{ billing_in_close_month('close_month') }}
 ),
 
 charges as (
-    select * from {{ source('meterbook_catalog', 'charges') }}
+    select * from {{ ref('stg_catalog__charges') }}
 ),
 
 charge_tiers as (
-    {{ billing_tier_lists(source('meterbook_catalog', 'tiers'), ['plan_code', 'version', 'meter_code']) }}
+    {{ billing_tier_lists(ref('stg_catalog__tiers'), ['plan_code', 'version', 'meter_code']) }}
 ),
 
 overrides as (
-    select * from {{ source('meterbook_catalog', 'price_overrides') }}
+    select * from {{ ref('stg_catalog__price_overrides') }}
 ),
 
 override_tiers as (
-    {{ billing_tier_lists(source('meterbook_catalog', 'price_override_tiers'), ['subscription_id', 'override_no']) }}
+    {{ billing_tier_lists(ref('stg_catalog__price_override_tiers'), ['subscription_id', 'override_no']) }}
 ),
 
 in_force as (

@@ -4,7 +4,7 @@
 -- prorated (the version's in force at the end of the period): a spend_cap line caps usage.
 
 with segments as (
-    select * from {{ source('meterbook_billing', 'segments') }}
+    select * from {{ ref('stg_billing__segments') }}
     where period_role = 'current' and {{ billing_in_close_month('close_month') }}
 ),
 
@@ -13,7 +13,7 @@ invoices as (
 ),
 
 versions as (
-    select * from {{ source('meterbook_catalog', 'plan_versions') }}
+    select * from {{ ref('stg_catalog__plan_versions') }}
 ),
 
 usage_lines as (

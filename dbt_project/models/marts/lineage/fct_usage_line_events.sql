@@ -27,7 +27,7 @@ with lines as (
 
 segments as (
     select close_month, invoice_id, window_id, segment_start, segment_end
-    from {{ source('meterbook_billing', 'segments') }}
+    from {{ ref('stg_billing__segments') }}
     where period_role = 'current' and {{ billing_in_close_month('close_month') }}
 ),
 

@@ -1,7 +1,7 @@
 {{ config(pre_hook=metering_ensure_meter_windows()) }}
 
 with source as (
-    select * from {{ source('billing', 'meter_windows') }}
+    select * from {{ source('meterbook_billing', 'meter_windows') }}
 ),
 
 final as (

@@ -1,5 +1,5 @@
 with source as (
-    select * from {{ source('catalog', 'customers') }}
+    select * from {{ source('meterbook_catalog', 'customers') }}
 ),
 
 final as (

@@ -1,5 +1,5 @@
 with source as (
-    select * from {{ source('catalog', 'exclusions') }}
+    select * from {{ source('meterbook_catalog', 'exclusions') }}
 ),
 
 final as (

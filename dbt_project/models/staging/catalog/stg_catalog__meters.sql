@@ -1,5 +1,5 @@
 with source as (
-    select * from {{ source('catalog', 'meters') }}
+    select * from {{ source('meterbook_catalog', 'meters') }}
 ),
 
 final as (
