@@ -157,7 +157,7 @@ def test_a_successful_build_gets_its_partition_and_removes_its_dbt_artifacts_fol
     dbt, meterbook = _fakes(tmp_path, fail=False)
     events = list(build_models(None, dbt, meterbook, {"close_month": "2026-10"}, under=tmp_path))
     assert events == ["materialization"]
-    assert dbt.args == ["build"]
+    assert dbt.args == ["build", "--exclude-resource-type", "unit_test"]  # unit tests: the suite's
     assert dbt.env["METERBOOK_CLOSE_MONTH"] == "2026-10"
     assert dbt.env["METERBOOK_MIN_DATE"] == "1970-01-01"
     assert "METERBOOK_CLOSE_MONTH" not in os.environ  # only for dbt's process

@@ -150,13 +150,13 @@ class RatingProject:
             con.execute(f"CREATE OR REPLACE TABLE {ddl('test_inputs.usage', USAGE_COLUMNS)}")
             insert_rows(con, "test_inputs.usage", USAGE_COLUMNS, usage)
 
-    def dbt(self, month: str, command: str = "run") -> None:
+    def dbt(self, month: str, command: str = "run", *more: str) -> None:
         if command == "run" and not self._seeded:  # `build` seeds by itself
             self._seeded = True
             self.dbt(month, "seed")
         from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import)
 
-        args = [command, "--quiet", "--project-dir", str(self.project)]
+        args = [command, *more, "--quiet", "--project-dir", str(self.project)]
         args += ["--profiles-dir", str(self.project)]
         env = {"METERBOOK_WAREHOUSE": str(self.warehouse), **partition_env({"close_month": month})}
         with environment(env):
