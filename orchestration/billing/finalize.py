@@ -29,13 +29,13 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from orchestration.billing.invoice_checks import invoice_problems
 from orchestration.billing.ledger import (
     draft_document,
     group_json,
     invoice_sort_key,
     ledger_documents,
 )
-from orchestration.billing.lineage import invoice_problems
 from orchestration.billing.money import minor_exponent
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog

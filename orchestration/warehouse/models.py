@@ -26,7 +26,7 @@ class ManifestMissing(RuntimeError):
 
 
 def relation(model: str) -> str:
-    """`schema.alias` of a dbt model, e.g. 'marts.fct_invoices'."""
+    """`schema.alias` of a dbt model, as the manifest places it."""
     schema, alias = _relation_parts(model)
     return f"{schema}.{alias}"
 

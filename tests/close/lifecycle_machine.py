@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from orchestration import cli
-from orchestration.billing.lineage import check_ledger
+from orchestration.billing.reconciliation import check_ledger
 from orchestration.sql import connect
 from orchestration.workspace import Workspace
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from close_fixtures import catalog, drafts
 
+import orchestration.billing.documents.files  # noqa: F401 - patched below
 from orchestration.billing import documents
 from orchestration.billing.documents import (
     DailyPoint,
@@ -156,7 +157,7 @@ def test_no_daily_mart_means_no_chart(tmp_path):
 
 
 def test_pdf_true_without_chromium_is_a_clear_error(con, tmp_path, monkeypatch):
-    monkeypatch.setattr(documents, "chromium_path", lambda: None)
+    monkeypatch.setattr(documents.files, "chromium_path", lambda: None)
     with pytest.raises(RuntimeError, match="apt-get install chromium"):
         render_documents(con, catalog(), "2026-10", tmp_path / "d", document=october(), pdf=True)
 

@@ -13,13 +13,13 @@ import pytest
 
 from orchestration import pipeline
 from orchestration.billing.adjustments import write_adjustment_lines
+from orchestration.billing.invoice_checks import check_invoices
 from orchestration.billing.ledger import invoices_with_ledger
-from orchestration.billing.lineage import (
+from orchestration.billing.lineage import line_events
+from orchestration.billing.reconciliation import (
     check_events_in_one_line,
-    check_invoices,
     check_ledger,
     check_meter_totals,
-    line_events,
 )
 from orchestration.catalog import load_catalog
 from orchestration.sql import connect

@@ -11,13 +11,12 @@ import pytest
 from close_fixtures import catalog, drafts
 
 from orchestration.billing.finalize import finalize_period
-from orchestration.billing.lineage import (
+from orchestration.billing.invoice_checks import check_invoice_totals, invoice_problems
+from orchestration.billing.lineage import line_events
+from orchestration.billing.reconciliation import (
     check_events_in_one_line,
-    check_invoice_totals,
     check_ledger,
     check_meter_totals,
-    invoice_problems,
-    line_events,
 )
 from orchestration.sql import connect
 

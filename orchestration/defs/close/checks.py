@@ -3,9 +3,9 @@ usage lines carry the metered quantities, the ledger is gapless and matches its 
 
 from dagster import AssetCheckResult, MetadataValue, asset_check
 
-from orchestration.billing.lineage import (
+from orchestration.billing.invoice_checks import check_invoices
+from orchestration.billing.reconciliation import (
     check_events_in_one_line,
-    check_invoices,
     check_ledger,
     check_meter_totals,
 )

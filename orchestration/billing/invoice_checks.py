@@ -1,0 +1,124 @@
+"""The arithmetic of an invoice, re-added: lines to subtotal, tax, total and amount due, and
+every amount in the currency's minor units. `invoice_problems` is a pure function over a
+SPEC 5 invoice; finalization refuses an invoice it finds a problem in, and the asset check
+runs it over every draft of the month (`check_invoice_totals`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from orchestration.billing.ledger import invoices_with_ledger
+from orchestration.billing.money import minor_exponent, round_money
+from orchestration.catalog.models import Catalog
+
+AMOUNT_FIELDS = (
+    "subtotal",
+    "discount_total",
+    "tax_total",
+    "total",
+    "credits_applied",
+    "amount_due",
+)
+
+
+def invoice_problems(invoice: dict[str, Any], tax_rate: Decimal | None = None) -> list[str]:
+    """What does not add up on one SPEC 5 invoice; empty when it reconciles.
+
+    SPEC 3.4: subtotal = sum of all lines (discount lines included, so after discounts);
+    discount_total = minus the sum of the discount lines; total = subtotal + tax;
+    amount_due = total - credits_applied; every amount has the currency's minor digits.
+    With `tax_rate`, tax must also be the subtotal times the rate, rounded once.
+    """
+    currency = invoice.get("currency", "")
+    problems = _digit_problems(invoice, minor_exponent(currency))
+    if problems:
+        return problems
+    amount = {name: Decimal(invoice[name]) for name in AMOUNT_FIELDS}
+    lines = invoice.get("lines", [])
+    line_sum = sum((Decimal(line["amount"]) for line in lines), Decimal(0))
+    discounts = -sum(
+        (Decimal(line["amount"]) for line in lines if line["kind"] == "discount"), Decimal(0)
+    )
+    expected = {
+        "subtotal": line_sum,
+        "discount_total": discounts,
+        "total": amount["subtotal"] + amount["tax_total"],
+        "amount_due": amount["total"] - amount["credits_applied"],
+    }
+    if tax_rate is not None:
+        expected["tax_total"] = round_money(amount["subtotal"] * tax_rate, currency)
+    for name, value in expected.items():
+        if amount[name] != value:
+            problems.append(f"{name} is {invoice[name]} but should be {value}")
+    return problems
+
+
+def _digit_problems(invoice: dict[str, Any], exponent: int) -> list[str]:
+    problems = []
+    for name in AMOUNT_FIELDS:
+        if not _has_digits(invoice.get(name), exponent):
+            problems.append(f"{name} {invoice.get(name)!r} does not have {exponent} decimals")
+    for position, line in enumerate(invoice.get("lines", [])):
+        if not _has_digits(line.get("amount"), exponent):
+            problems.append(
+                f"line {position} ({line.get('line_id')}) amount {line.get('amount')!r} "
+                f"does not have {exponent} decimals"
+            )
+    return problems
+
+
+def _has_digits(text: Any, exponent: int) -> bool:
+    if not isinstance(text, str):
+        return False
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        return False
+    return value.is_finite() and -value.as_tuple().exponent == exponent and "e" not in text.lower()
+
+
+def check_invoice_totals(
+    document: dict[str, Any], tax_rates: dict[str, Decimal] | None = None
+) -> tuple[bool, dict[str, Any]]:
+    """Asset check: every invoice of a SPEC 5 document adds up (lines, discounts, tax, due).
+
+    `tax_rates` maps customer_id to its rate; given, tax is re-computed too.
+    """
+    failures = {}
+    for invoice in document.get("invoices", []):
+        rate = (tax_rates or {}).get(invoice["customer_id"])
+        problems = invoice_problems(invoice, rate)
+        if problems:
+            failures[invoice["invoice_id"]] = problems
+    metadata = {
+        "period": document.get("period"),
+        "invoices": len(document.get("invoices", [])),
+        "invoices_failing": len(failures),
+        "failures": dict(sorted(failures.items())[:20]),
+    }
+    return not failures, metadata
+
+
+def check_invoices(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, period: str
+) -> tuple[bool, dict[str, Any]]:
+    """Asset check over `invoices_with_ledger`: drafts are also re-taxed at the catalog rate
+    (a finalized invoice keeps the rate it was issued with, so only its arithmetic is checked)."""
+    document = invoices_with_ledger(con, period)
+    rates = {c.id: c.tax_rate for c in catalog.customers}
+    failures = {}
+    for invoice in document["invoices"]:
+        rate = rates.get(invoice["customer_id"]) if invoice["status"] == "draft" else None
+        problems = invoice_problems(invoice, rate)
+        if problems:
+            failures[invoice["invoice_id"]] = problems
+    return not failures, {
+        "period": period,
+        "invoices": len(document["invoices"]),
+        "invoices_failing": len(failures),
+        "failures": dict(sorted(failures.items())[:20]),
+    }
