@@ -158,12 +158,12 @@ def _innermost(error) -> str:
     return error.message.strip().splitlines()[-1] if error.message else "unknown error"
 
 
-def close_period(ws: Workspace, period: str) -> RunOutcome:
-    return _checked(run_job(ws, "month_end_close", period))
+def close_period(ws: Workspace, close_month: str) -> RunOutcome:
+    return _checked(run_job(ws, "month_end_close", close_month))
 
 
-def finalize_period(ws: Workspace, period: str) -> RunOutcome:
-    return _checked(run_job(ws, "finalize_invoices", period))
+def finalize_period(ws: Workspace, close_month: str) -> RunOutcome:
+    return _checked(run_job(ws, "finalize_invoices", close_month))
 
 
 def _checked(outcome: RunOutcome) -> RunOutcome:

@@ -22,10 +22,10 @@ def events_text(ws: Workspace, period: str | None, as_json: bool) -> str:
     return json.dumps(report, indent=2) if as_json else format_events_report(report)
 
 
-def invoices_text(ws: Workspace, period: str, customer: str | None, as_json: bool) -> str:
+def invoices_text(ws: Workspace, close_month: str, customer: str | None, as_json: bool) -> str:
     """The month's invoices (SPEC 5 JSON, or a table), finalized ones from the ledger."""
     with _reader(ws) as con:
-        document = invoices_with_ledger(con, period, customer)
+        document = invoices_with_ledger(con, close_month, customer)
     return json.dumps(document, indent=2) if as_json else format_invoices_table(document)
 
 

@@ -72,14 +72,14 @@ ORDER BY l.invoice_id, l.position, l.line_id
 """
 
 
-def load_period_invoices(con: duckdb.DuckDBPyConnection, period: str) -> list[LedgerInvoice]:
-    """Every ledger invoice of close month `period`, by number, with its lines in order."""
-    BillingMonth.parse(period)
+def load_period_invoices(con: duckdb.DuckDBPyConnection, close_month: str) -> list[LedgerInvoice]:
+    """Every ledger invoice of close month `close_month`, by number, with its lines in order."""
+    BillingMonth.parse(close_month)
     ensure_ledger_schema(con)
     lines: dict[str, list[LedgerLine]] = {}
-    for invoice_id, *fields in con.execute(_LINES_SQL, [period]).fetchall():
+    for invoice_id, *fields in con.execute(_LINES_SQL, [close_month]).fetchall():
         lines.setdefault(invoice_id, []).append(LedgerLine(*fields))
     return [
         LedgerInvoice(*row, lines=tuple(lines.get(row[0], ())))
-        for row in con.execute(_INVOICES_SQL, [period]).fetchall()
+        for row in con.execute(_INVOICES_SQL, [close_month]).fetchall()
     ]

@@ -122,24 +122,24 @@ class SyncResult:
 def sync_period(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
-    period: str,
+    close_month: str,
     client: StripeGateway,
     *,
     now: datetime | None = None,
     collect: bool = True,
 ) -> SyncResult:
-    """Push the finalized invoices of close month `period` (and voids) to Stripe.
+    """Push the finalized invoices of close month `close_month` (and voids) to Stripe.
 
     `collect`: on finalization, hand collection to Stripe (`auto_advance` on: it charges the
     customer's card, or emails a `send_invoice` invoice). Drafts are always built with it off.
     """
-    BillingMonth.parse(period)
+    BillingMonth.parse(close_month)
     ensure_stripe_schema(con)
     requests_before, creates_before = client.requests_sent, client.creates_sent
     run = _Run(con, catalog, client, now or now_utc(), collect, key_generations(con))
-    outcomes = tuple(run.sync_one(invoice) for invoice in load_period_invoices(con, period))
+    outcomes = tuple(run.sync_one(invoice) for invoice in load_period_invoices(con, close_month))
     return SyncResult(
-        period,
+        close_month,
         outcomes,
         client.requests_sent - requests_before,
         client.creates_sent - creates_before,

@@ -72,25 +72,27 @@ def format_number(prefix: str, year: int, seq: int) -> str:
     return f"{prefix}-{year:04d}-{seq:06d}"
 
 
-def period_window(catalog: Catalog, period: str, now: datetime) -> PeriodWindow:
+def period_window(catalog: Catalog, close_month: str, now: datetime) -> PeriodWindow:
     """When the close month ends, and when its grace ends, in the latest customer zone."""
-    first_after = BillingMonth.parse(period).end
+    first_after = BillingMonth.parse(close_month).end
     grace_day = first_after + timedelta(days=catalog.settings.grace_days)
     zones = {c.timezone for c in catalog.customers if c.parent_id is None} or {"UTC"}
     ends_at = max(local_midnight(first_after, zone) for zone in zones)
     grace_ends_at = max(local_midnight(grace_day, zone) for zone in zones)
-    return PeriodWindow(period, ends_at, grace_ends_at, _aware(now) >= grace_ends_at)
+    return PeriodWindow(close_month, ends_at, grace_ends_at, _aware(now) >= grace_ends_at)
 
 
-def close_warning(catalog: Catalog, period: str, now: datetime, open_drafts: int) -> str | None:
+def close_warning(
+    catalog: Catalog, close_month: str, now: datetime, open_drafts: int
+) -> str | None:
     """The one-line warning for a close run after grace with drafts still unfinalized."""
-    window = period_window(catalog, period, now)
+    window = period_window(catalog, close_month, now)
     if not window.past_grace or open_drafts == 0:
         return None
     return (
-        f"{period} is past its grace period (ended {window.grace_ends_at:%Y-%m-%dT%H:%MZ}); "
+        f"{close_month} is past its grace period (ended {window.grace_ends_at:%Y-%m-%dT%H:%MZ}); "
         f"{open_drafts} draft invoice(s) were rebuilt and are still not finalized: "
-        f"run `meterbook finalize --period {period}`"
+        f"run `meterbook finalize --period {close_month}`"
     )
 
 
@@ -101,44 +103,48 @@ def local_midnight(day: date, zone: str) -> datetime:
 def finalize_period(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
-    period: str,
+    close_month: str,
     now: datetime,
     drafts: dict[str, Any] | None = None,
     watermark: int | None = None,
 ) -> FinalizeResult:
-    """Number and freeze the drafts of `period` (see the module doc for the rules).
+    """Number and freeze the drafts of `close_month` (see the module doc for the rules).
 
-    `drafts` defaults to the rating stage's `invoices_document(con, period)` (SPEC 5 dict).
+    `drafts` defaults to the rating stage's `invoices_document(con, close_month)` (SPEC 5 dict).
     `watermark` is the last raw event the drafts were built from: later events are late
     usage of the month. The pipeline passes its build's (`freshness.finalize_built_month`);
     without it, every event ingested so far counts as billed.
     """
-    year = BillingMonth.parse(period).year
+    year = BillingMonth.parse(close_month).year
     now = _aware(now)
     ensure_ledger_schema(con)
     if drafts is None:
-        drafts = draft_document(con, period, None)
-    frozen = ledger_documents(con, period)
-    pending = pending_drafts(drafts, frozen, period)
+        drafts = draft_document(con, close_month, None)
+    frozen = ledger_documents(con, close_month)
+    pending = pending_drafts(drafts, frozen, close_month)
     if not pending:
         if frozen:
-            return FinalizeResult(period, (), len(frozen))
+            return FinalizeResult(close_month, (), len(frozen))
         raise FinalizeError(
-            f"no draft invoices for {period}: run `meterbook close --period {period}` first"
+            f"no draft invoices for {close_month}: run `meterbook close --period {close_month}` first"
         )
     for invoice in pending:
-        _check_ready(invoice, catalog, now, period)
+        _check_ready(invoice, catalog, now, close_month)
     if watermark is None:
         watermark = raw_watermark(con)
-    numbered = _freeze(con, catalog.settings.invoice_prefix, year, period, pending, now, watermark)
-    return FinalizeResult(period, numbered, len(frozen))
+    numbered = _freeze(
+        con, catalog.settings.invoice_prefix, year, close_month, pending, now, watermark
+    )
+    return FinalizeResult(close_month, numbered, len(frozen))
 
 
 def pending_drafts(
-    drafts: dict[str, Any], frozen: list[dict[str, Any]], period: str
+    drafts: dict[str, Any], frozen: list[dict[str, Any]], close_month: str
 ) -> list[dict[str, Any]]:
-    if drafts.get("period") != period:
-        raise FinalizeError(f"the draft document is for {drafts.get('period')!r}, not {period}")
+    if drafts.get("period") != close_month:
+        raise FinalizeError(
+            f"the draft document is for {drafts.get('period')!r}, not {close_month}"
+        )
     done_ids = {inv["invoice_id"] for inv in frozen}
     done_subs = {inv["subscription_id"] for inv in frozen}
     seen: set[str] = set()
@@ -148,14 +154,16 @@ def pending_drafts(
             continue
         if invoice["subscription_id"] in seen:
             raise FinalizeError(
-                f"{period}: subscription {invoice['subscription_id']} has two draft invoices"
+                f"{close_month}: subscription {invoice['subscription_id']} has two draft invoices"
             )
         seen.add(invoice["subscription_id"])
         pending.append(invoice)
     return sorted(pending, key=invoice_sort_key)
 
 
-def _check_ready(invoice: dict[str, Any], catalog: Catalog, now: datetime, period: str) -> None:
+def _check_ready(
+    invoice: dict[str, Any], catalog: Catalog, now: datetime, close_month: str
+) -> None:
     name = f"invoice {invoice['invoice_id']} ({invoice['customer_id']})"
     if invoice.get("status") != "draft":
         raise FinalizeError(f"{name} has status {invoice.get('status')!r}, not 'draft'")
@@ -171,11 +179,11 @@ def _check_ready(invoice: dict[str, Any], catalog: Catalog, now: datetime, perio
     if problems:
         raise FinalizeError(
             f"{name} does not add up ({'; '.join(problems)}); if the catalog changed since the "
-            f"last close, run `meterbook close --period {period}` again"
+            f"last close, run `meterbook close --period {close_month}` again"
         )
 
 
-def _freeze(con, prefix, year, period, pending, now, watermark) -> tuple[tuple[str, str], ...]:
+def _freeze(con, prefix, year, close_month, pending, now, watermark) -> tuple[tuple[str, str], ...]:
     con.execute("BEGIN TRANSACTION")
     try:
         seq = _last_seq(con, prefix, year)
@@ -183,13 +191,13 @@ def _freeze(con, prefix, year, period, pending, now, watermark) -> tuple[tuple[s
         for invoice in pending:
             seq += 1
             number = format_number(prefix, year, seq)
-            _insert_invoice(con, period, invoice, number, now)
+            _insert_invoice(con, close_month, invoice, number, now)
             con.execute(
                 "INSERT INTO meterbook_ledger.invoice_numbers VALUES (?, ?, ?, ?, ?)",
                 [prefix, year, seq, number, invoice["invoice_id"]],
             )
             numbered.append((invoice["invoice_id"], number))
-        _record_finalization(con, period, now, len(numbered), watermark)
+        _record_finalization(con, close_month, now, len(numbered), watermark)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -206,7 +214,7 @@ def _last_seq(con: duckdb.DuckDBPyConnection, prefix: str, year: int) -> int:
     return int(row[0])
 
 
-def _insert_invoice(con, period: str, invoice: dict[str, Any], number: str, now) -> None:
+def _insert_invoice(con, close_month: str, invoice: dict[str, Any], number: str, now) -> None:
     frozen = dict(invoice)  # key order kept: the frozen JSON reads like the draft did
     frozen["number"] = number
     frozen["status"] = "finalized"
@@ -216,7 +224,7 @@ def _insert_invoice(con, period: str, invoice: dict[str, Any], number: str, now)
         "INSERT INTO meterbook_ledger.invoices VALUES "
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            invoice["invoice_id"], number, period, invoice["customer_id"],
+            invoice["invoice_id"], number, close_month, invoice["customer_id"],
             invoice["subscription_id"], currency, minor_exponent(currency),
             invoice["period_start"], invoice["period_end"],
             *(Decimal(invoice[f]) for f in ("subtotal", "discount_total", "tax_total", "total")),
@@ -250,11 +258,11 @@ def _decimal_or_none(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def _record_finalization(con, period: str, now, invoice_count: int, watermark: int) -> None:
+def _record_finalization(con, close_month: str, now, invoice_count: int, watermark: int) -> None:
     """The transaction's last insert: tests/fault_injection stops a finalize right after it."""
     con.execute(
         "INSERT INTO meterbook_ledger.period_finalizations VALUES (?, ?, ?, ?)",
-        [period, now, invoice_count, watermark],
+        [close_month, now, invoice_count, watermark],
     )
 
 

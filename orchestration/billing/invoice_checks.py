@@ -104,11 +104,11 @@ def check_invoice_totals(
 
 
 def check_invoices(
-    con: duckdb.DuckDBPyConnection, catalog: Catalog, period: str
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, close_month: str
 ) -> tuple[bool, dict[str, Any]]:
     """Asset check over `invoices_with_ledger`: drafts are also re-taxed at the catalog rate
     (a finalized invoice keeps the rate it was issued with, so only its arithmetic is checked)."""
-    document = invoices_with_ledger(con, period)
+    document = invoices_with_ledger(con, close_month)
     rates = {c.id: c.tax_rate for c in catalog.customers}
     failures = {}
     for invoice in document["invoices"]:
@@ -117,7 +117,7 @@ def check_invoices(
         if problems:
             failures[invoice["invoice_id"]] = problems
     return not failures, {
-        "period": period,
+        "period": close_month,
         "invoices": len(document["invoices"]),
         "invoices_failing": len(failures),
         "failures": dict(sorted(failures.items())[:20]),

@@ -106,20 +106,20 @@ def _invoice(row: tuple, lines: list[tuple]) -> dict:
 
 
 def invoices_document(
-    con: duckdb.DuckDBPyConnection, period: str, customer_id: str | None = None
+    con: duckdb.DuckDBPyConnection, close_month: str, customer_id: str | None = None
 ) -> dict:
-    """SPEC 5: the draft invoices of close month `period` ('YYYY-MM'), optionally of one
+    """SPEC 5: the draft invoices of close month `close_month` ('YYYY-MM'), optionally of one
     customer. A month that was never closed has no invoices."""
-    BillingMonth.parse(period)
+    BillingMonth.parse(close_month)
     if not all(model_exists(con, m) for m in ("fct_invoices", "fct_invoice_lines")):
-        return {"period": period, "invoices": []}
-    params = {"period": period, "customer": customer_id}
+        return {"period": close_month, "invoices": []}
+    params = {"period": close_month, "customer": customer_id}
     invoices = con.execute(with_refs(_INVOICES), params).fetchall()
     by_invoice: dict[str, list[tuple]] = {}
     for line in con.execute(with_refs(_LINES), params).fetchall():
         by_invoice.setdefault(line[0], []).append(line)
     return {
-        "period": period,
+        "period": close_month,
         "invoices": [_invoice(row, by_invoice.get(row[0], [])) for row in invoices],
     }
 

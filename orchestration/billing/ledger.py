@@ -35,9 +35,9 @@ def group_json(group: dict[str, Any] | None) -> str | None:
 
 
 def ledger_documents(
-    con: duckdb.DuckDBPyConnection, period: str, customer_id: str | None = None
+    con: duckdb.DuckDBPyConnection, close_month: str, customer_id: str | None = None
 ) -> list[dict[str, Any]]:
-    """The frozen SPEC 5 invoices of `period`, each with its current status applied."""
+    """The frozen SPEC 5 invoices of `close_month`, each with its current status applied."""
     ensure_ledger_schema(con)
     rows = con.execute(
         """
@@ -47,7 +47,7 @@ def ledger_documents(
         WHERE i.close_month = ? AND (? IS NULL OR i.customer_id = ?)
         ORDER BY i.number
         """,
-        [period, customer_id, customer_id],
+        [close_month, customer_id, customer_id],
     ).fetchall()
     documents = []
     for text, status in rows:
@@ -69,11 +69,11 @@ def invoice_status(con: duckdb.DuckDBPyConnection, invoice_id: str) -> str | Non
 
 def invoices_with_ledger(
     con: duckdb.DuckDBPyConnection,
-    period: str,
+    close_month: str,
     customer_id: str | None = None,
     drafts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """SPEC 5 document of `period`: finalized/void invoices from the ledger, drafts otherwise.
+    """SPEC 5 document of `close_month`: finalized/void invoices from the ledger, drafts otherwise.
 
     A draft is hidden when its invoice id, or its subscription in this close month, is already
     in the ledger: a finalized invoice is never shown twice nor replaced by a re-rated draft.
@@ -81,8 +81,8 @@ def invoices_with_ledger(
     Invoices are ordered by customer, subscription, period start and id.
     """
     if drafts is None:
-        drafts = draft_document(con, period, customer_id)
-    frozen = ledger_documents(con, period, customer_id)
+        drafts = draft_document(con, close_month, customer_id)
+    frozen = ledger_documents(con, close_month, customer_id)
     ids = {inv["invoice_id"] for inv in frozen}
     subscriptions = {inv["subscription_id"] for inv in frozen}
     open_drafts = [
@@ -93,7 +93,7 @@ def invoices_with_ledger(
         and (customer_id is None or inv["customer_id"] == customer_id)
     ]
     invoices = sorted([*frozen, *open_drafts], key=invoice_sort_key)
-    return {"period": period, "invoices": invoices}
+    return {"period": close_month, "invoices": invoices}
 
 
 def invoice_sort_key(invoice: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -106,9 +106,9 @@ def invoice_sort_key(invoice: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def draft_document(
-    con: duckdb.DuckDBPyConnection, period: str, customer_id: str | None
+    con: duckdb.DuckDBPyConnection, close_month: str, customer_id: str | None
 ) -> dict[str, Any]:
     # Imported here: rating owns invoice_json and the ledger must load without it.
     from orchestration.billing.invoice_json import invoices_document
 
-    return invoices_document(con, period, customer_id=customer_id)
+    return invoices_document(con, close_month, customer_id=customer_id)

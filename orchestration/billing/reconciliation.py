@@ -52,11 +52,11 @@ traced AS (
 
 
 def check_events_in_one_line(
-    con: duckdb.DuckDBPyConnection, period: str
+    con: duckdb.DuckDBPyConnection, close_month: str
 ) -> tuple[bool, dict[str, Any]]:
     """Asset check: every billable event of the month's windows, for every meter its invoice
     charges, is in exactly one usage line; and each line's event_count is its traced events."""
-    month = {"month": period}
+    month = {"month": close_month}
     counts = con.execute(
         with_refs(f"""
         WITH {_WINDOWS}
@@ -73,10 +73,10 @@ def check_events_in_one_line(
     ).fetchone()
     expected, traced, missing, unexpected, in_several = counts
     samples = _missing_samples(con, month) if missing else []
-    mismatched = _event_count_mismatches(con, period)
+    mismatched = _event_count_mismatches(con, close_month)
     passed = missing == 0 and unexpected == 0 and in_several == 0 and not mismatched
     return passed, {
-        "period": period,
+        "period": close_month,
         "billable_event_meters": expected,
         "traced_event_meters": traced,
         "missing_from_lines": missing,
@@ -100,7 +100,7 @@ def _missing_samples(con, month: dict[str, str]) -> list[str]:
     return [f"{meter}: {customer}/{event}" for meter, customer, event in rows]
 
 
-def _event_count_mismatches(con, period: str) -> list[str]:
+def _event_count_mismatches(con, close_month: str) -> list[str]:
     rows = con.execute(
         with_refs("""
         WITH traced AS (
@@ -113,12 +113,14 @@ def _event_count_mismatches(con, period: str) -> list[str]:
           AND coalesce(l.event_count, 0) <> coalesce(t.events, 0)
         ORDER BY l.line_id
         """),
-        [period, period],
+        [close_month, close_month],
     ).fetchall()
     return [f"{line}: event_count {count} but {events} traced" for line, count, events in rows]
 
 
-def check_meter_totals(con: duckdb.DuckDBPyConnection, period: str) -> tuple[bool, dict[str, Any]]:
+def check_meter_totals(
+    con: duckdb.DuckDBPyConnection, close_month: str
+) -> tuple[bool, dict[str, Any]]:
     """Asset check: each usage line carries its window's metered quantity and event count
     (fct_period_meter_quantities), and no metered quantity of a charged meter is left out."""
     rows = con.execute(
@@ -155,12 +157,12 @@ def check_meter_totals(con: duckdb.DuckDBPyConnection, period: str) -> tuple[boo
          AND cast(quantities.group_key AS VARCHAR) IS NOT DISTINCT FROM cast(lines.group_key AS VARCHAR)
         ORDER BY ALL
         """),
-        {"month": period},
+        {"month": close_month},
     ).fetchall()
     problems = [_quantity_problem(row) for row in rows]
     problems = [p for p in problems if p]
     return not problems, {
-        "period": period,
+        "period": close_month,
         "usage_lines": sum(1 for row in rows if row[0] != "(no line)"),
         "mismatches": len(problems),
         "samples": problems[:20],

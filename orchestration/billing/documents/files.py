@@ -20,25 +20,25 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 def render_documents(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
-    period: str,
+    close_month: str,
     documents_dir: Path,
     document: dict[str, Any] | None = None,
     pdf: bool | None = None,
 ) -> list[Path]:
     """Write the period's invoice documents; returns every document path of the period.
 
-    `document` defaults to `invoices_with_ledger(con, period)`. `pdf`: None prints PDFs when
+    `document` defaults to `invoices_with_ledger(con, close_month)`. `pdf`: None prints PDFs when
     Chromium is installed, False never, True requires Chromium.
     """
     if document is None:
-        document = invoices_with_ledger(con, period)
+        document = invoices_with_ledger(con, close_month)
     browser = _pdf_browser(pdf)
-    folder = Path(documents_dir) / period
+    folder = Path(documents_dir) / close_month
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     usage = DailyUsage.load(con, document["invoices"])
     for invoice in document["invoices"]:
-        paths += _write_invoice(usage, catalog, period, invoice, folder, browser)
+        paths += _write_invoice(usage, catalog, close_month, invoice, folder, browser)
     _remove_stale_drafts(folder, paths)
     return paths
 
@@ -52,7 +52,7 @@ def _pdf_browser(pdf: bool | None) -> str | None:
     return browser
 
 
-def _write_invoice(usage, catalog, period, invoice, folder: Path, browser) -> list[Path]:
+def _write_invoice(usage, catalog, close_month, invoice, folder: Path, browser) -> list[Path]:
     status = invoice["status"]
     if status == "draft":
         target = folder / f"draft-{_SAFE_NAME.sub('_', invoice['invoice_id'])}.html"
@@ -64,7 +64,7 @@ def _write_invoice(usage, catalog, period, invoice, folder: Path, browser) -> li
             return [target, *([pdf_path] if pdf_path.exists() else [])]
     customer = catalog.find_customer(invoice["customer_id"])
     charts = charts_html(usage, catalog, invoice)
-    target.write_text(render_invoice_html(invoice, period, customer, charts), encoding="utf-8")
+    target.write_text(render_invoice_html(invoice, close_month, customer, charts), encoding="utf-8")
     if status == "draft" or browser is None:
         return [target]
     return [target, print_pdf(target, target.with_suffix(".pdf"), browser)]

@@ -20,7 +20,7 @@ _ADDITIVE = ("count", "sum", "count_unique")
 
 
 def render_invoice_html(
-    invoice: dict[str, Any], period: str, customer: Customer | None, charts_html: str = ""
+    invoice: dict[str, Any], close_month: str, customer: Customer | None, charts_html: str = ""
 ) -> str:
     """The invoice page. Pure: every value from the invoice or the catalog is escaped."""
     status = invoice["status"]
@@ -33,7 +33,7 @@ def render_invoice_html(
         "status_class": status if status in ("draft", "finalized", "void") else "draft",
         "invoice_id": invoice["invoice_id"],
         "period_text": _span(invoice["period_start"], invoice["period_end"]),
-        "close_month": period,
+        "close_month": close_month,
         "customer_name": (customer.name if customer and customer.name else invoice["customer_id"]),
         "subscription_id": invoice["subscription_id"],
         "currency": invoice["currency"],

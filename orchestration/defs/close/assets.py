@@ -190,8 +190,8 @@ def invoice_metadata(document: dict, previous: dict[str, Decimal], documents: in
     }
 
 
-def _previous_totals(con, month: str) -> dict[str, Decimal]:
-    before = str(BillingMonth.parse(month).previous())
+def _previous_totals(con, close_month: str) -> dict[str, Decimal]:
+    before = str(BillingMonth.parse(close_month).previous())
     if not model_exists(con, "fct_invoices"):
         return {}  # the first close: nothing to compare with
     rows = con.execute(
