@@ -114,6 +114,8 @@ class RatingProject:
         (models / "staging" / "billing" / "stg_billing__meter_windows.sql").unlink()
         (models / "staging" / "billing" / "stg_billing__meter_windows.yml").unlink()
         shutil.copytree(DBT_PROJECT_DIR / "seeds", self.project / "seeds")
+        # unit-test fixtures (a link to the seed: copied as the file it points to)
+        shutil.copytree(DBT_PROJECT_DIR / "tests" / "fixtures", self.project / "tests" / "fixtures")
         self._seeded = False
         (models / "intermediate" / "usage").mkdir(parents=True)
         (models / "intermediate" / "usage" / "int_meter_quantities_windowed.sql").write_text(
