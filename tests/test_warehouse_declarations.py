@@ -22,6 +22,15 @@ def _sources() -> list[tuple[str, str]]:
     ]
 
 
+def test_dbt_macros_create_no_python_tables():
+    macros = sorted((ROOT / "dbt_project" / "macros").glob("*.sql"))
+    assert macros, "no dbt macros found: has dbt_project/macros moved?"
+    creating = [m.name for m in macros if CREATE.search(m.read_text(encoding="utf-8"))]
+    assert creating == [], (
+        f"tables declared in dbt macros, not orchestration/warehouse/: {creating}"
+    )
+
+
 def test_tables_are_created_only_in_the_warehouse_modules():
     outside = [
         name for name, text in _sources() if CREATE.search(text) and not name.startswith(DECLARING)

@@ -29,21 +29,6 @@
 {%- endmacro %}
 
 {#
-  meterbook_billing.meter_windows is written by the close stage; a usage-only run must work
-  before any close, so the table is created empty when it does not exist (never replaced).
-#}
-{% macro metering_ensure_meter_windows() %}
-create schema if not exists meterbook_billing;
-create table if not exists meterbook_billing.meter_windows (
-  close_month varchar,
-  window_id varchar,
-  billing_customer_id varchar,
-  window_start timestamptz,
-  window_end timestamptz
-);
-{% endmacro %}
-
-{#
   The span of the metering windows of var close_month (of every month when it is not set), as
   SQL predicates on `column`, read at compile time like the catalog: (from the first window's
   start, before the last window's end), or `false` twice when there is no window. A literal

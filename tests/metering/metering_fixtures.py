@@ -25,6 +25,7 @@ from orchestration.catalog.tables.metering import write_metering_tables
 from orchestration.defs.dbt.runner import dbt_args, run_dbt
 from orchestration.ingest import parse
 from orchestration.sql import connect
+from orchestration.warehouse.billing import ensure_billing_schema
 from orchestration.warehouse.raw import ensure_raw_schema
 from orchestration.workspace import DBT_PROJECT_DIR
 
@@ -199,6 +200,7 @@ class Warehouse:
         with self.connect() as con:
             load_events(con, events)
             write_metering_tables(con, catalog)
+            ensure_billing_schema(con)  # as every dbt build does (defs/dbt/project.py)
             if windows:
                 set_windows(con, list(windows))
 

@@ -37,6 +37,7 @@ from orchestration.defs.dbt.runner import (
 )
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.sql import connect
+from orchestration.warehouse.billing import ensure_billing_schema
 from orchestration.warehouse.raw import ensure_raw_schema
 from orchestration.workspace import DBT_PROJECT_DIR
 
@@ -192,7 +193,7 @@ def _invocation_target(context, under: Path) -> Path:
 
 
 def upgrade_raw_tables(warehouse: Path) -> None:
-    """The ingest's tables in today's columns before dbt reads them.
+    """The tables Python writes and dbt reads, present and in today's columns, before dbt runs.
 
     The ingest upgrades them too, but after upgrading meterbook an engineer may re-materialize
     usage or billing alone (a backfill, a catalog change), and dbt would then fail on the old
@@ -202,6 +203,8 @@ def upgrade_raw_tables(warehouse: Path) -> None:
     con = connect(warehouse)
     try:
         ensure_raw_schema(con)
+        # and the close's tables, which staging reads too (empty before any close: usage only)
+        ensure_billing_schema(con)
     finally:
         con.close()
 

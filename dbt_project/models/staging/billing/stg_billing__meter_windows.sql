@@ -1,5 +1,3 @@
-{{ config(pre_hook=metering_ensure_meter_windows()) }}
-
 with source as (
     select * from {{ source('meterbook_billing', 'meter_windows') }}
 ),
