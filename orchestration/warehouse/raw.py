@@ -13,7 +13,7 @@ to maintain than the one scan of stored keys the key ranking needs per ingest.
 `raw_events` names its file by `file_seq`, not by its sha256, because a file's rows are
 appended while its hash is still being computed (ingest.py); the content hash is in
 `landing_files`. Warehouses written before that have their rows moved over (below), by
-the next ingest or the next dbt build (defs/dbt/project.py: upgrade_raw_tables).
+the next ingest or the next dbt build (defs/dbt/project.py: ensure_source_tables).
 """
 
 from __future__ import annotations

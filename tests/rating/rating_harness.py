@@ -27,6 +27,7 @@ from orchestration.billing.windows import write_billing_windows
 from orchestration.catalog.loader import load_catalog
 from orchestration.catalog.models import Catalog
 from orchestration.catalog.tables.billing import ddl, insert_rows, write_billing_tables
+from orchestration.defs.dbt.project import ensure_manifest
 from orchestration.defs.dbt.runner import environment, partition_env
 from orchestration.sql import connect
 from orchestration.workspace import DBT_PROJECT_DIR
@@ -85,11 +86,23 @@ def use(customer: str, meter: str, at: str, quantity: str | int, group: dict | N
     return (customer, meter, json.dumps(group) if group else None, instant, Decimal(str(quantity)))
 
 
-def _billing_tagged(model: Path) -> bool:
-    """A staging model the billing models read (staging/billing, or tagged billing)."""
-    if not model.exists():
-        return False
-    return model.parent.name == "billing" or "tags=['billing']" in model.read_text()
+def _billing_staging_files() -> list[Path]:
+    """The staging models tagged billing (what the billing models read), by dbt's manifest,
+    with their YAML; meter_windows is left out: the harness stubs metering."""
+    nodes = json.loads(ensure_manifest().read_text())["nodes"].values()
+    files = []
+    for node in nodes:
+        path = DBT_PROJECT_DIR / node.get("original_file_path", "")
+        staging = path.is_relative_to(DBT_PROJECT_DIR / "models" / "staging")
+        stubbed = node["name"] == "stg_billing__meter_windows"
+        if (
+            node["resource_type"] == "model"
+            and "billing" in node["tags"]
+            and staging
+            and not stubbed
+        ):
+            files += [path, path.with_suffix(".yml")]
+    return files
 
 
 class RatingProject:
@@ -106,13 +119,11 @@ class RatingProject:
         for part in ("intermediate/billing", "marts/billing"):
             shutil.copytree(DBT_PROJECT_DIR / "models" / part, models / part)
         # the staging models the billing models read (the project's tag: billing), and the seed
-        for part in ("staging/billing", "staging/catalog"):
-            (models / part).mkdir(parents=True)
-            for path in (DBT_PROJECT_DIR / "models" / part).iterdir():
-                if path.name.startswith("_") or _billing_tagged(path.with_suffix(".sql")):
-                    shutil.copy(path, models / part / path.name)
-        (models / "staging" / "billing" / "stg_billing__meter_windows.sql").unlink()
-        (models / "staging" / "billing" / "stg_billing__meter_windows.yml").unlink()
+        staging = DBT_PROJECT_DIR / "models" / "staging"
+        for source in (*staging.glob("*/_*__sources.yml"), *_billing_staging_files()):
+            copy = models / source.relative_to(DBT_PROJECT_DIR / "models")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, copy)
         shutil.copytree(DBT_PROJECT_DIR / "seeds", self.project / "seeds")
         # unit-test fixtures (a link to the seed: copied as the file it points to)
         shutil.copytree(DBT_PROJECT_DIR / "tests" / "fixtures", self.project / "tests" / "fixtures")

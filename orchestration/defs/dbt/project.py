@@ -112,7 +112,7 @@ def model_key(name: str) -> AssetKey:
     """The asset key of dbt model `name`, as the translator derives it from the manifest."""
     for node in _manifest_nodes(ensure_manifest().stat().st_mtime_ns):
         if node["resource_type"] in ("model", "seed") and node["name"] == name:
-            return MeterbookTranslator().get_asset_key(node)
+            return translator.get_asset_key(node)
     raise KeyError(f"no dbt model {name!r} in {MANIFEST}")
 
 
@@ -171,7 +171,7 @@ def rebuild_models(
 def _invocation(context, meterbook: MeterbookWorkspace, under: Path) -> Iterator[Path]:
     """The warehouse held exclusively and a target folder of its own for one dbt build."""
     with meterbook.exclusive() as warehouse:
-        upgrade_raw_tables(warehouse)
+        ensure_source_tables(warehouse)
         cache = partial_parse_cache(warehouse)
         target = _invocation_target(context, under)
         seed_partial_parse(cache, target)
@@ -192,7 +192,7 @@ def _invocation_target(context, under: Path) -> Path:
     return under / f"{op}-{run}-{uuid.uuid4().hex[:7]}"
 
 
-def upgrade_raw_tables(warehouse: Path) -> None:
+def ensure_source_tables(warehouse: Path) -> None:
     """The tables Python writes and dbt reads, present and in today's columns, before dbt runs.
 
     The ingest upgrades them too, but after upgrading meterbook an engineer may re-materialize
