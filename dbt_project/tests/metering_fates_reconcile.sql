@@ -4,14 +4,18 @@
 -- what dagster-dbt needs to show it as an asset check instead of a bare observation)
 -- lines read = sum of fates: every raw event has exactly one fate. Counted on the fates table
 -- that fct_event_fates reads (the view adds only the raw event's own columns, joined on
--- read_seq), so the proof does not pay for that join over every event.
+-- read_seq), so the proof does not pay for that join over every event. Each build proves it
+-- for the events it read (usage_checks_from); `meterbook verify` for every event.
+{%- set checked_from = usage_checks_from() %}
 with raw as (
     select count(*) as n from {{ ref('stg_meterbook__raw_events') }}
+    where read_seq > {{ checked_from }}
 ),
 
 fated as (
     select count(*) as n, count(distinct read_seq) as distinct_n
     from {{ ref('int_events_fated') }}
+    where read_seq > {{ checked_from }}
 )
 
 select raw.n as lines_read, fated.n as fated, fated.distinct_n

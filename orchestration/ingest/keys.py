@@ -5,7 +5,7 @@ ingests; a key is repeated when it has more than one. Rows with a parse_reason t
 a rejected event does not claim its key (SPEC 2.3).
 
 Only rows whose key is repeated, a few percent, are stored in
-`meterbook_raw.repeated_events` (read_seq, key_rank, payload_hash); every other parsed row
+`meterbook_raw.repeated_events` (read_seq, key_rank, payload_hash, and the key); every other parsed row
 holds a key seen once, rank 1. Keeping the ranks beside raw_events lets the run append its
 rows as it parses them and never update one: when a later ingest repeats an earlier key,
 the earlier row is added here, in that ingest's transaction.
@@ -47,7 +47,9 @@ def rank_run_keys(con: duckdb.DuckDBPyConnection, first_seq: int) -> None:
     con.execute(
         f"""
         INSERT INTO meterbook_raw.repeated_events
-        SELECT read_seq, key_rank, payload_hash FROM {RANKED} WHERE key_repeated
+            (read_seq, key_rank, payload_hash, customer_id, event_id)
+        SELECT read_seq, key_rank, payload_hash, customer_id, event_id
+        FROM {RANKED} WHERE key_repeated
         """
     )
     con.execute(f"DROP TABLE {PRIOR_ROWS}; DROP TABLE {PRIOR}; DROP TABLE {RANKED}")
@@ -60,7 +62,9 @@ def _add_stored_rows_repeated(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         INSERT INTO meterbook_raw.repeated_events
-        SELECT r.read_seq, 1, mbi_payload_hash(r.event_name, r.event_ts, r.properties)
+            (read_seq, key_rank, payload_hash, customer_id, event_id)
+        SELECT r.read_seq, 1, mbi_payload_hash(r.event_name, r.event_ts, r.properties),
+            r.customer_id, r.event_id
         FROM meterbook_raw.raw_events AS r
         SEMI JOIN {PRIOR_ROWS} AS k USING (read_seq)
         ANTI JOIN meterbook_raw.repeated_events AS seen USING (read_seq)
@@ -132,7 +136,7 @@ def _rank_candidates(con: duckdb.DuckDBPyConnection, params: dict) -> None:
             FROM rows AS r LEFT JOIN {PRIOR} AS p USING (customer_id, event_id)
         )
         SELECT
-            read_seq, key_rank, key_repeated,
+            read_seq, customer_id, event_id, key_rank, key_repeated,
             CASE WHEN key_repeated
                 THEN mbi_payload_hash(event_name, event_ts, properties) END AS payload_hash
         FROM ranked

@@ -65,7 +65,11 @@ CREATE TABLE IF NOT EXISTS meterbook_raw.raw_events (/*RAW_EVENTS*/);
 CREATE TABLE IF NOT EXISTS meterbook_raw.repeated_events (
     read_seq BIGINT NOT NULL,           -- the raw_events row
     key_rank INTEGER NOT NULL,          -- 1, 2, ... in read order over all ingests
-    payload_hash VARCHAR NOT NULL       -- event_name, instant, properties by value
+    payload_hash VARCHAR NOT NULL,      -- event_name, instant, properties by value
+    -- the key itself, so that the fates of a stored key a new event repeats are found
+    -- without reading the stored raw events (int_events_fated recomputes them)
+    customer_id VARCHAR,
+    event_id VARCHAR
 );
 """.replace("/*RAW_EVENTS*/", RAW_EVENTS_COLUMNS)
 
@@ -75,6 +79,7 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(RAW_DDL)
     _move_key_columns(con)
     _name_files_by_seq(con)
+    _key_repeated_events(con)
 
 
 def _move_key_columns(con: duckdb.DuckDBPyConnection) -> None:
@@ -84,11 +89,35 @@ def _move_key_columns(con: duckdb.DuckDBPyConnection) -> None:
         return
     with transaction(con):
         con.execute(
-            "INSERT INTO meterbook_raw.repeated_events SELECT read_seq, key_rank, payload_hash "
+            "INSERT INTO meterbook_raw.repeated_events (read_seq, key_rank, payload_hash) "
+            "SELECT read_seq, key_rank, payload_hash "
             "FROM meterbook_raw.raw_events WHERE key_repeated AND parse_reason IS NULL"
         )
         for column in ("key_rank", "key_repeated", "payload_hash"):
             con.execute(f"ALTER TABLE meterbook_raw.raw_events DROP COLUMN {column}")
+
+
+def _key_repeated_events(con: duckdb.DuckDBPyConnection) -> None:
+    """Warehouses written before repeated_events carried the key: add it from raw_events
+    (a one-off; later rows are written with it by the ingest)."""
+    for column in ("customer_id", "event_id"):
+        con.execute(
+            f"ALTER TABLE meterbook_raw.repeated_events ADD COLUMN IF NOT EXISTS {column} VARCHAR"
+        )
+    missing = con.execute(
+        "SELECT count(*) FROM meterbook_raw.repeated_events WHERE customer_id IS NULL"
+    ).fetchone()[0]
+    if not missing:
+        return
+    with transaction(con):
+        con.execute(
+            """
+            UPDATE meterbook_raw.repeated_events AS k
+            SET customer_id = r.customer_id, event_id = r.event_id
+            FROM meterbook_raw.raw_events AS r
+            WHERE r.read_seq = k.read_seq AND k.customer_id IS NULL
+            """
+        )
 
 
 def _name_files_by_seq(con: duckdb.DuckDBPyConnection) -> None:

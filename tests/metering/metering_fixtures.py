@@ -155,7 +155,8 @@ def _rank_keys(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """DELETE FROM meterbook_raw.repeated_events;
            INSERT INTO meterbook_raw.repeated_events
-           SELECT read_seq, key_rank, mbi_payload_hash(event_name, event_ts, properties)
+           SELECT read_seq, key_rank, mbi_payload_hash(event_name, event_ts, properties),
+                  customer_id, event_id
            FROM (SELECT *,
                         row_number() OVER (PARTITION BY customer_id, event_id ORDER BY read_seq) AS key_rank,
                         count(*) OVER (PARTITION BY customer_id, event_id) AS n

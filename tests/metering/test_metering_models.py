@@ -282,7 +282,7 @@ def test_a_failing_run_raises_with_dbts_message(tmp_path):
         wh.dbt("build")
 
 
-def test_the_reconciliation_fails_on_a_read_seq_stored_twice(tmp_path):
+def test_the_reconciliation_fails_on_a_read_seq_stored_twice(tmp_path, monkeypatch):
     # read_seq has no unique test of its own, on the raw events or on the fates: this
     # reconciliation is the proof (the fates repeat the repeated row, so their distinct
     # read_seq fall short of their rows)
@@ -293,6 +293,29 @@ def test_the_reconciliation_fails_on_a_read_seq_stored_twice(tmp_path):
         con.execute(
             "INSERT INTO meterbook_raw.raw_events SELECT * FROM meterbook_raw.raw_events "
             "WHERE read_seq = (SELECT min(read_seq) FROM meterbook_raw.raw_events)"
+        )
+    # a build checks the events read since the last one: a row slipped in among the stored
+    # ones is found by the full check (`meterbook verify`)
+    wh.dbt("build")
+    monkeypatch.setenv("METERBOOK_VERIFY_ALL", "1")
+    with pytest.raises(DbtRunError, match="metering_fates_reconcile"):
+        wh.dbt("build")
+
+
+def test_each_build_checks_the_events_it_read(tmp_path):
+    wh = Warehouse(tmp_path)
+    wh.setup(catalog_from_yaml(tmp_path, CATALOG), EVENTS[:3])
+    wh.dbt("build")
+    with wh.connect() as con:
+        # a new raw row whose read_seq repeats one read now: the next build must refuse
+        con.execute(
+            "INSERT INTO meterbook_raw.raw_events SELECT * REPLACE (read_seq + 100 AS read_seq) "
+            "FROM meterbook_raw.raw_events WHERE read_seq = (SELECT max(read_seq) "
+            "FROM meterbook_raw.raw_events)"
+        )
+        con.execute(
+            "INSERT INTO meterbook_raw.raw_events SELECT * FROM meterbook_raw.raw_events "
+            "WHERE read_seq = (SELECT max(read_seq) FROM meterbook_raw.raw_events)"
         )
     with pytest.raises(DbtRunError, match="metering_fates_reconcile"):
         wh.dbt("build")

@@ -3,8 +3,9 @@
 The dbt models become Dagster assets in three groups that differ only in partitioning
 (defs/usage/assets.py and defs/close/assets.py declare them):
 
-- usage models (fates, metered events): rebuilt whole, unpartitioned, because a late file
-  can change any day's fates;
+- usage models (fates, metered events): unpartitioned; the fates table is built
+  incrementally, by read order (a late file can change any day's fates, so the build follows
+  what was read, not a calendar);
 - `fct_daily_meter_usage`: daily partitions, replaced one UTC day at a time;
 - billing models (windows, rating, invoices): monthly partitions, one close month at a time.
 Partitions reach dbt as environment variables, not `--vars` (runner.py says why).
@@ -39,6 +40,7 @@ from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.sql import connect
 from orchestration.warehouse.billing import ensure_billing_schema
 from orchestration.warehouse.raw import ensure_raw_schema
+from orchestration.warehouse.usage import drop_fates_of_an_older_layout
 from orchestration.workspace import DBT_PROJECT_DIR
 
 MANIFEST = PROJECT_TARGET / "manifest.json"
@@ -205,6 +207,7 @@ def ensure_source_tables(warehouse: Path) -> None:
         ensure_raw_schema(con)
         # and the close's tables, which staging reads too (empty before any close: usage only)
         ensure_billing_schema(con)
+        drop_fates_of_an_older_layout(con)
     finally:
         con.close()
 

@@ -1,6 +1,6 @@
 """The usage stage: every event's fate, metered events, and usage per UTC day (dbt models)."""
 
-from dagster import AssetExecutionContext
+from dagster import AssetExecutionContext, AssetObservation
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.defs.dbt.project import (
@@ -9,10 +9,13 @@ from orchestration.defs.dbt.project import (
     USAGE_SELECT,
     build_models,
     ensure_manifest,
+    model_key,
+    rebuild_models,
     translator,
 )
 from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, daily_usage
 from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.warehouse.usage import fates_build_summary, fates_state
 
 
 @dbt_assets(
@@ -25,8 +28,19 @@ from orchestration.defs.resources import MeterbookWorkspace
 def usage_models(
     context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
 ):
-    """Event fates and metered events over every ingested event."""
+    """Event fates and metered events: the events read since the last build are given
+    theirs; a change of meters, exclusions or customers fates every event again and rebuilds
+    the daily usage of every day."""
+    with meterbook.reader() as con:
+        before = fates_state(con)
     yield from build_models(context, dbt, meterbook, None)
+    with meterbook.reader() as con:
+        summary = fates_build_summary(con, before)
+    context.log.info(f"fates: {summary['mode']} ({summary.get('reason', '')})")
+    if summary.get("catalog_changed"):
+        context.log.info("the metering catalog changed: rebuilding the daily usage of every day")
+        rebuild_models(context, dbt, meterbook, DAILY_SELECT, {})
+    yield AssetObservation(asset_key=model_key("int_events_fated"), metadata=summary)
 
 
 @dbt_assets(

@@ -47,6 +47,7 @@ in_window as not materialized (
         and metered.event_ts >= windows.window_start
         and metered.event_ts < windows.window_end
     where {{ from_first_start }} and {{ before_last_end }}
+        and {{ metering_window_dates('metered.event_date') }}
 ),
 
 -- count, sum, count_unique, max, min, latest: plain aggregates of the window's events

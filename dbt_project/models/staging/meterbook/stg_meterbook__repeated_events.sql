@@ -8,7 +8,9 @@ final as (
     select
         cast(read_seq as bigint) as read_seq,
         cast(key_rank as integer) as key_rank,
-        payload_hash
+        payload_hash,
+        customer_id,
+        event_id
     from source
 )
 
