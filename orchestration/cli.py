@@ -10,7 +10,13 @@ from orchestration.catalog import CatalogError, load_catalog
 from orchestration.interrupts import RunInterrupted, sigterm_as_interrupt, stopped
 from orchestration.locking import WorkspaceLocked
 from orchestration.pipeline import PipelineError, activate, run_job, workspace_at
-from orchestration.reports import NoWarehouse, events_text, invoices_text
+from orchestration.reports import (
+    NoWarehouse,
+    events_text,
+    invoices_text,
+    line_events_text,
+    verify_text,
+)
 from orchestration.workspace import Workspace
 
 
@@ -80,8 +86,21 @@ def cmd_finalize(ws: Workspace, args) -> int:
 
 
 def cmd_invoices(ws: Workspace, args) -> int:
+    if getattr(args, "line", None):
+        if not args.events:
+            raise CommandError("--line needs --events (the billable events behind the line)")
+        print(line_events_text(ws, args.line, args.json))
+        return 0
+    if args.period is None:
+        raise CommandError("invoices needs --period (or --line LINE_ID --events)")
     print(invoices_text(ws, args.period, args.customer, args.json))
     return 0
+
+
+def cmd_verify(ws: Workspace, args) -> int:
+    passed, text = verify_text(ws, args.json)
+    print(text)
+    return 0 if passed else 1
 
 
 def cmd_void(ws: Workspace, args) -> int:
@@ -131,9 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     finalize = add("finalize", cmd_finalize, "number and freeze the month's draft invoices")
     finalize.add_argument("--period", type=_period, required=True)
     invoices = add("invoices", cmd_invoices, "print the month's invoices")
-    invoices.add_argument("--period", type=_period, required=True)
+    invoices.add_argument("--period", type=_period)
     invoices.add_argument("--customer")
     invoices.add_argument("--json", action="store_true")
+    invoices.add_argument("--line", metavar="LINE_ID", help="a usage line (with --events)")
+    invoices.add_argument(
+        "--events", action="store_true", help="list the billable events behind --line"
+    )
+    verify = add(
+        "verify", cmd_verify, "run every reconciliation over everything stored (slow: full)"
+    )
+    verify.add_argument("--json", action="store_true")
     void = add("void", cmd_void, "void a finalized invoice (the original stays in the ledger)")
     void.add_argument("invoice_id")
     void.add_argument("--reason", required=True)

@@ -1,5 +1,5 @@
 """Reconciliation of a close, over the warehouse: every billable event of the month's windows
-in exactly one usage line, every line's quantity equal to its meter's, and the ledger's
+in exactly one usage line (proven from aggregates: no row per event is stored), every line's quantity equal to its meter's, and the ledger's
 numbers gapless with every frozen document agreeing with its rows.
 
 Each `check_*` function returns `(passed, metadata)` so defs/close/checks.py can wrap it as
@@ -15,11 +15,14 @@ from typing import Any
 import duckdb
 
 from orchestration.billing.invoice_checks import invoice_problems
+from orchestration.billing.lineage import LINE_WINDOWS, event_dates
 from orchestration.warehouse.ledger import ensure_ledger_schema
 from orchestration.warehouse.models import with_refs
 
-# The month's windows with the invoice they belong to, and the meters each invoice charges.
-_WINDOWS = """
+# Per invoice x window x meter x group of the month: the billable events of every meter the
+# invoice charges, aggregated from the stored events, beside the usage lines of that key.
+_EVENTS_AND_LINES = f"""
+WITH lines AS ({LINE_WINDOWS} AND l.close_month = $month),
 windows AS (
     SELECT w.window_id, w.billing_customer_id, w.window_start, w.window_end, s.invoice_id
     FROM meterbook_billing.meter_windows AS w
@@ -28,94 +31,87 @@ windows AS (
      AND s.period_role = 'current'
     WHERE w.close_month = $month
 ),
-charged AS (
-    SELECT DISTINCT invoice_id, meter
-    FROM {{ ref('fct_invoice_lines') }}
-    WHERE close_month = $month AND kind = 'usage'
-),
-expected AS (
-    SELECT DISTINCT e.meter_code, e.customer_id AS event_customer_id, e.event_id
+charged AS (SELECT DISTINCT invoice_id, meter FROM lines),
+billable AS (
+    SELECT windows.invoice_id, windows.window_id, e.meter_code,
+           coalesce(cast(e.group_key AS VARCHAR), '') AS group_key,
+           count(*) AS events,
+           count(DISTINCT (e.customer_id, e.event_id)) AS event_keys,
+           sum(e.value) AS value_sum
     FROM windows
     JOIN charged USING (invoice_id)
-    JOIN {{ ref('int_events_metered') }} AS e
+    JOIN {{{{ ref('int_events_metered') }}}} AS e
       ON e.billing_customer_id = windows.billing_customer_id
      AND e.meter_code = charged.meter
      AND e.event_ts >= windows.window_start AND e.event_ts < windows.window_end
-),
-traced AS (
-    SELECT meter_code, event_customer_id, event_id, count(DISTINCT line_id) AS lines
-    FROM {{ ref('fct_usage_line_events') }}
-    WHERE close_month = $month
+    WHERE e.event_date BETWEEN $first AND $last
     GROUP BY ALL
+),
+lined AS (
+    SELECT invoice_id, window_id, meter AS meter_code,
+           coalesce(cast(group_key AS VARCHAR), '') AS group_key,
+           count(*) AS lines, sum(coalesce(event_count, 0)) AS events
+    FROM lines GROUP BY ALL
 )
+SELECT invoice_id, window_id, meter_code, group_key,
+       coalesce(billable.events, 0), coalesce(billable.event_keys, 0), billable.value_sum,
+       coalesce(lined.lines, 0), coalesce(lined.events, 0)
+FROM billable FULL JOIN lined USING (invoice_id, window_id, meter_code, group_key)
+ORDER BY ALL
 """
 
 
 def check_events_in_one_line(
     con: duckdb.DuckDBPyConnection, close_month: str
 ) -> tuple[bool, dict[str, Any]]:
-    """Asset check: every billable event of the month's windows, for every meter its invoice
-    charges, is in exactly one usage line; and each line's event_count is its traced events."""
-    month = {"month": close_month}
-    counts = con.execute(
-        with_refs(f"""
-        WITH {_WINDOWS}
-        SELECT
-            (SELECT count(*) FROM expected),
-            (SELECT count(*) FROM traced),
-            (SELECT count(*) FROM (SELECT * FROM expected EXCEPT
-                                   SELECT meter_code, event_customer_id, event_id FROM traced)),
-            (SELECT count(*) FROM (SELECT meter_code, event_customer_id, event_id FROM traced
-                                   EXCEPT SELECT * FROM expected)),
-            (SELECT count(*) FROM traced WHERE lines > 1)
-        """),
-        month,
-    ).fetchone()
-    expected, traced, missing, unexpected, in_several = counts
-    samples = _missing_samples(con, month) if missing else []
-    mismatched = _event_count_mismatches(con, close_month)
-    passed = missing == 0 and unexpected == 0 and in_several == 0 and not mismatched
-    return passed, {
+    """Asset check, from aggregates: per invoice x window x meter x group, the billable events
+    of every meter the invoice charges are counted in exactly one usage line, whose
+    event_count is their number, and no event key is counted twice. A line's events are
+    those of its key, so each billable event is then in exactly one line."""
+    rows = con.execute(with_refs(_EVENTS_AND_LINES), _month_params(con, close_month)).fetchall()
+    missing = in_several = 0
+    problems = []
+    for invoice, window, meter, group, events, keys, _, lines, lined in rows:
+        where = f"{invoice} {window} {meter} {group}".rstrip()
+        if events and not lines:
+            missing += events
+            problems.append(f"{where}: {events} billable events in no usage line")
+        elif lines > 1:
+            in_several += events
+            problems.append(f"{where}: {lines} usage lines for one window, meter and group")
+        elif lined != events:
+            problems.append(f"{where}: event_count {lined} but {events} billable events")
+        if keys != events:
+            problems.append(f"{where}: {events} events but {keys} distinct event keys")
+    return not problems, {
         "period": close_month,
-        "billable_event_meters": expected,
-        "traced_event_meters": traced,
+        "billable_events": sum(row[4] for row in rows),
+        "events_in_lines": sum(row[8] for row in rows),
         "missing_from_lines": missing,
-        "traced_but_not_billable": unexpected,
         "in_several_lines": in_several,
-        "missing_samples": samples,
-        "event_count_mismatches": mismatched[:20],
+        "value_sums": _value_sums(rows),
+        "problems": problems[:20],
     }
 
 
-def _missing_samples(con, month: dict[str, str]) -> list[str]:
-    rows = con.execute(
-        with_refs(f"""
-        WITH {_WINDOWS}
-        SELECT * FROM (SELECT * FROM expected EXCEPT
-                       SELECT meter_code, event_customer_id, event_id FROM traced)
-        ORDER BY ALL LIMIT 10
-        """),
-        month,
-    ).fetchall()
-    return [f"{meter}: {customer}/{event}" for meter, customer, event in rows]
+def _month_params(con: duckdb.DuckDBPyConnection, close_month: str) -> dict[str, Any]:
+    """The month, and the UTC days its windows span (a literal bound on the stored events)."""
+    start, end = con.execute(
+        "SELECT min(window_start), max(window_end) FROM meterbook_billing.meter_windows "
+        "WHERE close_month = ?",
+        [close_month],
+    ).fetchone()
+    first, last = event_dates(start, end) if start is not None else (None, None)
+    return {"month": close_month, "first": first, "last": last}
 
 
-def _event_count_mismatches(con, close_month: str) -> list[str]:
-    rows = con.execute(
-        with_refs("""
-        WITH traced AS (
-            SELECT line_id, count(*) AS events
-            FROM {{ ref('fct_usage_line_events') }} WHERE close_month = ? GROUP BY line_id
-        )
-        SELECT l.line_id, l.event_count, coalesce(t.events, 0)
-        FROM {{ ref('fct_invoice_lines') }} AS l LEFT JOIN traced AS t USING (line_id)
-        WHERE l.close_month = ? AND l.kind = 'usage'
-          AND coalesce(l.event_count, 0) <> coalesce(t.events, 0)
-        ORDER BY l.line_id
-        """),
-        [close_month, close_month],
-    ).fetchall()
-    return [f"{line}: event_count {count} but {events} traced" for line, count, events in rows]
+def _value_sums(rows: list[tuple]) -> dict[str, str]:
+    """The billable events' values added up per meter (counts have none)."""
+    sums: dict[str, Decimal] = {}
+    for _, _, meter, _, _, _, value, _, _ in rows:
+        if value is not None:
+            sums[meter] = sums.get(meter, Decimal(0)) + value
+    return {meter: str(total) for meter, total in sorted(sums.items())}
 
 
 def check_meter_totals(

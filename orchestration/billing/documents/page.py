@@ -68,7 +68,8 @@ def _line_rows(line: dict[str, Any], currency: str) -> str:
     kind = line_kinds.label(line["kind"])
     unit_price = line.get("unit_price")
     cells = [
-        f'<td><div class="kind">{escape(kind)}</div>{escape(line.get("description"))}</td>',
+        f'<td><div class="kind">{escape(kind)}</div>{escape(line.get("description"))}'
+        f"{_trace(line)}</td>",
         f'<td class="period">{escape(_span(line["period_start"], line["period_end"]))}</td>',
         f'<td class="num">{escape(quantity_text(line.get("quantity")))}</td>',
         f'<td class="num">{escape(quantity_text(line.get("billable_quantity")))}</td>',
@@ -78,6 +79,14 @@ def _line_rows(line: dict[str, Any], currency: str) -> str:
     rows = [f'    <tr class="line">{"".join(cells)}</tr>']
     rows += [_tier_row(tier, currency) for tier in line.get("tiers") or []]
     return "\n".join(rows)
+
+
+def _trace(line: dict[str, Any]) -> str:
+    """Where a usage line's events are listed: lineage is found on demand, not stored."""
+    if line["kind"] != "usage" or not line.get("line_id"):
+        return ""
+    command = f"meterbook invoices --line {line['line_id']} --events"
+    return f'<div class="trace">Events behind this line: <code>{escape(command)}</code></div>'
 
 
 def _tier_row(tier: dict[str, Any], currency: str) -> str:

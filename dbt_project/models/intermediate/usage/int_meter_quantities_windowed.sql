@@ -5,8 +5,8 @@
 #}
 {%- set close_month = metering_close_month_literal() -%}
 {%- set meter_rows = metering_catalog_rows(ref('stg_catalog__meters'), 'meter_seq') -%}
-{%- set time_weighted = meter_rows | selectattr('aggregation', 'equalto', 'time_weighted')
-    | map(attribute='meter_seq') | list -%}
+{%- set time_weighted_rows = meter_rows
+    | selectattr('aggregation', 'equalto', 'time_weighted') | list -%}
 
 with windows as (
     select * from {{ ref('stg_billing__meter_windows') }}
@@ -21,12 +21,13 @@ meters as (
 ),
 
 -- events outside the windows' span are never priced: the span is a literal read at compile
--- time, so events outside it are left out before any property is read (each consumer of
--- `metered` below reads only what it needs; a materialized CTE would compute every metered
--- event of every month first)
-{%- set from_first_start, before_last_end = metering_window_bounds('metered.event_ts') %}
+-- time and passed down to the scans of the fates (by event_date) and the raw events (by
+-- event_ts), both stored in read order, so a month's close reads that month's row groups and
+-- no other (tests/metering/test_metering_history.py proves it from DuckDB's profile)
+{%- set from_first_start, before_last_end = metering_window_bounds('events.event_ts') %}
 metered as not materialized (
-    select * from {{ ref('int_events_metered') }}
+    {{ metering_events(meter_rows, metering_window_dates('fates.event_date')
+        ~ ' and ' ~ from_first_start ~ ' and ' ~ before_last_end) }}
 ),
 
 in_window as not materialized (
@@ -46,8 +47,6 @@ in_window as not materialized (
         on metered.billing_customer_id = windows.billing_customer_id
         and metered.event_ts >= windows.window_start
         and metered.event_ts < windows.window_end
-    where {{ from_first_start }} and {{ before_last_end }}
-        and {{ metering_window_dates('metered.event_date') }}
 ),
 
 -- count, sum, count_unique, max, min, latest: plain aggregates of the window's events
@@ -56,21 +55,23 @@ aggregated as (
         'in_window', 'close_month, window_id, meter_seq, group_key', ['latest']) }}
 ),
 
--- time_weighted: the value held when the window opens, per group (the last one set before)
+-- time_weighted: the value held when the window opens, per group (the last one set before).
+-- Only time_weighted meters' events before the last window's end are read for it: with none
+-- in the catalog, nothing at all (its history is the one thing a close reads beyond its month)
+{%- set _, before_last_end = metering_window_bounds('events.event_ts') %}
 carried_in as (
     select
         windows.close_month,
         windows.window_id,
-        metered.meter_seq,
-        metered.group_key,
-        arg_max(metered.value, (metered.event_ts, metered.event_id, metered.read_seq)) as value
+        earlier.meter_seq,
+        earlier.group_key,
+        arg_max(earlier.value, (earlier.event_ts, earlier.event_id, earlier.read_seq)) as value
     from windows
-    inner join metered
-        on metered.billing_customer_id = windows.billing_customer_id
-        and metered.event_ts < windows.window_start
-    -- a literal list (from the catalog at compile time), so other meters are pruned unread
-    where metered.meter_seq in ({{ (time_weighted | join(', ')) if time_weighted else 'null' }})
-        and {{ before_last_end }}
+    inner join (
+        {{ metering_events(time_weighted_rows, before_last_end) }}
+    ) as earlier
+        on earlier.billing_customer_id = windows.billing_customer_id
+        and earlier.event_ts < windows.window_start
     group by all
 ),
 

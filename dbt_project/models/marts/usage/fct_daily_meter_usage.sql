@@ -16,11 +16,14 @@
 {%- set meters = metering_catalog_rows(ref('stg_catalog__meters'), 'meter_seq') %}
 
 -- the billable events of [min_date, max_date), joined once and buffered for every meter's
--- branch below
+-- branch below. The same days bound the fates (event_date) and the raw events (event_ts, UTC
+-- midnights): both are stored in read order, so a day's refresh skips other days' row groups
+{%- set low, high = metering_date_literal('min_date'), metering_date_literal('max_date') %}
 with billable as (
     {{ metering_billable_events(
-        "fates.event_date >= " ~ metering_date_literal('min_date')
-        ~ " and fates.event_date < " ~ metering_date_literal('max_date')) }}
+        "fates.event_date >= " ~ low ~ " and fates.event_date < " ~ high
+        ~ " and events.event_ts >= timezone('UTC', cast(" ~ low ~ " as timestamp))"
+        ~ " and events.event_ts < timezone('UTC', cast(" ~ high ~ " as timestamp))") }}
 ),
 
 -- each meter's day, aggregated inside the meter's own branch, so that the billable events
