@@ -19,7 +19,6 @@ from metering_fixtures import (
     _rank_keys,
     _register_files,
     catalog_from_yaml,
-    set_windows,
 )
 
 from orchestration.catalog.tables.metering import write_metering_tables
