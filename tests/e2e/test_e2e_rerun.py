@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from e2e_helpers import assert_same_as
+from e2e_helpers import PERIOD, assert_same_as, run_ok
 
 pytestmark = pytest.mark.slow
 
@@ -22,3 +24,24 @@ def test_the_second_ingest_reads_nothing_again(rerun, reference):
         assert before[table], f"{table} is empty: the reference ingested nothing"
         assert len(rows[table]) == len(before[table]), f"{table} grew on the re-run"
     assert rows["meterbook_raw.landing_file_paths"] == before["meterbook_raw.landing_file_paths"]
+
+
+def test_verify_passes_and_each_usage_line_lists_its_events(rerun):
+    # after the re-run: the full check over everything stored, and lineage found on demand
+    done = run_ok(rerun.home, "verify", "--json")
+    report = json.loads(done.stdout)
+    assert report["passed"], done.stdout
+    assert f"events_in_one_line {PERIOD}" in report["checks"]
+    lines = [
+        line
+        for invoice in json.loads(rerun.invoices_json)["invoices"]
+        for line in invoice["lines"]
+        if line["kind"] == "usage" and line["event_count"]
+    ]
+    assert lines
+    for line in lines:
+        shown = run_ok(rerun.home, "invoices", "--line", line["line_id"], "--events", "--json")
+        events = json.loads(shown.stdout)["events"]
+        assert len(events) == line["event_count"], line["line_id"]
+        assert len({(e["customer_id"], e["event_id"]) for e in events}) == len(events)
+        assert all(e["path"] and e["line_no"] for e in events)
