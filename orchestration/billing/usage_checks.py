@@ -17,8 +17,9 @@ from orchestration.warehouse.models import with_refs
 
 # files whose lines read differ from their fates (a path overwritten with other bytes names
 # two files, so per content): the files read after $since (an ingest appends a file's rows in
-# one transaction, so no file straddles a build), and files with no row at all after the
-# last file read by then (literal read_seq bounds: the stored rows are skipped)
+# one transaction, so no file straddles a build; a literal read_seq bound, so the stored rows
+# are skipped), or every file when $since is 0 (verify: also a file none of whose rows is
+# there)
 _FILES_OFF = """
 WITH fated AS (
     SELECT r.file_seq, count(e.read_seq) AS n
@@ -31,7 +32,7 @@ WITH fated AS (
 SELECT f.path, f.lines_read, coalesce(fated.n, 0)
 FROM meterbook_raw.landing_files AS f
 LEFT JOIN fated USING (file_seq)
-WHERE (fated.file_seq IS NOT NULL OR f.file_seq > $last_file)
+WHERE (fated.file_seq IS NOT NULL OR $since = 0)
   AND f.lines_read <> coalesce(fated.n, 0)
 ORDER BY f.path
 """
@@ -53,30 +54,39 @@ SELECT days.d, coalesce(r.n, 0), coalesce(f.n, 0)
 FROM days LEFT JOIN r USING (d) LEFT JOIN f USING (d)
 WHERE coalesce(r.n, 0) <> coalesce(f.n, 0) ORDER BY 1
 """
-# keys billable twice, among the keys of events read after $since
+# keys billable twice. Everything (verify, $since = 0): every billable event's key.
 _BILLED_TWICE = """
 WITH billable AS (
-    SELECT r.customer_id, r.event_id, r.read_seq
+    SELECT r.customer_id, r.event_id
     FROM {{ ref('int_events_fated') }} AS e
     JOIN meterbook_raw.raw_events AS r USING (read_seq)
     WHERE e.fate = 'billable'
 )
 SELECT customer_id, event_id, count(*) FROM billable
-WHERE (customer_id, event_id) IN (SELECT (customer_id, event_id) FROM billable
-                                  WHERE read_seq > $since)
+GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL LIMIT 20
+"""
+# After a build: a key billable twice has more than one parsed occurrence, so only the keys
+# the ingest recorded as repeated by events read after $since are looked at (repeated_events
+# carries the key): the stored raw events are not read.
+_BILLED_TWICE_SINCE = """
+WITH keys AS (
+    SELECT DISTINCT customer_id, event_id FROM meterbook_raw.repeated_events
+    WHERE read_seq > $since
+),
+occurrences AS (
+    SELECT k.customer_id, k.event_id, k.read_seq
+    FROM meterbook_raw.repeated_events AS k SEMI JOIN keys USING (customer_id, event_id)
+)
+SELECT o.customer_id, o.event_id, count(*)
+FROM occurrences AS o JOIN {{ ref('int_events_fated') }} AS e USING (read_seq)
+WHERE e.fate = 'billable'
 GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL LIMIT 20
 """
 
 
 def check_fates_reconcile(con: duckdb.DuckDBPyConnection, since: int) -> tuple[bool, dict]:
     """Lines read = fates, per file and per event day, for what was read after `since`."""
-    last_file = con.execute(
-        "SELECT coalesce(max(file_seq), 0) FROM meterbook_raw.raw_events WHERE read_seq = ?",
-        [since],
-    ).fetchone()[0]
-    per_file = con.execute(
-        with_refs(_FILES_OFF), {"since": since, "last_file": last_file}
-    ).fetchall()
+    per_file = con.execute(with_refs(_FILES_OFF), {"since": since}).fetchall()
     first, last = con.execute(
         with_refs(
             "SELECT min(event_date), max(event_date) FROM {{ ref('int_events_fated') }} "
@@ -97,7 +107,10 @@ def check_fates_reconcile(con: duckdb.DuckDBPyConnection, since: int) -> tuple[b
 
 def check_no_key_billed_twice(con: duckdb.DuckDBPyConnection, since: int) -> tuple[bool, dict]:
     """No (customer_id, event_id) of an event read after `since` is billable twice."""
-    twice = con.execute(with_refs(_BILLED_TWICE), {"since": since}).fetchall()
+    if since:
+        twice = con.execute(with_refs(_BILLED_TWICE_SINCE), {"since": since}).fetchall()
+    else:
+        twice = con.execute(with_refs(_BILLED_TWICE)).fetchall()
     return not twice, {
         "checked_after_read_seq": since,
         "keys": [f"{c}/{e} x{n}" for c, e, n in twice],

@@ -11,6 +11,11 @@ import pytest
 from metering_dataset import CATALOG, EVENTS
 from metering_fixtures import Warehouse, catalog_from_yaml, ev, load_events
 
+from orchestration.billing.usage_checks import (
+    check_fates_reconcile,
+    check_no_key_billed_twice,
+    last_build_start,
+)
 from orchestration.catalog.tables.metering import write_metering_tables
 
 FATES = (
@@ -25,10 +30,10 @@ LATE = [
     ev("late-dup", "acme", "api.request", "2026-10-20T10:00:00Z", {"region": "eu"}),
     ev("late-conflict", "acme", "api.request", "2026-10-21T10:00:00Z", {"region": "eu"}),
 ]
-REPEATS = [
-    ev("late-dup", "acme", "api.request", "2026-10-20T10:00:00Z", {"region": "eu"}),
-    ev("late-conflict", "acme", "api.request", "2026-10-21T10:00:00Z", {"region": "us"}),
-    ev("late-new", "acme", "api.request", "2026-10-22T10:00:00Z", {"region": "eu"}),
+REPEATS = [  # a file of their own, as an ingest reads them
+    ev("late-dup", "acme", "api.request", "2026-10-20T10:00:00Z", {"region": "eu"}, path="r"),
+    ev("late-conflict", "acme", "api.request", "2026-10-21T10:00:00Z", {"region": "us"}, path="r"),
+    ev("late-new", "acme", "api.request", "2026-10-22T10:00:00Z", {"region": "eu"}, path="r"),
 ]
 
 
@@ -105,3 +110,19 @@ def test_a_catalog_change_fates_every_event_again(tmp_path):
     assert wh.rows("SELECT DISTINCT fated_after FROM intermediate.int_events_fated") == [(0,)]
     assert wh.rows(FATES) == _built_at_once(tmp_path / "once", EVENTS, changed)
     assert any(row[4] == "sandbox_env" for row in wh.rows(FATES))
+
+
+def test_the_usage_checks_of_a_build_see_what_it_read(tmp_path):
+    wh = _built_in_batches(tmp_path, [EVENTS + LATE, REPEATS])
+    since = len(EVENTS + LATE)
+    with wh.connect() as con:
+        assert last_build_start(con) == since
+        assert check_fates_reconcile(con, since)[0]
+        assert check_no_key_billed_twice(con, since)[0]
+        # a repeated key the last build read, billed twice: found from its repeated keys
+        con.execute(
+            "UPDATE intermediate.int_events_fated SET fate = 'billable' WHERE fate = 'duplicate'"
+        )
+        for checked_from in (since, 0):
+            passed, metadata = check_no_key_billed_twice(con, checked_from)
+            assert not passed and "acme/late-dup x3" in metadata["keys"]
