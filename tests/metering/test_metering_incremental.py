@@ -29,11 +29,20 @@ LATE = [
     ev("late-dup", "acme", "api.request", "2026-10-20T10:00:00Z", {"region": "eu"}),
     ev("late-dup", "acme", "api.request", "2026-10-20T10:00:00Z", {"region": "eu"}),
     ev("late-conflict", "acme", "api.request", "2026-10-21T10:00:00Z", {"region": "eu"}),
+    ev("late-bad", "acme", "llm.completion", "2026-10-23T10:00:00Z", {"model": "large"}),
 ]
 REPEATS = [  # a file of their own, as an ingest reads them
     ev("late-dup", "acme", "api.request", "2026-10-20T10:00:00Z", {"region": "eu"}, path="r"),
     ev("late-conflict", "acme", "api.request", "2026-10-21T10:00:00Z", {"region": "us"}, path="r"),
     ev("late-new", "acme", "api.request", "2026-10-22T10:00:00Z", {"region": "eu"}, path="r"),
+    ev(
+        "late-bad",
+        "acme",
+        "llm.completion",
+        "2026-10-23T10:00:00Z",
+        {"model": "large", "input_tokens": 1, "output_tokens": 2},
+        path="r",
+    ),
 ]
 
 
@@ -78,17 +87,19 @@ def test_a_build_fates_the_new_events_and_the_keys_they_repeat(tmp_path):
         "ORDER BY read_seq",
         [invocation[0]],
     )
-    # the three new events, and the stored occurrences of late-dup (2) and late-conflict (1)
-    assert [seq for seq, _ in refated] == [stored - 2, stored - 1, stored] + [
-        stored + 1,
-        stored + 2,
-        stored + 3,
+    # the four new events, and the stored occurrences of late-dup (2), late-conflict (1)
+    # and late-bad (1)
+    assert [seq for seq, _ in refated] == [stored - n for n in (3, 2, 1, 0)] + [
+        stored + n for n in (1, 2, 3, 4)
     ]
     assert {after for _, after in refated} == {stored}
     fates = {r[0]: r[3:] for r in wh.rows(FATES)}
     assert fates[stored + 1] == ("duplicate", "same_payload")
     assert fates[stored + 2] == ("conflict", "different_payload")
     assert fates[stored + 3] == ("billable", None)
+    # a rejected occurrence does not claim its key: the valid repeat read later is billable
+    assert fates[stored] == ("rejected", "bad_property")
+    assert fates[stored + 4] == ("billable", None)
 
 
 def test_a_build_with_nothing_new_changes_nothing(tmp_path):
