@@ -25,25 +25,20 @@ from __future__ import annotations
 import argparse
 import calendar
 import json
-import multiprocessing
 import os
-import resource
 import shutil
 import sys
 import tempfile
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_pipeline import catalog_document  # noqa: E402
-
-from orchestration.sql import connect  # noqa: E402
+from bench_ingest import generate_events, run_phase  # noqa: E402
+from bench_pipeline import _job_phase, catalog_document  # noqa: E402
 
 FIRST_MONTH = date(2026, 1, 1)
-DUPLICATE_EVERY = 50
 
 
 def months(k: int) -> list[date]:
@@ -54,69 +49,9 @@ def months(k: int) -> list[date]:
     return out
 
 
-def generate(path: Path, n: int, start: datetime, end: datetime, prefix: str, customers: int):
-    """N events as JSON lines in [start, end); row i repeats an earlier row when
-    hash(i) % 50 = 0 (an exact duplicate). Event ids carry `prefix`, unique per file."""
-    span_ms = int((end - start).total_seconds() * 1000)
-    start_us = int(start.timestamp() * 1_000_000)
-    con = connect(":memory:")
-    con.execute(
-        f"""
-        COPY (
-            WITH base AS (
-                SELECT i, CASE WHEN i > 0 AND hash(i, 'dup') % {DUPLICATE_EVERY} = 0
-                    THEN hash(i, 'src') % i ELSE i END AS src
-                FROM range({n}) AS t(i)
-            )
-            SELECT
-                '{prefix}_' || lpad(src::VARCHAR, 10, '0') AS event_id,
-                'cust_' || (hash(src, 'c') % {customers})::VARCHAR AS customer_id,
-                'event.' || (hash(src, 'e') % 20)::VARCHAR AS event_name,
-                strftime(make_timestamp({start_us}::BIGINT
-                    + (hash(src, 't') % {span_ms})::BIGINT * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')
-                    AS "timestamp",
-                {{'input_tokens': (hash(src, 'i') % 4000)::BIGINT,
-                  'output_tokens': (hash(src, 'o') % 1200)::BIGINT,
-                  'model': ['large', 'small'][(hash(src, 'm') % 2)::INT + 1],
-                  'env': 'prod'}} AS properties,
-                'api-gateway' AS source
-            FROM base
-        ) TO '{path}' (FORMAT JSON)
-        """
-    )
-    con.close()
-
-
-def _job(home: str, job: str, partition: str | None, out) -> None:
-    from orchestration.pipeline import run_job  # noqa: PLC0415
-    from orchestration.workspace import Workspace  # noqa: PLC0415
-
-    start_wall = time.perf_counter()
-    outcome = run_job(Workspace(Path(home)), job, partition)
-    if not outcome.success:
-        raise SystemExit(f"{job} {partition or ''} failed: {outcome.error}")
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out.put(
-        {
-            "wall_s": time.perf_counter() - start_wall,
-            "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
-            "peak_rss_mib": max(me.ru_maxrss, kids.ru_maxrss) / 1024,
-        }
-    )
-
-
 def job(home: Path, name: str, partition: str | None = None) -> dict:
     """One Dagster job in a fresh process (its own CPU and peak RSS, dbt's included)."""
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_job, args=(str(home), name, partition, out))
-    proc.start()
-    figures = out.get()
-    proc.join()
-    if proc.exitcode:
-        raise SystemExit(f"{name} failed with exit code {proc.exitcode}")
-    return figures
+    return run_phase(_job_phase, str(home), name, partition)
 
 
 def workspace(work: Path, name: str, customers: int) -> Path:
@@ -155,8 +90,17 @@ def month_files(work: Path, k: int, n: int, customers: int) -> dict[str, Path]:
 
 
 def _made(path: Path, n: int, start: datetime, end: datetime, prefix: str, customers: int):
+    """n events in [start, end) as bench_ingest generates them (2% exact duplicates), their
+    ids prefixed so that no two files share a key."""
     if not path.exists():
-        generate(path, n, start, end, prefix, customers)
+        generate_events(
+            path,
+            n,
+            start_us=int(start.timestamp() * 1_000_000),
+            span_ms=int((end - start).total_seconds() * 1000),
+            prefix=prefix,
+            customers=customers,
+        )
     return path
 
 

@@ -35,8 +35,17 @@ EVENT_NAMES = 20
 DUPLICATE_EVERY = 50  # 2%
 
 
-def generate_events(path: Path, events: int) -> None:
-    """N events as JSON lines; row i repeats an earlier row when hash(i) % 50 = 0."""
+def generate_events(
+    path: Path,
+    events: int,
+    *,
+    start_us: int = 1790812800000000,  # 2026-10-01T00:00:00Z
+    span_ms: int = 2678400000,  # 31 days
+    prefix: str = "evt",
+    customers: int = CUSTOMERS,
+) -> None:
+    """N events as JSON lines, timestamps in [start, start + span); row i repeats an earlier
+    row when hash(i) % 50 = 0. Event ids are `prefix`_ and a number."""
     con = connect(":memory:")
     con.execute(
         f"""
@@ -47,11 +56,11 @@ def generate_events(path: Path, events: int) -> None:
                 FROM range({events}) AS t(i)
             )
             SELECT
-                'evt_' || lpad(src::VARCHAR, 10, '0') AS event_id,
-                'cust_' || (hash(src, 'c') % {CUSTOMERS})::VARCHAR AS customer_id,
+                '{prefix}_' || lpad(src::VARCHAR, 10, '0') AS event_id,
+                'cust_' || (hash(src, 'c') % {customers})::VARCHAR AS customer_id,
                 'event.' || (hash(src, 'e') % {EVENT_NAMES})::VARCHAR AS event_name,
-                strftime(make_timestamp(1790812800000000::BIGINT
-                    + (hash(src, 't') % 2678400000)::BIGINT * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')
+                strftime(make_timestamp({start_us}::BIGINT
+                    + (hash(src, 't') % {span_ms})::BIGINT * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')
                     AS "timestamp",
                 {{'input_tokens': (hash(src, 'i') % 4000)::BIGINT,
                   'output_tokens': (hash(src, 'o') % 1200)::BIGINT,
@@ -63,6 +72,21 @@ def generate_events(path: Path, events: int) -> None:
         """
     )
     con.close()
+
+
+# the bare query's work after reading: dedupe on (customer_id, event_id), then count per
+# customer x event name x UTC day; `events` is a relation of the events file's rows
+DEDUPE_AND_COUNT = """
+    ranked AS (
+        SELECT *, row_number() OVER (
+            PARTITION BY customer_id, event_id ORDER BY "timestamp") AS key_rank
+        FROM events
+    )
+    SELECT count(*) FROM (
+        SELECT customer_id, event_name, CAST(timezone('UTC', "timestamp") AS DATE), count(*)
+        FROM ranked WHERE key_rank = 1 GROUP BY ALL
+    )
+"""
 
 
 def _settings(con, memory_limit: str | None, threads: int | None) -> None:
@@ -94,18 +118,8 @@ def _bare_phase(events_file: str, memory_limit, threads, out) -> None:
     con = connect(":memory:")
     _settings(con, memory_limit, threads)
     rows = con.execute(
-        f"""
-        WITH events AS (SELECT * FROM read_json('{events_file}', format = 'newline_delimited')),
-        ranked AS (
-            SELECT *, row_number() OVER (
-                PARTITION BY customer_id, event_id ORDER BY "timestamp") AS key_rank
-            FROM events
-        )
-        SELECT count(*) FROM (
-            SELECT customer_id, event_name, CAST(timezone('UTC', "timestamp") AS DATE), count(*)
-            FROM ranked WHERE key_rank = 1 GROUP BY ALL
-        )
-        """
+        f"WITH events AS (SELECT * FROM read_json('{events_file}', "
+        f"format = 'newline_delimited')), {DEDUPE_AND_COUNT}"
     ).fetchone()[0]
     con.close()
     out.put(_figures(start_wall, start_cpu, rows=rows))

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_ingest import (  # noqa: E402
     CUSTOMERS,
+    DEDUPE_AND_COUNT,
     EVENT_NAMES,
     NOW,
     _bare_phase,
@@ -215,19 +216,7 @@ def _bare_stored_phase(events_file: str, work: str, memory_limit, out) -> None:
         f"CREATE TABLE events AS SELECT * FROM read_json('{events_file}', "
         "format = 'newline_delimited')"
     )
-    rows = con.execute(
-        """
-        WITH ranked AS (
-            SELECT *, row_number() OVER (
-                PARTITION BY customer_id, event_id ORDER BY "timestamp") AS key_rank
-            FROM events
-        )
-        SELECT count(*) FROM (
-            SELECT customer_id, event_name, CAST(timezone('UTC', "timestamp") AS DATE), count(*)
-            FROM ranked WHERE key_rank = 1 GROUP BY ALL
-        )
-        """
-    ).fetchone()[0]
+    rows = con.execute(f"WITH {DEDUPE_AND_COUNT}").fetchone()[0]
     con.close()
     path.unlink(missing_ok=True)
     out.put(_figures(start_wall, start_cpu, rows=rows))

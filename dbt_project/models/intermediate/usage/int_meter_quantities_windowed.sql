@@ -58,7 +58,6 @@ aggregated as (
 -- time_weighted: the value held when the window opens, per group (the last one set before).
 -- Only time_weighted meters' events before the last window's end are read for it: with none
 -- in the catalog, nothing at all (its history is the one thing a close reads beyond its month)
-{%- set _, before_last_end = metering_window_bounds('events.event_ts') %}
 carried_in as (
     select
         windows.close_month,
