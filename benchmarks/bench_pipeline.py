@@ -197,8 +197,18 @@ def _job_phase(home: str, job: str, partition: str, out) -> None:
             "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
             "peak_rss_mib": max(me.ru_maxrss, kids.ru_maxrss) / 1024,
             "rows": 0,
+            "steps": _step_seconds(outcome.run_id),
         }
     )
+
+
+def _step_seconds(run_id: str) -> dict[str, float]:
+    """Each step's wall time in the run, from the workspace's Dagster instance."""
+    from dagster import DagsterInstance  # noqa: PLC0415
+
+    with DagsterInstance.get() as instance:
+        stats = instance.get_run_step_stats(run_id)
+    return {s.step_key: round(s.end_time - s.start_time, 1) for s in stats if s.end_time}
 
 
 def _bare_stored_phase(events_file: str, work: str, memory_limit, out) -> None:
@@ -282,12 +292,32 @@ def print_whole(r: dict) -> None:
         f"/ (b): wall {whole['wall_s'] / b['wall_s']:.2f}x"
     )
     if r.get("late"):
-        rerate = r["late"]["next_close_with_rerate"]
-        print(
-            f"late file re-rate + next close / whole close: wall "
-            f"{rerate['wall_s'] / whole['wall_s']:.2f}, cpu {rerate['cpu_s'] / whole['cpu_s']:.2f}"
-        )
+        _print_late(r["late"], whole)
     print(json.dumps(r))
+
+
+# the steps of a close that exist because of the late file: the finalized month re-rated,
+# and the adjustment lines written with this month's windows
+LATE_STEPS = ("rerated_finalized_months", "billing_windows")
+
+
+def _print_late(late: dict, whole: dict) -> None:
+    rerate = late["next_close_with_rerate"]
+    print(
+        f"late file re-rate + next close / whole close: wall "
+        f"{rerate['wall_s'] / whole['wall_s']:.2f}, cpu {rerate['cpu_s'] / whole['cpu_s']:.2f}"
+    )
+    steps = rerate.get("steps", {})
+    late_cost = sum(steps.get(step, 0.0) for step in LATE_STEPS)
+    print(
+        "  its steps for the late file ("
+        + ", ".join(f"{s} {steps.get(s, 0):.1f} s" for s in LATE_STEPS)
+        + f"): {late_cost:.1f} s = {late_cost / whole['wall_s']:.1%} of the whole close"
+    )
+    print(
+        "  slowest steps of that close: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(steps.items(), key=lambda kv: -kv[1])[:6])
+    )
 
 
 def _workspace(work: Path, name: str) -> Path:

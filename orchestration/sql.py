@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 
 def quote_literal(value: str) -> str:
@@ -86,3 +90,34 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def insert_values(con: duckdb.DuckDBPyConnection, table: str, rows: list[Sequence[Any]]) -> None:
+    """INSERT `rows` (in the table's column order) into `table` in one statement.
+
+    `executemany` runs one statement per row: minutes for the 200,000 lines of 10,000
+    invoices. Here the values travel as text in one Arrow table and the INSERT casts each to
+    its column's type, so a Decimal arrives digit for digit, never through a float.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    columns = {
+        f"c{i}": pa.array([_as_text(row[i]) for row in rows], pa.string()) for i in range(width)
+    }
+    # found by DuckDB's replacement scan under this local name; `register` would refuse
+    # while the caller's last statement still holds its result
+    meterbook_rows = pa.table(columns)  # noqa: F841
+    con.execute(f"INSERT INTO {table} SELECT * FROM meterbook_rows")
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -22,9 +22,11 @@ does not change what a fee charged, and adjustments are not discounted (ARCHITEC
 
 Call order in a close of month M (the lead's pipeline), under the workspace lock:
     1. ingest, catalog tables, usage models
-    2. for F in months_to_rerate(con, M):
-           rebuild the billing models for close_month F (segments + dbt tag:billing)
-           record_rerated_usage(con, F)
+    2. for F, customers in late_event_customers(con, M).items():
+           subs = rerate_scope(con, catalog, F, customers)
+           rebuild the billing models for close_month F, those subscriptions only
+           (write_billing_windows(..., subs) + dbt tag:billing)
+           record_rerated_usage(con, F, subscriptions=subs)
     3. write_adjustment_lines(con, catalog, M)
     4. rebuild the billing models for close_month M
 """
@@ -45,8 +47,9 @@ from orchestration.billing.ledger import draft_document, group_json
 from orchestration.billing.line_kinds import kinds_in_group
 from orchestration.billing.money import round_money
 from orchestration.billing.month import BillingMonth
-from orchestration.catalog.models import Catalog
-from orchestration.sql import transaction
+from orchestration.billing.windows import billed_periods
+from orchestration.catalog.models import Catalog, Subscription
+from orchestration.sql import insert_values, transaction
 from orchestration.warehouse.billing import ensure_billing_schema
 from orchestration.warehouse.ledger import ensure_ledger_schema
 from orchestration.warehouse.raw import raw_watermark
@@ -79,27 +82,32 @@ class AdjustmentResult:
 
 
 def months_to_rerate(con: duckdb.DuckDBPyConnection, close_month: str) -> list[str]:
-    """Finalized months before `close_month` with usable raw events newer than what was rated.
+    """Finalized months before `close_month` with usable raw events newer than what was rated."""
+    return sorted(late_event_customers(con, close_month))
 
-    "Newer" is by raw_events.read_seq, against the watermark taken at finalization (or at
-    the last re-rate). The time test is loose (a day either side of the invoice periods,
-    whatever the customer's zone): a month re-rated for nothing just yields no difference.
+
+def late_event_customers(
+    con: duckdb.DuckDBPyConnection, close_month: str
+) -> dict[str, frozenset[str]]:
+    """Per finalized month before `close_month`: the customers of its late events.
+
+    Late means usable raw events newer (by raw_events.read_seq) than the watermark taken at
+    finalization or at the last re-rate. The time test is loose (a day either side of the
+    invoice periods, whatever the customer's zone): a month re-rated for nothing just
+    yields no difference.
     """
     BillingMonth.parse(close_month)
     ensure_ledger_schema(con)
     ensure_billing_schema(con)
     if not table_exists(con, "meterbook_raw", "raw_events"):
-        return []
+        return {}
+    marks = con.execute(_MARKS + " SELECT min(read_seq) FROM marks").fetchall()
+    if marks[0][0] is None:
+        return {}
+    # the lowest mark as a literal: the scan skips every stored block read before it
     rows = con.execute(
-        """
-        WITH marks AS (
-            SELECT f.close_month,
-                   greatest(min(f.raw_read_seq),
-                            coalesce(max(r.raw_read_seq), 0)) AS read_seq
-            FROM meterbook_ledger.period_finalizations AS f
-            LEFT JOIN meterbook_billing.rerate_runs AS r ON r.source_month = f.close_month
-            GROUP BY f.close_month
-        ),
+        f"""
+        {_MARKS},
         spans AS (
             SELECT i.close_month,
                    min(i.period_start) - INTERVAL 1 DAY AS lo,
@@ -108,20 +116,63 @@ def months_to_rerate(con: duckdb.DuckDBPyConnection, close_month: str) -> list[s
             JOIN meterbook_ledger.current_invoice_status AS s USING (invoice_id)
             WHERE s.status = 'finalized' AND i.close_month < ?
             GROUP BY i.close_month
+        ),
+        late AS (
+            SELECT read_seq, event_ts, customer_id FROM meterbook_raw.raw_events
+            WHERE parse_reason IS NULL AND read_seq > {int(marks[0][0])}
         )
-        SELECT spans.close_month
+        SELECT DISTINCT spans.close_month, late.customer_id
         FROM spans JOIN marks USING (close_month)
-        WHERE EXISTS (
-            SELECT 1 FROM meterbook_raw.raw_events AS e
-            WHERE e.parse_reason IS NULL
-              AND e.read_seq > marks.read_seq
-              AND e.event_ts >= spans.lo AND e.event_ts < spans.hi
-        )
-        ORDER BY spans.close_month
+        JOIN late ON late.read_seq > marks.read_seq
+                 AND late.event_ts >= spans.lo AND late.event_ts < spans.hi
         """,
         [close_month],
     ).fetchall()
-    return [r[0] for r in rows]
+    customers: dict[str, set[str]] = {}
+    for month, customer in rows:
+        customers.setdefault(month, set()).add(customer)
+    return {month: frozenset(ids) for month, ids in customers.items()}
+
+
+# the watermark of each finalized month: its finalization's, or its last re-rate's
+_MARKS = """
+WITH marks AS (
+    SELECT f.close_month,
+           greatest(min(f.raw_read_seq), coalesce(max(r.raw_read_seq), 0)) AS read_seq
+    FROM meterbook_ledger.period_finalizations AS f
+    LEFT JOIN meterbook_billing.rerate_runs AS r ON r.source_month = f.close_month
+    GROUP BY f.close_month
+)"""
+
+
+def rerate_scope(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    source_month: str,
+    customers: Iterable[str],
+) -> frozenset[str]:
+    """The subscriptions of finalized `source_month` to re-rate for late events of `customers`.
+
+    Those the customers bill to (a sub-account's parent), and every period of the month not
+    in the ledger (a subscription added after finalization), whose draft the re-rate would
+    otherwise drop. The month's other invoices cannot change: rating them again would cost
+    as much as the close itself.
+    """
+    payers = {
+        catalog.billing_customer(c).id for c in customers if catalog.find_customer(c) is not None
+    }
+    frozen = {
+        row[0]
+        for row in con.execute(
+            "SELECT subscription_id FROM meterbook_ledger.invoices WHERE close_month = ?",
+            [source_month],
+        ).fetchall()
+    }
+    return frozenset(
+        bp.subscription.id
+        for bp in billed_periods(catalog, source_month)
+        if bp.subscription.customer_id in payers or bp.subscription.id not in frozen
+    )
 
 
 def record_rerated_usage(
@@ -130,13 +181,15 @@ def record_rerated_usage(
     now: datetime,
     drafts: dict[str, Any] | None = None,
     watermark: int | None = None,
+    subscriptions: frozenset[str] | None = None,
 ) -> int:
     """Keep what `source_month` bills now (its freshly rebuilt drafts); returns rows kept.
 
     `drafts` defaults to `invoices_document(con, source_month)`: call this right after the
     billing models were rebuilt for source_month. `watermark` is the last raw event those
     drafts were built from (the pipeline passes its usage models'); without it, every event
-    ingested so far counts as re-rated.
+    ingested so far counts as re-rated. With `subscriptions` (a re-rate of those only, see
+    `rerate_scope`), the rows of the month's other subscriptions are kept as they were.
     """
     BillingMonth.parse(source_month)
     ensure_billing_schema(con)
@@ -152,12 +205,11 @@ def record_rerated_usage(
         watermark = raw_watermark(con)
     with transaction(con):
         con.execute(
-            "DELETE FROM meterbook_billing.rerated_usage WHERE source_month = ?", [source_month]
+            "DELETE FROM meterbook_billing.rerated_usage WHERE source_month = ? "
+            "AND (? OR list_contains(?::VARCHAR[], subscription_id))",
+            [source_month, subscriptions is None, sorted(subscriptions or ())],
         )
-        if rows:
-            con.executemany(
-                "INSERT INTO meterbook_billing.rerated_usage VALUES (?, ?, ?, ?, ?, ?, ?)", rows
-            )
+        insert_values(con, "meterbook_billing.rerated_usage", rows)
         con.execute(
             "INSERT OR REPLACE INTO meterbook_billing.rerate_runs VALUES (?, ?, ?)",
             [source_month, watermark, now],
@@ -203,38 +255,42 @@ def compute_adjustment_lines(
     BillingMonth.parse(close_month)
     ensure_ledger_schema(con)
     ensure_billing_schema(con)
+    sources = _finalized_sources(con, close_month)
+    truth, billed = _rerated(con, close_month), _billed(con, close_month)
+    subscriptions = {s.id: s for s in catalog.subscriptions}
     written, unbillable = [], []
-    for invoice in _finalized_sources(con, close_month):
-        for row in _differences(con, invoice, close_month, catalog):
-            (written if _continues(catalog, invoice) else unbillable).append(row)
+    for invoice in sources:
+        ident = invoice["invoice_id"]
+        rows = _differences(invoice, close_month, catalog, truth.get(ident), billed.get(ident, {}))
+        continues = _continues(subscriptions.get(invoice["subscription_id"]), invoice)
+        (written if continues else unbillable).extend(rows)
     return AdjustmentResult(close_month, tuple(written), tuple(unbillable))
 
 
+# Ledger invoices of re-rated months before close_month ($1) that are still 'finalized'.
+_SOURCES = """
+    SELECT i.invoice_id, i.close_month, i.subscription_id, i.currency,
+           i.period_start, i.period_end
+    FROM meterbook_ledger.invoices AS i
+    JOIN meterbook_ledger.current_invoice_status AS s USING (invoice_id)
+    WHERE s.status = 'finalized' AND i.close_month < $1
+      AND i.close_month IN (SELECT source_month FROM meterbook_billing.rerate_runs)
+"""
+
+
 def _finalized_sources(con, close_month: str) -> list[dict[str, Any]]:
-    """Ledger invoices of re-rated months before close_month that are still 'finalized'."""
     rows = con.execute(
-        """
-        SELECT i.invoice_id, i.close_month, i.subscription_id, i.currency,
-               i.period_start, i.period_end
-        FROM meterbook_ledger.invoices AS i
-        JOIN meterbook_ledger.current_invoice_status AS s USING (invoice_id)
-        WHERE s.status = 'finalized' AND i.close_month < ?
-          AND i.close_month IN (SELECT source_month FROM meterbook_billing.rerate_runs)
-        ORDER BY i.close_month, i.subscription_id
-        """,
-        [close_month],
+        f"{_SOURCES} ORDER BY i.close_month, i.subscription_id", [close_month]
     ).fetchall()
     names = ("invoice_id", "close_month", "subscription_id", "currency", "start", "end")
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def _differences(con, invoice, close_month: str, catalog: Catalog) -> list[dict[str, Any]]:
-    truth = _rerated(con, invoice)
+def _differences(invoice, close_month, catalog, truth, billed) -> list[dict[str, Any]]:
     if not truth:
         # the re-rated month has no invoice for this subscription (it left the catalog):
         # no evidence of late usage, and crediting everything back would be wrong
         return []
-    billed = _billed(con, invoice)
     rows = []
     for key in sorted(truth.keys() | billed.keys(), key=_sortable):
         display, now_totals = truth.get(key, (None, Totals()))
@@ -248,43 +304,58 @@ def _differences(con, invoice, close_month: str, catalog: Catalog) -> list[dict[
     return rows
 
 
-def _rerated(con, invoice) -> dict[Key, tuple[str | None, Totals]]:
+def _rerated(con, close_month: str) -> dict[str, dict[Key, tuple[str | None, Totals]]]:
+    """What each source invoice's subscription bills now, by source invoice id."""
     rows = con.execute(
-        "SELECT subscription_id, meter, group_key, group_display, quantity, amount "
-        "FROM meterbook_billing.rerated_usage WHERE source_month = ? AND subscription_id = ?",
-        [invoice["close_month"], invoice["subscription_id"]],
+        f"""
+        WITH sources AS ({_SOURCES})
+        SELECT sources.invoice_id, r.subscription_id, r.meter, r.group_key, r.group_display,
+               r.quantity, r.amount
+        FROM sources
+        JOIN meterbook_billing.rerated_usage AS r
+          ON r.source_month = sources.close_month
+         AND r.subscription_id = sources.subscription_id
+        """,
+        [close_month],
     ).fetchall()
-    return {(s, m, g): (d, Totals(q, a)) for s, m, g, d, q, a in rows}
+    truth: dict[str, dict[Key, tuple[str | None, Totals]]] = {}
+    for ident, s, m, g, d, q, a in rows:
+        truth.setdefault(ident, {})[(s, m, g)] = (d, Totals(q, a))
+    return truth
 
 
-def _billed(con, invoice) -> dict[Key, Totals]:
-    """The ledger's lines for the source invoice plus adjustments already frozen for it."""
+def _billed(con, close_month: str) -> dict[str, dict[Key, Totals]]:
+    """Per source invoice id: its ledger lines plus the adjustments already frozen for it."""
     rows = con.execute(
-        """
-        SELECT l.meter, l.group_key,
+        f"""
+        WITH sources AS ({_SOURCES}),
+        frozen AS (
+            SELECT l.*, i.subscription_id, i.close_month AS carried_in
+            FROM meterbook_ledger.invoice_lines AS l
+            JOIN meterbook_ledger.invoices AS i USING (invoice_id)
+            JOIN meterbook_ledger.current_invoice_status AS s USING (invoice_id)
+            WHERE s.status = 'finalized'
+        )
+        SELECT sources.invoice_id, sources.subscription_id, l.meter, l.group_key,
                sum(CASE WHEN l.kind IN ('usage', 'adjustment') THEN coalesce(l.quantity, 0)
                    ELSE 0 END),
                sum(l.amount)
-        FROM meterbook_ledger.invoice_lines AS l
-        JOIN meterbook_ledger.invoices AS i USING (invoice_id)
-        JOIN meterbook_ledger.current_invoice_status AS s USING (invoice_id)
-        WHERE s.status = 'finalized' AND i.subscription_id = ?
-          AND (
-            (l.invoice_id = ? AND list_contains(?::VARCHAR[], l.kind))
-            OR (l.kind = 'adjustment' AND l.period_start = ? AND l.period_end = ?
-                AND i.close_month > ?)
-          )
+        FROM sources
+        JOIN frozen AS l
+          ON l.subscription_id = sources.subscription_id
+         AND (
+            (l.invoice_id = sources.invoice_id AND list_contains($2::VARCHAR[], l.kind))
+            OR (l.kind = 'adjustment' AND l.period_start = sources.period_start
+                AND l.period_end = sources.period_end AND l.carried_in > sources.close_month)
+         )
         GROUP BY ALL
         """,
-        [
-            invoice["subscription_id"], invoice["invoice_id"], list(USAGE_KINDS), invoice["start"],
-            invoice["end"], invoice["close_month"],
-        ],
-    ).fetchall()  # fmt: skip
-    return {
-        (invoice["subscription_id"], meter, _canonical(group)): Totals(q, a)
-        for meter, group, q, a in rows
-    }
+        [close_month, list(USAGE_KINDS)],
+    ).fetchall()
+    billed: dict[str, dict[Key, Totals]] = {}
+    for ident, sub, meter, group, q, a in rows:
+        billed.setdefault(ident, {})[(sub, meter, _canonical(group))] = Totals(q, a)
+    return billed
 
 
 def _canonical(group_text: str | None) -> str | None:
@@ -325,9 +396,8 @@ def _iso(day: date | str) -> str:
     return day.isoformat() if isinstance(day, date) else str(day)
 
 
-def _continues(catalog: Catalog, invoice: dict[str, Any]) -> bool:
+def _continues(sub: Subscription | None, invoice: dict[str, Any]) -> bool:
     """Whether the subscription will have another invoice to carry the adjustment."""
-    sub = next((s for s in catalog.subscriptions if s.id == invoice["subscription_id"]), None)
     return sub is not None and (sub.end_date is None or sub.end_date > invoice["end"])
 
 
@@ -340,9 +410,8 @@ def _replace_rows(con, close_month: str, rows: list[dict[str, Any]]) -> None:
         con.execute(
             "DELETE FROM meterbook_billing.adjustment_lines WHERE close_month = ?", [close_month]
         )
-        if rows:
-            con.executemany(
-                "INSERT INTO meterbook_billing.adjustment_lines VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[row[c] for c in columns] for row in rows],
-            )
+        insert_values(
+            con,
+            "meterbook_billing.adjustment_lines",
+            [[row[c] for c in columns] for row in rows],
+        )

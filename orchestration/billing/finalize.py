@@ -39,6 +39,7 @@ from orchestration.billing.ledger import (
 from orchestration.billing.money import minor_exponent
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog
+from orchestration.sql import insert_values
 from orchestration.warehouse.ledger import ensure_ledger_schema
 from orchestration.warehouse.raw import raw_watermark
 
@@ -187,16 +188,19 @@ def _freeze(con, prefix, year, close_month, pending, now, watermark) -> tuple[tu
     con.execute("BEGIN TRANSACTION")
     try:
         seq = _last_seq(con, prefix, year)
-        numbered = []
-        for invoice in pending:
-            seq += 1
-            number = format_number(prefix, year, seq)
-            _insert_invoice(con, close_month, invoice, number, now)
-            con.execute(
-                "INSERT INTO meterbook_ledger.invoice_numbers VALUES (?, ?, ?, ?, ?)",
-                [prefix, year, seq, number, invoice["invoice_id"]],
-            )
-            numbered.append((invoice["invoice_id"], number))
+        numbered = [
+            (invoice["invoice_id"], format_number(prefix, year, seq + i))
+            for i, invoice in enumerate(pending, start=1)
+        ]
+        _insert_invoices(con, close_month, pending, [number for _, number in numbered], now)
+        insert_values(
+            con,
+            "meterbook_ledger.invoice_numbers",
+            [
+                [prefix, year, seq + i, number, ident]
+                for i, (ident, number) in enumerate(numbered, 1)
+            ],
+        )
         _record_finalization(con, close_month, now, len(numbered), watermark)
         con.execute("COMMIT")
     except BaseException:
@@ -214,33 +218,46 @@ def _last_seq(con: duckdb.DuckDBPyConnection, prefix: str, year: int) -> int:
     return int(row[0])
 
 
-def _insert_invoice(con, close_month: str, invoice: dict[str, Any], number: str, now) -> None:
+def _insert_invoices(con, close_month: str, invoices: list, numbers: list[str], now) -> None:
+    """The invoices, their lines and their 'finalized' status, each table in one INSERT."""
+    insert_values(
+        con,
+        "meterbook_ledger.invoices",
+        [
+            _invoice_row(close_month, invoice, number, now)
+            for invoice, number in zip(invoices, numbers, strict=True)
+        ],
+    )
+    insert_values(
+        con,
+        "meterbook_ledger.invoice_lines",
+        [
+            _line_row(invoice, position, line)
+            for invoice in invoices
+            for position, line in enumerate(invoice["lines"])
+        ],
+    )
+    insert_values(
+        con,
+        "meterbook_ledger.invoice_status_changes",
+        [[invoice["invoice_id"], "finalized", now, None] for invoice in invoices],
+    )
+
+
+def _invoice_row(close_month: str, invoice: dict[str, Any], number: str, now) -> list[Any]:
     frozen = dict(invoice)  # key order kept: the frozen JSON reads like the draft did
     frozen["number"] = number
     frozen["status"] = "finalized"
     document = json.dumps(frozen, ensure_ascii=False, separators=(",", ":"))
     currency = invoice["currency"]
-    con.execute(
-        "INSERT INTO meterbook_ledger.invoices VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            invoice["invoice_id"], number, close_month, invoice["customer_id"],
-            invoice["subscription_id"], currency, minor_exponent(currency),
-            invoice["period_start"], invoice["period_end"],
-            *(Decimal(invoice[f]) for f in ("subtotal", "discount_total", "tax_total", "total")),
-            Decimal(invoice.get("credits_applied") or "0"), Decimal(invoice["amount_due"]),
-            now, document,
-        ],
-    )  # fmt: skip
-    con.executemany(
-        "INSERT INTO meterbook_ledger.invoice_lines VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [_line_row(invoice, position, line) for position, line in enumerate(invoice["lines"])],
-    )
-    con.execute(
-        "INSERT INTO meterbook_ledger.invoice_status_changes VALUES (?, 'finalized', ?, NULL)",
-        [invoice["invoice_id"], now],
-    )
+    return [
+        invoice["invoice_id"], number, close_month, invoice["customer_id"],
+        invoice["subscription_id"], currency, minor_exponent(currency),
+        invoice["period_start"], invoice["period_end"],
+        *(Decimal(invoice[f]) for f in ("subtotal", "discount_total", "tax_total", "total")),
+        Decimal(invoice.get("credits_applied") or "0"), Decimal(invoice["amount_due"]),
+        now, document,
+    ]  # fmt: skip
 
 
 def _line_row(invoice: dict[str, Any], position: int, line: dict[str, Any]) -> list[Any]:

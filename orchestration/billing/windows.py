@@ -133,10 +133,15 @@ def window_rows(close_month: str, bp: BilledPeriod) -> list[tuple]:
     ]
 
 
-def billing_window_rows(catalog: Catalog, close_month: str) -> dict[str, list[tuple]]:
-    """Every row of the close, computed before anything is written."""
+def billing_window_rows(
+    catalog: Catalog, close_month: str, subscriptions: frozenset[str] | None = None
+) -> dict[str, list[tuple]]:
+    """Every row of the close (of those `subscriptions` only, when given), computed before
+    anything is written."""
     out: dict[str, list[tuple]] = {"invoice_periods": [], "segments": [], "meter_windows": []}
     for bp in billed_periods(catalog, close_month):
+        if subscriptions is not None and bp.subscription.id not in subscriptions:
+            continue
         out["invoice_periods"].append(_invoice_row(catalog, close_month, bp))
         out["segments"].extend(segment_rows(close_month, bp))
         out["meter_windows"].extend(window_rows(close_month, bp))
@@ -144,10 +149,16 @@ def billing_window_rows(catalog: Catalog, close_month: str) -> dict[str, list[tu
 
 
 def write_billing_windows(
-    con: duckdb.DuckDBPyConnection, catalog: Catalog, close_month: str
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    close_month: str,
+    subscriptions: frozenset[str] | None = None,
 ) -> None:
-    """Replace `close_month`'s rows of meterbook_billing in one transaction."""
-    rows = billing_window_rows(catalog, close_month)
+    """Replace `close_month`'s rows of meterbook_billing in one transaction.
+
+    With `subscriptions`, only those are written (the re-rate of a finalized month for late
+    events: its other invoices cannot change, and rating them again would cost a close)."""
+    rows = billing_window_rows(catalog, close_month, subscriptions)
     ensure_billing_schema(con)
     prior_sql = _prior_fee_lines_sql(con)
     with transaction(con):

@@ -7,6 +7,7 @@ path inside that file, and the line.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -232,9 +233,35 @@ def _without_nul_paths(found: list[CatalogIssue], nul: list[CatalogIssue]) -> li
     return [i for i in found if (i.file, i.path) not in places]
 
 
+def catalog_files(catalog_dir: Path) -> list[Path]:
+    return sorted(catalog_dir.glob("*.yaml")) + sorted(catalog_dir.glob("*.yml"))
+
+
+# catalog folder -> (digest of its files, the catalog loaded from them)
+_LOADED: dict[Path, tuple[str, Catalog]] = {}
+
+
+def load_catalog_cached(catalog_dir: Path) -> Catalog:
+    """`load_catalog`, parsed again only when a file's name or bytes changed.
+
+    A close's steps each need the catalog; at ten thousand customers one parse takes
+    seconds. The key is the files' content, not their mtime: two writes within one clock
+    tick of the file system would share an mtime.
+    """
+    digest = hashlib.sha256()
+    for path in catalog_files(catalog_dir):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    key, known = catalog_dir.resolve(), _LOADED.get(catalog_dir.resolve())
+    if known is not None and known[0] == digest.hexdigest():
+        return known[1]
+    catalog = load_catalog(catalog_dir)  # errors are raised, never kept
+    _LOADED[key] = (digest.hexdigest(), catalog)
+    return catalog
+
+
 def load_catalog(catalog_dir: Path) -> Catalog:
     """The merged, validated catalog; raises CatalogError listing every mistake."""
-    files = sorted(catalog_dir.glob("*.yaml")) + sorted(catalog_dir.glob("*.yml"))
+    files = catalog_files(catalog_dir)
     if not files:
         raise CatalogError(
             [CatalogIssue(str(catalog_dir), "", None, "no *.yaml file in the catalog folder")]

@@ -15,7 +15,7 @@ from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 from packaging import version
 
-from orchestration.catalog import Catalog, load_catalog
+from orchestration.catalog import Catalog, load_catalog_cached
 from orchestration.defs.stripe.resource import StripeResource
 from orchestration.locking import workspace_lock
 from orchestration.sql import connect_when_free
@@ -36,7 +36,7 @@ class MeterbookWorkspace(ConfigurableResource):
         return Workspace(Path(self.home))
 
     def catalog(self) -> Catalog:
-        return load_catalog(self.workspace.catalog_dir)
+        return load_catalog_cached(self.workspace.catalog_dir)
 
     @contextmanager
     def exclusive(self, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[Path]:

@@ -9,6 +9,7 @@ import pytest
 from close_fixtures import catalog, drafts, with_adjustments
 
 from orchestration.billing.adjustments import (
+    late_event_customers,
     months_to_rerate,
     record_rerated_usage,
     write_adjustment_lines,
@@ -161,10 +162,11 @@ def make_raw_events(con, *events):
     con.execute("CREATE SCHEMA IF NOT EXISTS meterbook_raw")
     con.execute(
         "CREATE TABLE IF NOT EXISTS meterbook_raw.raw_events "
-        "(read_seq BIGINT, event_ts TIMESTAMPTZ, parse_reason VARCHAR)"
+        "(read_seq BIGINT, event_ts TIMESTAMPTZ, parse_reason VARCHAR, customer_id VARCHAR)"
     )
     for event in events:
-        con.execute("INSERT INTO meterbook_raw.raw_events VALUES (?, ?, ?)", list(event))
+        row = [*event, "acme"][:4]  # the customer defaults to acme
+        con.execute("INSERT INTO meterbook_raw.raw_events VALUES (?, ?, ?, ?)", row)
 
 
 def test_months_to_rerate_follow_new_raw_events_of_finalized_periods(con):
@@ -185,3 +187,6 @@ def test_months_to_rerate_follow_new_raw_events_of_finalized_periods(con):
     assert months_to_rerate(con, "2026-11") == []
     make_raw_events(con, (5, datetime(2026, 10, 31, 23, tzinfo=UTC), None))
     assert months_to_rerate(con, "2026-12") == ["2026-10"]
+    make_raw_events(con, (6, datetime(2026, 10, 20, tzinfo=UTC), None, "globex"))
+    # the customers of the late events, for the re-rate's scope
+    assert late_event_customers(con, "2026-12") == {"2026-10": frozenset({"acme", "globex"})}

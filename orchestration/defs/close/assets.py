@@ -14,8 +14,9 @@ from dagster import (
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.billing.adjustments import (
-    months_to_rerate,
+    late_event_customers,
     record_rerated_usage,
+    rerate_scope,
     write_adjustment_lines,
 )
 from orchestration.billing.documents import render_documents
@@ -64,16 +65,27 @@ def rerated_finalized_months(
     month = context.partition_key
     catalog = meterbook.catalog()
     with meterbook.warehouse() as con:
-        months = months_to_rerate(con, month)
-    for source in months:
-        context.log.info(f"late events for finalized {source}: re-rating it to find the difference")
+        late = late_event_customers(con, month)
+        scopes = {source: rerate_scope(con, catalog, source, ids) for source, ids in late.items()}
+    for source, subscriptions in scopes.items():
+        context.log.info(
+            f"late events for finalized {source}: re-rating its {len(subscriptions)} "
+            "subscription(s) they bill to, to find the difference"
+        )
         with meterbook.warehouse() as con:
-            write_billing_windows(con, catalog, source)
+            write_billing_windows(con, catalog, source, subscriptions)
         rebuild_models(context, dbt, meterbook, BILLING_SELECT, {"close_month": source})
         with meterbook.warehouse() as con:
-            record_rerated_usage(con, source, now_utc(), watermark=usage_watermark(con))
+            record_rerated_usage(
+                con, source, now_utc(), watermark=usage_watermark(con), subscriptions=subscriptions
+            )
+    rerated = {source: len(subs) for source, subs in scopes.items()}
     return MaterializeResult(
-        metadata={"rerated_months": MetadataValue.json(months), "count": len(months)}
+        metadata={
+            "rerated_months": MetadataValue.json(sorted(rerated)),
+            "count": len(rerated),
+            "rerated_subscriptions": MetadataValue.json(rerated),
+        }
     )
 
 
