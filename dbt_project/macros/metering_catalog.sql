@@ -57,6 +57,35 @@
       column ~ " < timestamptz '" ~ row[1] ~ "+00'")) }}
 {% endmacro %}
 
+{#
+  The billing customers of the metering windows of var close_month, as a predicate on
+  `column`: a literal IN list when they are few (a re-rate of the subscriptions late events
+  touched), `true` otherwise. Exact either way: events of other customers match no window.
+  A literal list reaches the scan of the fates, so the events of the month's other customers
+  are never joined to their properties nor metered (at 30M events, a re-rate of 940 of
+  10,000 customers spent 20 s metering everyone's events before the join dropped them).
+#}
+{% macro metering_window_customers(column, at_most=1000) %}
+  {% if not execute %}
+    {{ return('true') }}
+  {% endif %}
+  {%- set month = metering_close_month_literal() -%}
+  {%- set query -%}
+    select distinct billing_customer_id from {{ ref('stg_billing__meter_windows') }}
+    {%- if month %} where close_month = {{ month }}{% endif %}
+    order by 1 limit {{ at_most + 1 }}
+  {%- endset -%}
+  {%- set ids = run_query(query).columns[0].values() -%}
+  {%- if ids | length == 0 or ids | length > at_most -%}
+    {{ return('true') }}
+  {%- endif -%}
+  {%- set quoted = [] -%}
+  {%- for id in ids -%}
+    {%- do quoted.append("'" ~ (id | replace("'", "''")) ~ "'") -%}
+  {%- endfor -%}
+  {{ return(column ~ ' in (' ~ quoted | join(', ') ~ ')') }}
+{% endmacro %}
+
 {# The same span as UTC days, a predicate on the event_date `column`: a literal bound on the
    fates (stored in read order) skips the row groups of other months. #}
 {% macro metering_window_dates(column) %}

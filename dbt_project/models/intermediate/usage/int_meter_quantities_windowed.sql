@@ -23,11 +23,14 @@ meters as (
 -- events outside the windows' span are never priced: the span is a literal read at compile
 -- time and passed down to the scans of the fates (by event_date) and the raw events (by
 -- event_ts), both stored in read order, so a month's close reads that month's row groups and
--- no other (tests/metering/test_metering_history.py proves it from DuckDB's profile)
+-- no other (tests/metering/test_metering_history.py proves it from DuckDB's profile); when
+-- the windows are those of a few customers (a re-rate), only their fates are read
 {%- set from_first_start, before_last_end = metering_window_bounds('events.event_ts') %}
+{%- set window_customers = metering_window_customers('fates.billing_customer_id') %}
 metered as not materialized (
     {{ metering_events(meter_rows, metering_window_dates('fates.event_date')
-        ~ ' and ' ~ from_first_start ~ ' and ' ~ before_last_end) }}
+        ~ ' and ' ~ from_first_start ~ ' and ' ~ before_last_end
+        ~ ' and ' ~ window_customers) }}
 ),
 
 in_window as not materialized (
@@ -67,7 +70,7 @@ carried_in as (
         arg_max(earlier.value, (earlier.event_ts, earlier.event_id, earlier.read_seq)) as value
     from windows
     inner join (
-        {{ metering_events(time_weighted_rows, before_last_end) }}
+        {{ metering_events(time_weighted_rows, before_last_end ~ ' and ' ~ window_customers) }}
     ) as earlier
         on earlier.billing_customer_id = windows.billing_customer_id
         and earlier.event_ts < windows.window_start
