@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import textwrap
 from decimal import Decimal
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.catalog import CatalogError, load_catalog
+from orchestration.catalog import CatalogError, load_catalog, load_catalog_cached
 from orchestration.demo.generate import demo_customers, write_catalog
 
 BASE = """
@@ -161,3 +162,24 @@ def test_the_demo_catalog_loads(tmp_path, seed):
     catalog = load_catalog(tmp_path / "catalog")
     assert {p.currency for p in catalog.plans} >= {"USD", "EUR", "JPY"}
     assert len(catalog.subscriptions) > 40
+
+
+def test_the_cached_catalog_follows_the_files_bytes_not_their_times(tmp_path):
+    folder = tmp_path / "catalog"
+    write(folder, "catalog.yaml", BASE)
+    first = load_catalog_cached(folder)
+    assert load_catalog_cached(folder) is first  # unchanged: parsed once
+    # same size, same mtime: only the bytes tell the new price from the old
+    path = folder / "catalog.yaml"
+    stat = path.stat()
+    path.write_text(path.read_text().replace("unit_price: 0.1", "unit_price: 0.2"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed = load_catalog_cached(folder)
+    assert changed.plans[0].versions[0].charges[0].unit_price == Decimal("0.2")
+    write(folder, "more.yaml", "customers:\n  - {id: globex, currency: USD}\n")
+    assert [c.id for c in load_catalog_cached(folder).customers] == ["acme", "globex"]
+    write(folder, "more.yaml", "customers: [")
+    with pytest.raises(CatalogError):  # an error is raised every time, never cached
+        load_catalog_cached(folder)
+    with pytest.raises(CatalogError):
+        load_catalog_cached(folder)
