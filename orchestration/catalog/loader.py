@@ -251,11 +251,12 @@ def load_catalog_cached(catalog_dir: Path) -> Catalog:
     digest = hashlib.sha256()
     for path in catalog_files(catalog_dir):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    key, known = catalog_dir.resolve(), _LOADED.get(catalog_dir.resolve())
-    if known is not None and known[0] == digest.hexdigest():
+    key, stamp = catalog_dir.resolve(), digest.hexdigest()
+    known = _LOADED.get(key)
+    if known is not None and known[0] == stamp:
         return known[1]
     catalog = load_catalog(catalog_dir)  # errors are raised, never kept
-    _LOADED[key] = (digest.hexdigest(), catalog)
+    _LOADED[key] = (stamp, catalog)
     return catalog
 
 
