@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything meterbook needs in ./.venv, from the public package registries only.
 #   bash scripts/setup.sh           # the project and its Python dependencies
-#   bash scripts/setup.sh --test    # plus what the tests need: Chromium for invoice screenshots
+#   bash scripts/setup.sh --test    # plus what the tests need: Chromium for the UI and screenshots
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,11 +14,23 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # constraints.txt pins every package (upgrade it on purpose: pip freeze, in its own commit)
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 
+# PDF invoices are typeset by WeasyPrint, which needs Pango and a font (Debian's packages).
+apt_install() {
+  [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null || return 1
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null)
+}
+if ! .venv/bin/python -c "import weasyprint" >/dev/null 2>&1 || ! command -v fc-list >/dev/null \
+    || [ -z "$(fc-list 2>/dev/null | head -1)" ]; then
+  echo "setup: installing Pango and fonts (Debian packages) for PDF invoices"
+  apt_install libpango-1.0-0 libpangoft2-1.0-0 fontconfig fonts-dejavu-core \
+    || echo "setup: could not install Pango; invoices get HTML only, PDFs follow once it is there"
+fi
+
 if [ "${1:-}" = "--test" ]; then
-  # Invoice documents are screenshotted in headless Chromium (Debian's package).
+  # The Dagster UI test and invoice screenshots drive headless Chromium (Debian's package).
   if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
     echo "setup: installing chromium (Debian package) for the invoice document test"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    apt_install chromium \
       || echo "setup: could not install chromium; the screenshot test will be skipped"
   fi
 fi
