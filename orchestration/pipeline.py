@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from orchestration.interrupts import (
     stop_requested,
     stopped,
 )
-from orchestration.workspace import Workspace
+from orchestration.workspace import PROJECT_ROOT, Workspace
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -44,8 +45,14 @@ def activate(ws: Workspace) -> Workspace:
 
 
 def run_job(
-    ws: Workspace, job_name: str, partition_key: str | None = None, verbose: bool = False
+    ws: Workspace,
+    job_name: str,
+    partition_key: str | None = None,
+    verbose: bool = False,
+    on_start: Callable[[], None] | None = None,
 ) -> RunOutcome:
+    """Run a job as a run of the code location's job. `on_start` is called once the run's
+    arguments are accepted, just before it starts (a refused month never announces a run)."""
     activate(ws)
     from dagster._core.errors import DagsterExecutionInterruptedError  # noqa: PLC0415
 
@@ -53,22 +60,20 @@ def run_job(
 
     defs = build_definitions(ws)
     job = defs.resolve_job_def(job_name)
-    # dbt's own log lines go to stdout; keep stdout for what a command prints (JSON) and the
-    # terminal for progress. The full log of the last run of each job stays in logs/.
+    # Dagster's loggers (stack traces included) and dbt's own lines would bury the command's
+    # one-line error and its JSON output: unless verbose, both go to the log of the last run
+    # of each job in logs/, and the terminal keeps what the command itself prints.
     log_path = ws.home / "logs" / f"{job_name}.log"
     log_path.parent.mkdir(exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log, _instance(ws) as instance:
         fail_orphaned_runs(instance)
-        quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(log)
-        with quiet:
+        config = {} if verbose else QUIET
+        tags = _run_tags(instance, job, partition_key, config)
+        if on_start is not None:
+            on_start()
+        with _to_log(log, verbose):
             try:
-                result = job.execute_in_process(
-                    instance=instance,
-                    partition_key=partition_key,
-                    run_config={} if verbose else QUIET,
-                    raise_on_error=False,
-                    tags=run_tags(),
-                )
+                result = _execute(instance, job, config, tags)
             except (KeyboardInterrupt, DagsterExecutionInterruptedError) as exc:
                 stopped()
                 raise RunInterrupted(_stopped_message()) from exc
@@ -85,6 +90,69 @@ def run_job(
         # a run whose reconciliation fails has not produced numbers anyone may use
         return RunOutcome(result.run_id, False, "reconciliation failed: " + "; ".join(failed))
     return RunOutcome(result.run_id, True, None)
+
+
+def _execute(instance, job, run_config: dict, tags: dict[str, str]):
+    """Run the job here, in this process, as a run of the code location's job.
+
+    `execute_in_process` would record a run with no repository origin: the UI lists it under
+    Runs but not on the job's page nor in its partitions. So the run is created as the UI
+    creates it, with the origin of the job as workspace.yaml loads it, and then executed in
+    this process; the jobs use the in-process executor (definitions.py), as in the UI."""
+    from dagster._core.definitions.job_base import InMemoryJob  # noqa: PLC0415
+    from dagster._core.execution.api import create_execution_plan, execute_run  # noqa: PLC0415
+
+    in_memory = InMemoryJob(job)
+    plan = create_execution_plan(in_memory, run_config=run_config, instance_ref=instance.get_ref())
+    run = instance.create_run_for_job(
+        job_def=job,
+        execution_plan=plan,
+        run_config=run_config,
+        tags=tags,
+        remote_job_origin=remote_job_origin(job.name),
+    )
+    return execute_run(in_memory, run, instance, raise_on_error=False)
+
+
+def _run_tags(instance, job, partition_key: str | None, run_config: dict) -> dict[str, str]:
+    """The partition's tags and ours; a month outside the job's partitions in one line."""
+    from dagster import DagsterUnknownPartitionError  # noqa: PLC0415
+    from dagster._core.execution.execute_in_process import merge_run_tags  # noqa: PLC0415
+
+    try:
+        return merge_run_tags(job, partition_key, run_tags(), None, instance, run_config)
+    except DagsterUnknownPartitionError:
+        partitions = job.partitions_def
+        first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+        raise PipelineError(
+            f"{partition_key} is outside this workspace's {job.name} periods: they run from "
+            f"{first} (the first subscription in the catalog) to {last}",
+            run_id="",
+        ) from None
+
+
+def remote_job_origin(job_name: str):
+    """The origin the UI gives the job: code location `meterbook` of workspace.yaml, loaded
+    here without starting its server (only the names in it identify the job's runs)."""
+    from dagster._core.definitions.repository_definition.valid_definitions import (  # noqa: PLC0415
+        SINGLETON_REPOSITORY_NAME,  # the one repository of a code location built by Definitions
+    )
+    from dagster._core.remote_origin import RemoteRepositoryOrigin  # noqa: PLC0415
+    from dagster._core.workspace.load import location_origins_from_yaml_paths  # noqa: PLC0415
+
+    (location,) = location_origins_from_yaml_paths([str(PROJECT_ROOT / "workspace.yaml")])
+    return RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME).get_job_origin(job_name)
+
+
+def _to_log(log, verbose: bool) -> contextlib.AbstractContextManager:
+    """Send stdout and stderr (where Dagster's console logger and Python's warnings write) to
+    the run's log file, or leave them on the terminal when the user asked to see everything."""
+    if verbose:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(log))
+    stack.enter_context(contextlib.redirect_stderr(log))
+    return stack
 
 
 def failed_checks(evaluations) -> list[str]:

@@ -12,7 +12,9 @@ assert on what the flows recorded. A flow that starts from the closed reference 
   transaction, finalized again;
 - `killed_closes`: a fresh workspace whose closes are SIGKILLed at later and later moments
   (e2e_helpers.KILL_POINTS), then closed to the end;
-- `ui`: a fresh workspace closed from `dagster dev` through GraphQL (e2e_ui.py);
+- `ui`: a copy of the closed reference, seen in the Dagster UI (the CLI's close on the job's
+  page and in the partitions, read by headless Chromium) and closed again from `dagster dev`
+  through GraphQL (e2e_ui.py, e2e_browser.py);
 - `terminated`: a fresh workspace whose close gets SIGTERM in its ingest, then closed again.
 The flows the selected tests need start together when the first of them runs; all of them take
 about four minutes on two busy cores (~5 CPU-minutes in all).
@@ -122,6 +124,11 @@ def _rerun(reference: Closed, home: Path) -> Closed:
     copy_workspace(reference.home, home)
     close(home)
     return Closed.of(home)
+
+
+def _seen_in_the_ui(reference: Closed, root: Path) -> UiOutcome:
+    """The UI after a CLI close: the reference's, whose Dagster instance the copy carries."""
+    return drive_the_ui(copy_workspace(reference.home, root / "home"))
 
 
 def _finalize_races_close(reference: Closed, home: Path) -> FinalizeRace:
@@ -298,7 +305,14 @@ class Flows:
 
 # flow -> the fixtures whose tests need it (the reference comes from `concurrent_closes`)
 NEEDED_BY = {
-    "concurrent_closes": {"concurrent_closes", "reference", "rerun", "race", "killed_finalize"},
+    "concurrent_closes": {
+        "concurrent_closes",
+        "reference",
+        "rerun",
+        "race",
+        "killed_finalize",
+        "ui",
+    },
     "killed_closes": {"killed_closes"},
     "ui": {"ui"},
     "rerun": {"rerun"},
@@ -323,13 +337,13 @@ def flows(request, tmp_path_factory) -> Iterator[Flows]:
         flows = {
             "concurrent_closes": lambda: _concurrent_closes(root / "concurrent"),
             "killed_closes": lambda: _killed_closes(root / "killed_closes"),
-            "ui": lambda: drive_the_ui(new_workspace(root / "ui" / "home")),
+            "ui": from_reference(_seen_in_the_ui, "ui"),
             "rerun": from_reference(_rerun, "rerun"),
             "race": from_reference(_finalize_races_close, "race"),
             "killed_finalize": from_reference(_finalize_killed_in_transaction, "k_final"),
             "terminated": lambda: _terminated_close(root / "terminated"),
         }
-        for name, flow in flows.items():  # the reference first: three flows wait for it
+        for name, flow in flows.items():  # the reference first: four flows wait for it
             if name in wanted:
                 started[name] = pool.submit(flow)
         yield Flows(started)

@@ -1,9 +1,12 @@
 """Driving `dagster dev` the way a person at the Dagster UI does, through its GraphQL API.
 
-`drive_the_ui(home)` starts `dagster dev -w workspace.yaml` on 127.0.0.1 for one workspace,
-waits for the code location, launches `month_end_close` for the period (what the UI's
-"Launch run" button sends), waits for the run, stops the server (its whole process group)
-and reads the invoices. It returns what it saw; test_e2e_dagster_ui.py asserts on it.
+`drive_the_ui(home)` takes a workspace the CLI has closed, starts `dagster dev -w
+workspace.yaml` on 127.0.0.1 for it (on the workspace's own Dagster instance, as `meterbook ui`
+does), waits for the code location, reads where the CLI's close shows (its run's repository
+origin, the job's runs, and in headless Chromium the job's page and the invoices' partition:
+e2e_browser.py), then launches `month_end_close` for the period (what the UI's "Launch run"
+button sends), waits for the run, stops the server (its whole process group) and reads the
+invoices. It returns what it saw; test_e2e_dagster_ui.py asserts on it.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from e2e_browser import BrowserOutcome, look_at_the_ui
 from e2e_helpers import (
     NOW,
     PERIOD,
@@ -34,8 +37,9 @@ from e2e_helpers import (
     wait_until,
 )
 
+from orchestration.ui import ui_command
+
 LOCATION = "meterbook"
-DAGSTER = Path(sys.executable).parent / "dagster"
 STARTUP_TIMEOUT = 180  # seconds for the webserver and the code location to come up
 
 WORKSPACE_QUERY = """
@@ -78,6 +82,12 @@ TROUBLE = re.compile(
     r"\b(WARNING|ERROR|CRITICAL)\b(?!=)|Traceback|Exception|\w+Error:|Stack Trace|exited|terminated"
 )
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+# the runs of the job as the UI lists them on the job's page (runs of this code location only)
+JOB_RUNS = """
+query JobRuns($selector: PipelineSelector!) { pipelineOrError(params: $selector) { __typename
+    ... on Pipeline { runs { runId status
+        repositoryOrigin { repositoryLocationName repositoryName } } } } }
+"""
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,8 @@ class UiOutcome:
     partition_tag: str | None
     errors: list[str]  # of a run that failed: what Dagster and dagster dev said about it
     invoices: Finished  # `meterbook invoices --json` once the server is stopped
+    cli_runs: list[dict]  # the job's runs before the UI launched one: the CLI's close
+    browser: BrowserOutcome  # what Chromium saw of the CLI's close
 
 
 class GraphQL:
@@ -121,6 +133,8 @@ def free_port() -> int:
 
 
 def start_dagster_dev(home: Path, port: int) -> subprocess.Popen:
+    """`dagster dev` as `meterbook ui` starts it (orchestration/ui.py), on this workspace's
+    Dagster instance (named here: this process's DAGSTER_HOME may be another test's)."""
     env = dict(
         os.environ,
         METERBOOK_HOME=str(home),
@@ -129,15 +143,14 @@ def start_dagster_dev(home: Path, port: int) -> subprocess.Popen:
     )
     with open(home.parent / "dagster-dev.log", "w") as log:
         return subprocess.Popen(
-            [str(DAGSTER), "dev", "-w", str(REPO / "workspace.yaml"),
-             "-p", str(port), "-h", "127.0.0.1"],
+            ui_command("127.0.0.1", port),
             cwd=REPO,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def stop(server: subprocess.Popen) -> None:
@@ -163,13 +176,22 @@ def loaded_location(gql: GraphQL, server: subprocess.Popen) -> dict:
     return wait_until(entry, STARTUP_TIMEOUT, f"code location {LOCATION!r} to load", poll=0.5)
 
 
+SELECTOR = {
+    "repositoryLocationName": LOCATION,
+    "repositoryName": "__repository__",
+    "pipelineName": "month_end_close",
+}
+
+
+def job_runs(gql: GraphQL) -> list[dict]:
+    found = gql(JOB_RUNS, selector=SELECTOR)["pipelineOrError"]
+    return found.get("runs", [])
+
+
 def launch_close(gql: GraphQL) -> dict:
+    selector = {k: v for k, v in SELECTOR.items() if k != "pipelineName"}
     params = {
-        "selector": {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": "__repository__",
-            "jobName": "month_end_close",
-        },
+        "selector": {**selector, "jobName": "month_end_close"},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": PERIOD}]},
     }
     return gql(LAUNCH, params=params)["launchRun"]
@@ -214,7 +236,7 @@ def dev_log_trouble(home: Path, tail: int = 20) -> list[str]:
 
 
 def drive_the_ui(home: Path) -> UiOutcome:
-    run_ok(home, "validate")  # like any first command: creates dagster/ with telemetry off
+    run_ok(home, "validate")  # like any command: the catalog, then dagster/ with telemetry off
     port = free_port()
     server = start_dagster_dev(home, port)
     gql = GraphQL(port)
@@ -222,6 +244,9 @@ def drive_the_ui(home: Path) -> UiOutcome:
         location = loaded_location(gql, server)
         repositories = (location["locationOrLoadError"] or {}).get("repositories", [])
         jobs = {j["name"]: j["description"] for r in repositories for j in r["jobs"]}
+        cli_runs = job_runs(gql)
+        cli_run = next((r["runId"] for r in cli_runs if r["status"] == "SUCCESS"), None)
+        browser = look_at_the_ui(port, cli_run) if cli_run else BrowserOutcome("no CLI run")
         launch = launch_close(gql)
         run_id = (launch.get("run") or {}).get("runId")
         finished = finished_run(gql, run_id) if run_id else {}
@@ -241,4 +266,6 @@ def drive_the_ui(home: Path) -> UiOutcome:
         partition_tag=tags.get("dagster/partition"),
         errors=errors,
         invoices=run(home, "invoices", "--period", PERIOD, "--json"),
+        cli_runs=cli_runs,
+        browser=browser,
     )

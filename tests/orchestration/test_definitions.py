@@ -1,35 +1,95 @@
 """The Dagster code location loads, and its jobs, partitions and checks are what finance sees."""
 
 import os
+import random
+import re
 import time
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, build_schedule_context
 
 from orchestration.billing.month import BillingMonth
+from orchestration.catalog import load_catalog
 from orchestration.defs.dbt.project import build_models
 from orchestration.defs.dbt.runner import PARTIAL_PARSE, prune_stale_targets
-from orchestration.defs.partitions import daily_usage, monthly_billing
+from orchestration.defs.partitions import first_month
+from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.demo.generate import SEED, demo_customers, write_catalog
 from orchestration.pipeline import activate
 from orchestration.sql import connect
-from orchestration.workspace import Workspace
+from orchestration.workspace import Workspace, now_utc
 
 
 @pytest.fixture(scope="module")
-def defs(tmp_path_factory):
-    ws = activate(Workspace(tmp_path_factory.mktemp("home")))
+def home(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("DAGSTER_HOME", "METERBOOK_HOME", "METERBOOK_WAREHOUSE"):
+            env.setenv(name, "")  # activate() exports them: undone after this module
+        ws = activate(Workspace(tmp_path_factory.mktemp("home")))
+        write_catalog(ws.catalog_dir, demo_customers(random.Random(SEED)))
+        yield ws
+
+
+@pytest.fixture(scope="module")
+def defs(home):
     from orchestration.definitions import build_definitions
 
-    return build_definitions(ws)
+    return build_definitions(home)
 
 
 def test_jobs_finance_launches_have_descriptions(defs):
     for name in ("month_end_close", "finalize_invoices", "daily_usage_refresh", "stripe_sync"):
         job = defs.resolve_job_def(name)
         assert job.description, name
-    assert defs.resolve_job_def("month_end_close").partitions_def == monthly_billing
-    assert defs.resolve_job_def("daily_usage_refresh").partitions_def == daily_usage
+
+
+def test_partitions_start_at_the_first_subscription_month(defs, home):
+    first = min(s.start_date for s in load_catalog(home.catalog_dir).subscriptions)
+    assert first.replace(day=1) < now_utc().date().replace(day=1)  # else the test proves little
+    monthly = defs.resolve_job_def("month_end_close").partitions_def
+    daily = defs.resolve_job_def("daily_usage_refresh").partitions_def
+    assert monthly.get_first_partition_key() == str(BillingMonth.of(first))
+    assert daily.get_first_partition_key() == first.replace(day=1).isoformat()
+    graph = defs.resolve_asset_graph()
+    partitioned = {graph.get(k).partitions_def for k in graph.get_all_asset_keys()} - {None}
+    assert partitioned == {monthly, daily}  # no asset kept the placeholders of import time
+
+
+def test_without_a_valid_catalog_partitions_start_this_month(tmp_path):
+    ws = Workspace(tmp_path)
+    assert first_month(ws) == BillingMonth.of(now_utc())  # no catalog folder
+    ws.catalog_dir.mkdir()
+    (ws.catalog_dir / "pricing.yaml").write_text("plans: [", encoding="utf-8")
+    assert first_month(ws) == BillingMonth.of(now_utc())
+
+
+def _descriptions(defs) -> dict[str, str | None]:
+    graph = defs.resolve_asset_graph()
+    found = {
+        f"asset {k.to_user_string()}": graph.get(k).description
+        for k in graph.get_all_asset_keys()
+        if graph.get(k).is_materializable
+    }
+    for key in graph.asset_check_keys:
+        found[f"check {key.name}"] = graph.get_check_spec(key).description
+    for job in defs.resolve_all_job_defs():
+        if not job.name.startswith("__"):
+            found[f"job {job.name}"] = job.description
+    found.update({f"schedule {s.name}": s.description for s in defs.schedules})
+    found.update({f"sensor {s.name}": s.description for s in defs.sensors})
+    return found
+
+
+def test_descriptions_speak_to_finance_not_of_internals(defs):
+    descriptions = _descriptions(defs)
+    assert len(descriptions) > 20
+    internal = re.compile(r"\bSPEC\b|\bvar |\bvars?\b.*close_month")
+    leaking = {name: text for name, text in descriptions.items() if internal.search(text or "")}
+    assert not leaking
+    undescribed = [name for name, text in descriptions.items() if not (text or "").strip()]
+    assert not undescribed
 
 
 def test_the_loader_finds_every_job_schedule_and_sensor_the_stages_declare(defs):
@@ -244,7 +304,46 @@ def test_only_old_invocation_folders_are_pruned(tmp_path):
     assert all(f.exists() for f in kept)
 
 
-@pytest.mark.parametrize("bad", ["2026-13", "2026-1", "26-10", "2026/10", "", "2026-10-01"])
+@pytest.mark.parametrize("bad", ["2026-1", "26-10", "2026/10", "", "2026-10-01"])
 def test_parse_month_rejects(bad):
     with pytest.raises(ValueError, match="YYYY-MM"):
         BillingMonth.parse(bad)
+
+
+def test_parse_month_says_which_part_is_out_of_range():
+    with pytest.raises(ValueError, match="month 13 is out of range"):
+        BillingMonth.parse("2026-13")
+
+
+def test_a_failed_run_prints_nothing_and_gives_one_line(home, capfd):
+    """Dagster's stack traces go to the run's log file; the command prints the one line."""
+    from orchestration.pipeline import run_job
+
+    month = str(first_month(home))
+    outcome = run_job(home, "finalize_invoices", month)  # no draft invoices yet
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert not outcome.success and outcome.error and "\n" not in outcome.error
+    assert "no draft invoices" in outcome.error
+    log = (home.home / "logs" / "finalize_invoices.log").read_text(encoding="utf-8")
+    assert "Stack Trace" in log or "Traceback" in log
+
+
+def _nightly_requests(home, tick: datetime) -> list[tuple[str | None, str]]:
+    from orchestration.defs.usage.jobs import nightly_refresh
+
+    context = build_schedule_context(
+        resources={"meterbook": MeterbookWorkspace(home=str(home.home))},
+        scheduled_execution_time=tick,
+    )
+    return [(r.job_name, r.partition_key) for r in nightly_refresh(context)]
+
+
+def test_the_nightly_refresh_asks_for_no_partition_before_the_first_subscription(home):
+    first = first_month(home)
+    on_its_first_day = datetime.combine(first.first_day, datetime.min.time(), UTC)
+    assert _nightly_requests(home, on_its_first_day.replace(hour=1, minute=30)) == [
+        ("month_end_close", str(first))  # not the day before, nor the month before
+    ]
+    later = on_its_first_day + timedelta(days=40)
+    assert (None, (later - timedelta(days=1)).date().isoformat()) in _nightly_requests(home, later)

@@ -17,8 +17,10 @@ from orchestration.sql import quote_identifier
             key,
             group_name="catalog",
             description=(
-                "catalog/*.yaml merged and validated (every mistake reported with file, path and "
-                f"line), written to the table {key.path[-1]} that metering and rating read."
+                "The price list and customer list of catalog/*.yaml (meters, plans, customers, "
+                f"subscriptions), checked and loaded as the {key.path[-1]} table. Reloaded by "
+                "every ingest and close; after editing the catalog, `meterbook validate` says "
+                "what is wrong before any run."
             ),
             kinds={"duckdb", "yaml"},
         )

@@ -53,9 +53,9 @@ from orchestration.workspace import now_utc
     # after metering, so a re-rate of a finalized month sees the late events
     deps=[*source_keys("meterbook_catalog"), model_key("int_events_metered")],
     description=(
-        "Late events for finalized months: those months' billing windows and rating rebuilt "
-        "(their shadow drafts; finalized invoices never change), so this month's close can "
-        "bill the difference as adjustment lines."
+        "Usage that arrived after its month was finalized: those months are priced again "
+        "(their invoices never change) so that this month's close bills the difference as "
+        "adjustment lines. A step of the month-end close; nothing to run by hand."
     ),
     kinds={"dbt", "python"},
 )
@@ -101,10 +101,10 @@ def rerated_finalized_months(
             # this month's adjustments can diff them against the ledger
             deps=[*source_keys("meterbook_catalog"), rerated_finalized_months.key],
             description=(
-                "The subscription periods that end in the close month, cut into segments (plan "
-                "versions, price overrides, trials, starts and ends), the time windows metering "
-                "aggregates over, and adjustment lines for late usage of finalized months "
-                f"(table {key.path[-1]})."
+                "What each invoice of the month covers: the subscription periods ending in the "
+                "month, split where the plan, a price override or a trial changes, the usage "
+                "windows to count, and the late-usage adjustments for finalized months "
+                f"(the {key.path[-1]} table). A step of the month-end close."
             ),
             kinds={"duckdb", "python"},
         )
@@ -156,8 +156,10 @@ def billing_models(
     backfill_policy=ONE_PARTITION_PER_RUN,
     deps=["fct_invoices", "fct_invoice_lines", "fct_daily_meter_usage"],
     description=(
-        "One HTML invoice per invoice of the month in documents/<month>/: customer, period, lines "
-        "with their tier arithmetic, a daily usage chart per meter, totals and tax."
+        "The month's invoice documents in documents/<month>/, one per invoice, as the customer "
+        "will see it: seller and customer, period, lines with their arithmetic, usage charts, "
+        "totals and tax. Rebuilt by every month-end close, so drafts can be reviewed before "
+        "the month is finalized."
     ),
     kinds={"html"},
 )
@@ -221,8 +223,9 @@ def _previous_totals(con, close_month: str) -> dict[str, Decimal]:
     backfill_policy=ONE_PARTITION_PER_RUN,
     deps=["fct_invoices"],
     description=(
-        "The month's invoices, numbered gaplessly (PREFIX-YYYY-NNNNNN) and frozen in the append-only "
-        "ledger. Re-running it is a no-op; nothing re-materialized later changes them."
+        "The month's invoices, numbered without gaps (PREFIX-YYYY-NNNNNN) and frozen in the "
+        "ledger: what customers and Stripe receive. Run the finalize job once the month's "
+        "drafts are reviewed; running it again changes nothing, and no later run alters them."
     ),
     kinds={"duckdb"},
 )

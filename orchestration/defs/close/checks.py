@@ -34,7 +34,10 @@ def _plain(metadata: dict) -> dict:
 
 @asset_check(
     asset=model_key("fct_invoices"),
-    description="Lines add up to invoices; subtotal, tax and total agree.",
+    description=(
+        "Each invoice's lines add up to its subtotal, tax and total. Runs with every "
+        "month-end close; if it fails, do not finalize the month."
+    ),
 )
 def invoices_add_up(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
     return _check(meterbook, check_invoices, meterbook.catalog(), _month(context))
@@ -42,7 +45,11 @@ def invoices_add_up(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
 
 @asset_check(
     asset=model_key("fct_invoice_lines"),
-    description="Every billable event of the month is in exactly one usage line.",
+    description=(
+        "Every billable usage event of the month is on exactly one invoice line: none "
+        "missed, none counted twice. Runs with every month-end close; if it fails, do not "
+        "finalize the month."
+    ),
 )
 def events_in_one_line(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
     return _check(meterbook, check_events_in_one_line, _month(context))
@@ -50,7 +57,10 @@ def events_in_one_line(context, meterbook: MeterbookWorkspace) -> AssetCheckResu
 
 @asset_check(
     asset=model_key("fct_invoice_lines"),
-    description="Usage lines carry exactly the metered quantities.",
+    description=(
+        "The quantities on usage lines are exactly the usage measured for the month. Runs "
+        "with every month-end close; if it fails, do not finalize the month."
+    ),
 )
 def lines_match_meters(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
     return _check(meterbook, check_meter_totals, _month(context))
@@ -58,7 +68,11 @@ def lines_match_meters(context, meterbook: MeterbookWorkspace) -> AssetCheckResu
 
 @asset_check(
     asset=finalized_invoices,
-    description="Ledger numbers are gapless; frozen documents match their rows.",
+    description=(
+        "Finalized invoice numbers have no gaps and every frozen invoice document matches "
+        "its invoice. Runs with every finalization; if it fails, send nothing until it is "
+        "fixed."
+    ),
 )
 def ledger_consistent(meterbook: MeterbookWorkspace) -> AssetCheckResult:
     return _check(meterbook, check_ledger)

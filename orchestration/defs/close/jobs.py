@@ -21,8 +21,9 @@ month_end_close = define_asset_job(
         *invoice_documents.keys,
     ),
     description=(
-        "Month-end close: ingests, meters, rates and rebuilds the DRAFT invoices of the month, "
-        "with their documents. Safe to re-run; finalized invoices never change."
+        "Month-end close: counts the month's usage and builds its draft invoices and their "
+        "documents, ready for review. Run it once the month has ended, and again whenever late "
+        "usage or a catalog fix arrives; finalized invoices never change."
     ),
 )
 
@@ -30,7 +31,8 @@ finalize_invoices = define_asset_job(
     "finalize_invoices",
     selection=AssetSelection.assets(*finalized_invoices.keys),
     description=(
-        "Finalize the month: numbers the draft invoices (gapless) and freezes them in the ledger. "
-        "Run the month-end close first. Running it twice changes nothing."
+        "Finalize the month: gives the reviewed draft invoices their numbers (no gaps) and "
+        "freezes them. Run it after the month-end close, once the drafts are reviewed; running "
+        "it twice changes nothing."
     ),
 )

@@ -25,6 +25,7 @@ from typing import Any
 from dagster import AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource
 
+from orchestration.defs.dbt.descriptions import model_description, test_description
 from orchestration.defs.dbt.runner import (
     PROJECT_TARGET,
     environment,
@@ -132,6 +133,18 @@ class MeterbookTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "billing" if "billing" in dbt_resource_props.get("tags", []) else "usage"
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        group = self.get_group_name(dbt_resource_props) or "billing"
+        return model_description(dbt_resource_props, group)
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None:
+            return None
+        test = manifest["nodes"][unique_id]
+        model = asset_spec.key.to_user_string()
+        return spec._replace(description=test_description(test, model))
 
 
 def build_models(

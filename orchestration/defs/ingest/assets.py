@@ -27,10 +27,12 @@ from orchestration.workspace import now_utc
 
 RAW_EVENTS = AssetKey(["meterbook_raw", "raw_events"])
 _DESCRIPTIONS = {
-    "raw_events": "Every line of every landing file under landing/events/, read once per "
-    "distinct content (sha256), with its file, line and parse-level problems.",
-    "repeated_events": "The parsed events whose (customer_id, event_id) occurs more than once, "
-    "with their rank in read order and payload hash (written by the ingest).",
+    "raw_events": "Every usage record received in landing/events/, read once per file "
+    "content, with its file, line and what was wrong with it if it could not be read. Updated "
+    "by every ingest: run the ingest job (or let the landing-files sensor do it) when new "
+    "files arrive; the month-end close runs it first too.",
+    "repeated_events": "Usage records sent more than once (same customer and event id), kept "
+    "so that each is billed at most once. Updated by every ingest.",
 }
 
 
@@ -42,7 +44,8 @@ _DESCRIPTIONS = {
             group_name="ingest",
             description=_DESCRIPTIONS.get(
                 key.path[-1],
-                "Landing files by content hash and every path seen (written by the ingest).",
+                "The usage files received and every name they arrived under. Updated by every "
+                "ingest.",
             ),
             kinds={"duckdb", "python"},
         )
@@ -95,8 +98,9 @@ def _files_table(files) -> str:
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
     description=(
-        "Starts an ingest when new files appear under landing/events/, once they are "
-        "settings.landing_settle_seconds old (a producer may still be writing them)."
+        "Counts usage as it arrives: starts an ingest when new files appear in "
+        "landing/events/, once they have not changed for the catalog's landing_settle_seconds "
+        "(a sender may still be writing them). Turn it on to see usage before the close."
     ),
 )
 def landing_files_sensor(context: SensorEvaluationContext, meterbook: MeterbookWorkspace):
@@ -131,8 +135,8 @@ def _settle_seconds(context: SensorEvaluationContext, meterbook: MeterbookWorksp
     job_name="daily_usage_refresh",
     default_status=DefaultSensorStatus.STOPPED,
     description=(
-        "After an ingest, re-materializes the daily usage partitions its events touch: "
-        "this is how late events are backfilled."
+        "Keeps the daily usage right when usage arrives late: after each ingest, refreshes "
+        "the days its events fall on. Turn it on together with the landing-files sensor."
     ),
 )
 def backfill_touched_days(context: SensorEvaluationContext, asset_event):

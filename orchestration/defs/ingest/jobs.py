@@ -14,5 +14,9 @@ INGEST_SELECTION = AssetSelection.assets(
 ingest_landing_files = define_asset_job(
     "ingest_landing_files",
     selection=INGEST_SELECTION,
-    description="Reads new landing files and gives every event its fate (billable, duplicate, ...).",
+    description=(
+        "Reads newly arrived usage files and sorts every event: billable, duplicate, excluded "
+        "or rejected, with the reason. Run it to see usage before the close; the close runs "
+        "it too."
+    ),
 )

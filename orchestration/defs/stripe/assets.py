@@ -21,9 +21,9 @@ from orchestration.workspace import now_utc
     backfill_policy=ONE_PARTITION_PER_RUN,
     deps=["finalized_invoices"],
     description=(
-        "Each finalized invoice of the month, pushed to Stripe exactly once: customer found or "
-        "created, invoice with one item per line (amounts in minor units), then finalized. "
-        "Re-runs look up what exists by metadata and create nothing twice."
+        "The month's finalized invoices, sent to Stripe once each (customer found or created, "
+        "one item per invoice line). Run the Stripe sync after finalizing a month; running it "
+        "again sends nothing twice."
     ),
     kinds={"stripe"},
 )
@@ -43,8 +43,9 @@ def stripe_invoices(
     group_name="stripe",
     deps=["stripe_invoices"],
     description=(
-        "Payment status of every invoice synced to Stripe (open, paid, uncollectible, void; "
-        "amount paid, attempts, next attempt), with the overdue ones listed."
+        "Which invoices sent to Stripe are paid, open, overdue, uncollectible or void, with "
+        "the amount paid and the next payment attempt. Read by the Stripe sync and every six "
+        "hours by its schedule."
     ),
     kinds={"stripe", "duckdb"},
 )

@@ -7,13 +7,19 @@ from orchestration.defs.stripe.assets import accounts_receivable, stripe_invoice
 stripe_sync = define_asset_job(
     "stripe_sync",
     selection=AssetSelection.assets(*stripe_invoices.keys, *accounts_receivable.keys),
-    description="Push the month's finalized invoices to Stripe and read back their payment status.",
+    description=(
+        "Sends the month's finalized invoices to Stripe and reads back their payment status. "
+        "Run it after finalizing the month."
+    ),
 )
 
 stripe_payment_status = define_asset_job(
     "stripe_payment_status",
     selection=AssetSelection.assets(*accounts_receivable.keys),
-    description="Read the payment status of every invoice synced to Stripe.",
+    description=(
+        "Reads the payment status of every invoice sent to Stripe. Run by its schedule every "
+        "six hours, or by hand before following up on unpaid invoices."
+    ),
 )
 
 payment_status_schedule = ScheduleDefinition(
@@ -21,5 +27,8 @@ payment_status_schedule = ScheduleDefinition(
     cron_schedule="0 */6 * * *",
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.STOPPED,
-    description="Every six hours: payment status from Stripe into accounts_receivable.",
+    description=(
+        "Every six hours: reads payment status from Stripe for the receivables view. Turn it "
+        "on once invoices are sent to Stripe."
+    ),
 )

@@ -14,7 +14,11 @@ from orchestration.defs.resources import MeterbookWorkspace
 
 @asset_check(
     asset=model_key("fct_event_fates"),
-    description="Lines read = sum of fates, per file and per event day (what the build read).",
+    description=(
+        "Every usage record received is accounted for (billed, duplicate, conflict, excluded, "
+        "rejected or unmetered), per file and per day. Runs with every ingest; if it fails, "
+        "the usage counts must not be used until it is fixed."
+    ),
 )
 def fates_reconcile(meterbook: MeterbookWorkspace) -> AssetCheckResult:
     with meterbook.reader() as con:
@@ -24,7 +28,10 @@ def fates_reconcile(meterbook: MeterbookWorkspace) -> AssetCheckResult:
 
 @asset_check(
     asset=model_key("fct_event_fates"),
-    description="No (customer_id, event_id) key is billable twice (keys the build read).",
+    description=(
+        "No usage event (customer and event id) is billed twice. Runs with every ingest; if "
+        "it fails, the usage counts must not be used until it is fixed."
+    ),
 )
 def no_key_billed_twice(meterbook: MeterbookWorkspace) -> AssetCheckResult:
     with meterbook.reader() as con:
