@@ -1,20 +1,35 @@
-"""`meterbook`: the commands of SPEC section 4. Each runs its work as a Dagster run."""
+"""`meterbook`: the commands of SPEC section 4. Each runs its work as a Dagster run.
+
+Every failure is one line on stderr, `meterbook COMMAND: what went wrong`, and a non-zero
+exit: 2 for a command line argparse refuses, 1 for the rest, 130 when stopped by a signal.
+A failure nobody foresaw keeps its traceback in `logs/meterbook-errors.log`, not on screen.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
+import re
 import sys
+import traceback
 from collections.abc import Callable
+from typing import NoReturn
 
-from orchestration.catalog import CatalogError, load_catalog
+from orchestration.billing.finalize import FinalizeError
+from orchestration.catalog import Catalog, CatalogError, load_catalog
+from orchestration.demo import DemoError
+from orchestration.ingest.fates_report import NoFatesYet
 from orchestration.interrupts import RunInterrupted, sigterm_as_interrupt, stopped
 from orchestration.locking import WorkspaceLocked
 from orchestration.pipeline import PipelineError, activate, run_job, workspace_at
 from orchestration.reports import (
+    NothingToShow,
     NoWarehouse,
     events_text,
     invoices_text,
     line_events_text,
+    require_invoices,
     verify_text,
 )
 from orchestration.workspace import Workspace
@@ -24,25 +39,51 @@ class CommandError(Exception):
     """A failure the user can act on; printed as one line, exit code 1."""
 
 
+# what a command may fail with and the user can act on: the message is the whole story
+EXPECTED = (
+    CommandError,
+    NoWarehouse,
+    NothingToShow,
+    PipelineError,
+    WorkspaceLocked,
+    FinalizeError,
+    DemoError,
+    NoFatesYet,
+)
+_EXCEPTION_NAME = re.compile(r"^(?:\w+\.)+\w+: ")  # "package.module.SomeError: "
+
+
 def progress(message: str) -> None:
     print(f"meterbook: {message}", file=sys.stderr, flush=True)
 
 
-def _catalog(ws: Workspace):
+def _catalog(ws: Workspace, list_every_issue: bool = False) -> Catalog:
+    """The catalog, or one line naming its first error; `validate` lists every one."""
     try:
         return load_catalog(ws.catalog_dir)
     except CatalogError as exc:
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
-        raise CommandError(f"the catalog has {len(exc.issues)} error(s); nothing was run") from None
+        issues = exc.issues
+        if len(issues) == 1:
+            nothing = "" if list_every_issue else "; nothing was run"
+            raise CommandError(f"{issues[0]}{nothing}") from None
+        if list_every_issue:
+            for issue in issues:
+                print(f"  {issue}", file=sys.stderr)
+            raise CommandError(f"the catalog has {len(issues)} errors") from None
+        raise CommandError(
+            f"the catalog has {len(issues)} errors, the first: {issues[0]} "
+            "(`meterbook validate` lists them all); nothing was run"
+        ) from None
 
 
 def _run(ws: Workspace, job: str, partition: str | None = None) -> None:
     _catalog(ws)
-    progress(f"running {job}" + (f" for {partition}" if partition else "") + " ...")
-    outcome = run_job(ws, job, partition)
+    started = f"running {job}" + (f" for {partition}" if partition else "") + " ..."
+    outcome = run_job(ws, job, partition, on_start=lambda: progress(started))
     if not outcome.success:
-        raise CommandError(f"{job} failed: {outcome.error} (Dagster run {outcome.run_id})")
+        # the step's own message, without the exception's module path before it
+        error = _EXCEPTION_NAME.sub("", outcome.error or "")
+        raise CommandError(f"{job} failed: {error} (Dagster run {outcome.run_id})")
     progress(f"{job} done (Dagster run {outcome.run_id})")
 
 
@@ -56,8 +97,14 @@ def _period(value: str) -> str:
     return value
 
 
+def _port(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {value!r}")
+    return int(value)
+
+
 def cmd_validate(ws: Workspace, args) -> int:
-    catalog = _catalog(ws)
+    catalog = _catalog(ws, list_every_issue=True)
     print(
         f"catalog OK: {len(catalog.meters)} meters, {len(catalog.plans)} plans, "
         f"{len(catalog.customers)} customers, {len(catalog.subscriptions)} subscriptions"
@@ -81,6 +128,10 @@ def cmd_close(ws: Workspace, args) -> int:
 
 
 def cmd_finalize(ws: Workspace, args) -> int:
+    try:  # asked before a run starts: a month with nothing to number is a one-line answer
+        require_invoices(ws, args.period)
+    except NothingToShow as exc:
+        raise CommandError(f"nothing to finalize: {exc}") from None
     _run(ws, "finalize_invoices", args.period)
     return cmd_invoices(ws, argparse.Namespace(period=args.period, customer=None, json=False))
 
@@ -91,10 +142,36 @@ def cmd_invoices(ws: Workspace, args) -> int:
             raise CommandError("--line needs --events (the billable events behind the line)")
         print(line_events_text(ws, args.line, args.json))
         return 0
+    if getattr(args, "events", False):
+        raise CommandError("--events needs --line LINE_ID (a usage line's id)")
     if args.period is None:
         raise CommandError("invoices needs --period (or --line LINE_ID --events)")
-    print(invoices_text(ws, args.period, args.customer, args.json))
+    try:
+        print(invoices_text(ws, args.period, args.customer, args.json))
+    except NothingToShow:
+        if args.customer is not None:
+            _known_payer(ws, args.customer)  # a typo or a sub-account says so instead
+        raise
     return 0
+
+
+def _known_payer(ws: Workspace, customer_id: str) -> None:
+    """Raises when the catalog has no such customer, or when it has no invoices of its own."""
+    try:
+        catalog = load_catalog(ws.catalog_dir)
+    except CatalogError:
+        return  # cannot tell; the empty answer stands
+    customer = catalog.find_customer(customer_id)
+    if customer is None:
+        known = [c.id for c in catalog.customers]
+        close = difflib.get_close_matches(customer_id, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise CommandError(f"no customer {customer_id!r} in the catalog{hint}")
+    if customer.parent_id is not None:
+        raise CommandError(
+            f"{customer_id} is a sub-account of {customer.parent_id}: its usage is on "
+            f"{customer.parent_id}'s invoices (--customer {customer.parent_id})"
+        )
 
 
 def cmd_verify(ws: Workspace, args) -> int:
@@ -108,6 +185,8 @@ def cmd_void(ws: Workspace, args) -> int:
     from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
     from orchestration.workspace import now_utc  # noqa: PLC0415
 
+    if not ws.warehouse_path.exists():
+        raise NoWarehouse(f"no warehouse at {ws.warehouse_path}: no invoice was ever finalized")
     with MeterbookWorkspace(home=str(ws.home)).warehouse() as con:
         void_invoice(con, args.invoice_id, args.reason, now_utc())
     progress(f"voided {args.invoice_id}: {args.reason}")
@@ -115,6 +194,13 @@ def cmd_void(ws: Workspace, args) -> int:
 
 
 def cmd_sync_stripe(ws: Workspace, args) -> int:
+    from integrations.stripe.client import StripeConfig  # noqa: PLC0415
+    from integrations.stripe.errors import StripeConfigError  # noqa: PLC0415
+
+    try:  # before any run: a missing key is the user's to fix, not a failed Dagster run
+        StripeConfig.from_env()
+    except StripeConfigError as exc:
+        raise CommandError(str(exc)) from None
     _run(ws, "stripe_sync", args.period)
     return 0
 
@@ -122,16 +208,29 @@ def cmd_sync_stripe(ws: Workspace, args) -> int:
 def cmd_demo(ws: Workspace, args) -> int:
     from orchestration.demo.run import run_demo  # noqa: PLC0415
 
-    run_demo(ws, progress)
+    run_demo(ws, progress, verbose=args.verbose)
     return 0
 
 
+def cmd_ui(ws: Workspace, args) -> int:
+    from orchestration.ui import run_ui  # noqa: PLC0415 (starts the Dagster webserver)
+
+    return run_ui(ws, args.host, args.port) or 0  # dagster dev's exit code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line like every other failure (usage: --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meterbook", description=__doc__)
+    parser = _Parser(prog="meterbook", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--home", help="the workspace folder (default: $METERBOOK_HOME or ./.meterbook)"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
@@ -139,12 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    add("demo", cmd_demo, "build a demo workspace, close a month and print the invoices")
+    demo = add("demo", cmd_demo, "build a demo workspace, close two months, print a summary")
+    demo.add_argument("--verbose", action="store_true", help="print every invoice")
     add("validate", cmd_validate, "check the catalog and print every error")
     add("ingest", cmd_ingest, "ingest new landing files and give every event its fate")
     events = add("events", cmd_events, "how many events met each fate, and the held ones")
     events.add_argument("--period", type=_period)
-    events.add_argument("--json", action="store_true")
+    events.add_argument("--json", action="store_true", help="every held event, as JSON")
     close = add("close", cmd_close, "ingest, meter, rate and build the month's draft invoices")
     close.add_argument("--period", type=_period, required=True)
     finalize = add("finalize", cmd_finalize, "number and freeze the month's draft invoices")
@@ -162,25 +262,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true")
     void = add("void", cmd_void, "void a finalized invoice (the original stays in the ledger)")
-    void.add_argument("invoice_id")
+    void.add_argument("invoice_id", help="the invoice's id (inv_...), not its number")
     void.add_argument("--reason", required=True)
     stripe = add(
         "sync-stripe", cmd_sync_stripe, "push finalized invoices to Stripe, pull payment status"
     )
     stripe.add_argument("--period", type=_period, required=True)
+    ui = add("ui", cmd_ui, "open the pipeline and its runs in the Dagster UI")
+    ui.add_argument("--host", default="127.0.0.1", help="the address to serve on (127.0.0.1)")
+    ui.add_argument("--port", type=_port, default=3000, help="the port to serve on (3000)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ws = workspace_at(getattr(args, "home", None))
-    if args.command != "demo":  # the demo starts from an empty folder and activates it itself
-        activate(ws)
-    sigterm_as_interrupt()
     try:
-        return args.handler(ws, args)
-    except (CommandError, NoWarehouse, PipelineError, WorkspaceLocked) as exc:
-        print(f"meterbook {args.command}: {exc}", file=sys.stderr)
+        return _dispatch(ws, args)
+    except EXPECTED as exc:
+        print(f"meterbook {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # `meterbook invoices ... | head`: the reader has all it wanted; say nothing, and keep
+        # Python from failing again on the lines still buffered for the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt as exc:
         stopped()
@@ -188,6 +293,46 @@ def main(argv: list[str] | None = None) -> int:
         reason = str(exc) if isinstance(exc, RunInterrupted) else "stopped by a signal"
         print(f"meterbook {args.command}: {reason}", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 (a bug: one line here, the traceback in the log)
+        where = _log_traceback(ws)
+        print(
+            f"meterbook {args.command}: unexpected {type(exc).__name__}: {_one_line(exc)}"
+            + (f" (traceback in {where})" if where else ""),
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _dispatch(ws: Workspace, args) -> int:
+    # the demo builds its folder; anything else on a folder that is not there is a typo, and
+    # activating would create it
+    if args.command != "demo":
+        if not ws.home.is_dir():
+            raise CommandError(
+                f"no workspace at {ws.home} (give --home or METERBOOK_HOME; "
+                "`meterbook demo` builds one)"
+            )
+        activate(ws)
+    sigterm_as_interrupt()
+    return args.handler(ws, args)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _log_traceback(ws: Workspace) -> str | None:
+    if not ws.home.is_dir():
+        return None
+    path = ws.home / "logs" / "meterbook-errors.log"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        with path.open("a", encoding="utf-8") as log:
+            traceback.print_exc(file=log)
+    except OSError:
+        return None
+    return str(path)
 
 
 if __name__ == "__main__":

@@ -283,6 +283,10 @@ def _record_finalization(con, close_month: str, now, invoice_count: int, waterma
     )
 
 
+class InvoiceNotFound(FinalizeError, LookupError):
+    """No finalized invoice has that id; the message says what the text is instead."""
+
+
 def void_invoice(
     con: duckdb.DuckDBPyConnection, invoice_id: str, reason: str, now: datetime
 ) -> None:
@@ -295,15 +299,26 @@ def void_invoice(
         [invoice_id],
     ).fetchone()
     if row is None:
-        raise FinalizeError(
-            f"invoice {invoice_id} is not finalized (drafts are rebuilt by close, not voided)"
-        )
+        raise InvoiceNotFound(_not_in_ledger(con, invoice_id))
     if row[0] == "void":
         raise FinalizeError(f"invoice {invoice_id} is already void")
     con.execute(
         "INSERT INTO meterbook_ledger.invoice_status_changes VALUES (?, 'void', ?, ?)",
         [invoice_id, _aware(now), reason.strip()],
     )  # one row, so atomic by itself; the workspace lock keeps a second voider out
+
+
+def _not_in_ledger(con: duckdb.DuckDBPyConnection, invoice_id: str) -> str:
+    # people copy the number they see on the document; void needs the id, so give it
+    rows = con.execute(
+        "SELECT invoice_id FROM meterbook_ledger.invoices WHERE number = ?", [invoice_id]
+    ).fetchall()
+    if rows:
+        return f"{invoice_id} is an invoice number; its id is {rows[0][0]}"
+    return (
+        f"invoice {invoice_id} is not finalized: no ledger invoice has that id (drafts are "
+        "rebuilt by close, not voided; ids are in `meterbook invoices --json`)"
+    )
 
 
 def _aware(now: datetime) -> datetime:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 from orchestration.billing.periods import Period, add_months, local_midnight
 
-_TEXT = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+_TEXT = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII digits: \d takes any script's
 
 
 @dataclass(frozen=True, order=True)
@@ -27,11 +27,17 @@ class BillingMonth:
 
     @classmethod
     def parse(cls, text: object) -> BillingMonth:
-        """'YYYY-MM'; a ValueError that names the text for anything else."""
+        """'YYYY-MM'; a ValueError that names the text, and says which part is wrong when
+        the shape is right but the month or year is not (`2026-13`)."""
         match = _TEXT.fullmatch(text) if isinstance(text, str) else None
         if not match:
             raise ValueError(f"a billing month looks like YYYY-MM, got {text!r}")
-        return cls(int(match[1]), int(match[2]))
+        year, month = int(match[1]), int(match[2])
+        if not 1 <= month <= 12:
+            raise ValueError(f"month {match[2]} is out of range (01 to 12) in {text!r}")
+        if year < 1:
+            raise ValueError(f"year {match[1]} is out of range (0001 to 9999) in {text!r}")
+        return cls(year, month)
 
     @classmethod
     def of(cls, day: date | datetime) -> BillingMonth:

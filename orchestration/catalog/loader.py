@@ -1,13 +1,16 @@
 """Read every `catalog/*.yaml`, merge them, and report every mistake at once.
 
-Each list entry remembers the file, its index in that file and its line, so an error in the
-merged catalog (`plans[3].versions[0]...`) is reported as the user wrote it: the file, the
-path inside that file, and the line.
+Each list entry remembers the file, its name (code or id) and its lines, so an error in the
+merged catalog is reported as the user wrote it: the file, the line and the path, the entry
+named by its code (`plans[pro].versions[0]...`; lists inside an entry keep their position).
+A file that is not valid YAML is reported once: what other files refer to in it is unknown,
+so cross-references are checked only when every file parsed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -21,6 +24,9 @@ from orchestration.catalog.models import Catalog
 
 LIST_SECTIONS = ("exclusions", "meters", "plans", "customers", "subscriptions")
 SECTIONS = ("settings", *LIST_SECTIONS)
+# the field that names an entry of each section in paths; exclusions have none (position)
+NAMED_BY = {"meters": "code", "plans": "code", "customers": "id", "subscriptions": "id"}
+_PLAIN_NAME = re.compile(r"[\w.:@/+-]+")
 
 
 @dataclass(frozen=True)
@@ -29,9 +35,13 @@ class CatalogIssue:
     path: str
     line: int | None
     message: str
+    column: int | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        where += f":{self.column}" if self.line and self.column else ""
+        if not self.path and self.column:  # a YAML syntax error: no path to give
+            return f"{where}: {self.message}"
         return f"{where}: {self.path or '(top level)'}: {self.message}"
 
 
@@ -66,6 +76,16 @@ class _Origin:
     file: str
     index: int | None  # index within the file's own list, None for settings
     lines: dict[tuple, int]  # local path -> line, inside this entry
+    name: str | None = None  # the entry's code or id, when it has a usable one
+
+
+class _Name(str):
+    """An entry's code or id in a path: `plans[pro]`, not `plans[1]`."""
+
+
+def _entry_name(section: str, item: Any) -> str | None:
+    value = item.get(NAMED_BY.get(section, "")) if isinstance(item, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _line_map(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
@@ -81,9 +101,10 @@ def _line_map(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
-def _read_file(path: Path, rel: str, issues: list[CatalogIssue]) -> tuple[dict, dict, bool]:
-    """The file's data, its line map, and whether it has a backslash: YAML refuses a raw NUL,
-    so only an escape in a double-quoted string can put one in."""
+def _read_file(path: Path, rel: str, issues: list[CatalogIssue]) -> tuple[dict | None, dict, bool]:
+    """The file's data (None when it cannot be read), its line map, and whether it has a
+    backslash: YAML refuses a raw NUL, so only an escape in a double-quoted string can put
+    one in."""
     try:
         text = path.read_text(encoding="utf-8")
         loader = _DecimalLoader(text)
@@ -94,18 +115,29 @@ def _read_file(path: Path, rel: str, issues: list[CatalogIssue]) -> tuple[dict, 
             loader.dispose()
     except UnicodeDecodeError as exc:
         issues.append(CatalogIssue(rel, "", None, f"not UTF-8 text ({exc.reason})"))
-        return {}, {}, False
+        return None, {}, False
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        issues.append(CatalogIssue(rel, "", line, f"invalid YAML: {exc}"))
-        return {}, {}, False
+        issues.append(_yaml_issue(rel, exc))
+        return None, {}, False
     if data is None:
         return {}, {}, False
     if not isinstance(data, dict):
         issues.append(CatalogIssue(rel, "", 1, "the file must be a mapping of sections"))
         return {}, {}, False
     return data, _line_map(node), "\\" in text
+
+
+def _yaml_issue(rel: str, exc: yaml.YAMLError) -> CatalogIssue:
+    """One line: where the parser stopped, what it expected, and where the open construct
+    began (PyYAML's own text spans four lines with a pointer under the column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    message = f"invalid YAML: {problem}"
+    if context:
+        message += f" ({context}" + (f" at line {opened.line + 1})" if opened else ")")
+    line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    return CatalogIssue(rel, "", line, message, column)
 
 
 def _merge_file(data, lines, rel, merged, origins, issues) -> None:
@@ -141,7 +173,8 @@ def _merge_file(data, lines, rel, merged, origins, issues) -> None:
                 continue
             for i, item in enumerate(value):
                 merged[key].append(item)
-                origins[key].append(_Origin(rel, i, entries.get((key, i), {})))
+                name = _entry_name(key, item)
+                origins[key].append(_Origin(rel, i, entries.get((key, i), {}), name))
 
 
 def _by_entry(lines: dict[tuple, int]) -> dict[tuple, dict[tuple, int]]:
@@ -162,6 +195,11 @@ class _Locator:
         self.origins = origins
         self.default_file = default_file
 
+    def where(self, loc: tuple) -> str:
+        """`file:line` of an entry, for a message that points at a second one."""
+        found = self.issue(loc, "")
+        return f"{found.file}:{found.line}" if found.line else found.file
+
     def issue(self, loc: tuple, message: str) -> CatalogIssue:
         loc = tuple(loc)
         if not loc:
@@ -174,7 +212,8 @@ class _Locator:
             entries = self.origins[section]
             if rest[0] < len(entries):
                 origin = entries[rest[0]]
-                local = (section, origin.index, *rest[1:])
+                label = origin.index if origin.name is None else _Name(origin.name)
+                local = (section, label, *rest[1:])
                 return CatalogIssue(
                     origin.file, _fmt(local), _nearest_line(origin.lines, rest[1:]), message
                 )
@@ -191,7 +230,10 @@ def _nearest_line(lines: dict[tuple, int], path: tuple) -> int | None:
 def _fmt(loc: tuple) -> str:
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, _Name):
+            plain = _PLAIN_NAME.fullmatch(part) and not part.isdigit()
+            out += f"[{part}]" if plain else f"[{str(part)!r}]"  # never read as a position
+        elif isinstance(part, int):
             out += f"[{part}]"
         elif not str(part).isprintable():
             out += f"[{str(part)!r}]"  # a NUL or newline in a key must not break the report
@@ -260,6 +302,17 @@ def load_catalog_cached(catalog_dir: Path) -> Catalog:
     return catalog
 
 
+def _cross_issues(catalog: Catalog, locator: _Locator) -> list[CatalogIssue]:
+    from orchestration.catalog.validation import cross_check  # noqa: PLC0415 (cycle)
+
+    found = []
+    for loc, message, *first in cross_check(catalog):
+        if first:  # a second definition: point at the first one, file and line
+            message += f" (first at {locator.where(first[0])})"
+        found.append(locator.issue(loc, message))
+    return found
+
+
 def load_catalog(catalog_dir: Path) -> Catalog:
     """The merged, validated catalog; raises CatalogError listing every mistake."""
     files = catalog_files(catalog_dir)
@@ -270,12 +323,13 @@ def load_catalog(catalog_dir: Path) -> Catalog:
     merged: dict[str, Any] = {"settings": {}, **{k: [] for k in LIST_SECTIONS}}
     origins: dict[str, Any] = {"settings": {}, **{k: [] for k in LIST_SECTIONS}}
     issues: list[CatalogIssue] = []
-    escaped = False
+    escaped = unreadable = False
     for path in files:
         rel = path.relative_to(catalog_dir.parent).as_posix()
         data, lines, has_backslash = _read_file(path, rel, issues)
         escaped = escaped or has_backslash
-        _merge_file(data, lines, rel, merged, origins, issues)
+        unreadable = unreadable or data is None
+        _merge_file(data or {}, lines, rel, merged, origins, issues)
     locator = _Locator(origins, files[0].relative_to(catalog_dir.parent).as_posix())
     # walking every string of a big catalog costs; without an escape there is nothing to find
     nul = [locator.issue(loc, msg) for loc, msg in _nul_paths(merged)] if escaped else []
@@ -285,10 +339,8 @@ def load_catalog(catalog_dir: Path) -> Catalog:
     except ValidationError as exc:
         found = _without_nul_paths(_pydantic_issues(exc, locator), nul)
         raise CatalogError(issues + found) from None
-    from orchestration.catalog.validation import cross_check  # noqa: PLC0415 (cycle)
-
-    found = [locator.issue(loc, message) for loc, message in cross_check(catalog)]
-    issues += _without_nul_paths(found, nul)
+    if not unreadable:  # else every reference into the unread file would be "unknown"
+        issues += _without_nul_paths(_cross_issues(catalog, locator), nul)
     if issues:
         raise CatalogError(issues)
     return catalog

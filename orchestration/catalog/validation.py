@@ -1,4 +1,5 @@
-"""Rules that relate catalog entries to each other. Each returns (path, message) pairs."""
+"""Rules that relate catalog entries to each other. Each returns (path, message) pairs; a
+second definition adds the path of the first, which the loader turns into its file and line."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import date
 from orchestration.catalog.expressions import ExpressionError, literals_of, parse_expression
 from orchestration.catalog.models import Catalog, Plan, Subscription, decimal_problem
 
-Problem = tuple[tuple, str]
+Problem = tuple[tuple, str] | tuple[tuple, str, tuple]
 
 
 def cross_check(catalog: Catalog) -> list[Problem]:
@@ -33,10 +34,7 @@ def _duplicates(catalog: Catalog) -> Iterator[Problem]:
         for i, entry in enumerate(getattr(catalog, section)):
             value = getattr(entry, key)
             if value in first:
-                yield (
-                    (section, i, key),
-                    f"{value!r} is already defined at {section}[{first[value]}]",
-                )
+                yield (section, i, key), f"{value!r} is defined twice", (section, first[value])
             else:
                 first[value] = i
 

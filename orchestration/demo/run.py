@@ -1,4 +1,8 @@
-"""The demo: build a workspace, close October, finalize it, receive a late file, close November."""
+"""The demo: build a workspace, close October, finalize it, receive a late file, close November.
+
+It prints a summary per month, three sample invoices and the commands that show the rest;
+`--verbose` prints every event fate and every invoice instead.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import random
 import shutil
 from collections.abc import Callable
 
+from orchestration.demo import DemoError
 from orchestration.demo.generate import (
     MONTHS,
     SEED,
@@ -26,8 +31,8 @@ def prepare_home(ws: Workspace) -> None:
     """Start from an empty folder; only a previous demo is ever removed."""
     if ws.home.exists() and any(ws.home.iterdir()):
         if not (ws.home / MARKER).exists():
-            raise SystemExit(
-                f"meterbook demo: {ws.home} is not empty and is not a demo workspace; "
+            raise DemoError(
+                f"{ws.home} is not empty and is not a demo workspace; "
                 "choose an empty folder with --home"
             )
         shutil.rmtree(ws.home)
@@ -37,9 +42,8 @@ def prepare_home(ws: Workspace) -> None:
     )
 
 
-def run_demo(ws: Workspace, say: Callable[[str], None]) -> None:
+def run_demo(ws: Workspace, say: Callable[[str], None], verbose: bool = False) -> None:
     from orchestration.pipeline import activate, close_period, finalize_period  # noqa: PLC0415
-    from orchestration.reports import events_text, invoices_text  # noqa: PLC0415
 
     os.environ["METERBOOK_NOW"] = DEMO_NOW
     prepare_home(ws)
@@ -59,21 +63,38 @@ def run_demo(ws: Workspace, say: Callable[[str], None]) -> None:
     say(f"a late file arrived with {late} events for {october} (already finalized)")
     say(f"closing {november} ...")
     close_period(ws, november)
+    (_everything if verbose else _summary)(ws)
+    _next(ws, verbose)
+
+
+def _summary(ws: Workspace) -> None:
+    from orchestration.reports import demo_summary_text  # noqa: PLC0415
+
+    _section("Summary")
+    print(demo_summary_text(ws, list(MONTHS)))
+
+
+def _everything(ws: Workspace) -> None:
+    from orchestration.reports import events_text, invoices_text  # noqa: PLC0415
 
     _section("Event fates")
-    print(events_text(ws, None, as_json=False))
+    print(events_text(ws, None, as_json=False, held_shown=None))
     for month in MONTHS:
         _section(f"Invoices for {month}")
         print(invoices_text(ws, month, None, as_json=False))
+
+
+def _next(ws: Workspace, verbose: bool) -> None:
+    meterbook = f".venv/bin/meterbook --home {ws.home}"
     _section("Next")
-    print(f"Invoice documents (HTML): {ws.documents_dir}")
-    print("Open the pipeline in the Dagster UI:")
-    print(
-        f"  METERBOOK_HOME={ws.home} DAGSTER_HOME={ws.dagster_home} .venv/bin/dagster dev -w workspace.yaml"
-    )
-    print(
-        f"JSON of one month:  .venv/bin/meterbook --home {ws.home} invoices --period {november} --json"
-    )
+    if not verbose:
+        for month in MONTHS:
+            print(f"Every invoice of {month}:  {meterbook} invoices --period {month}")
+        print(f"Every event's fate:        {meterbook} events")
+        print(f"All of the above at once:  {meterbook} demo --verbose (builds the demo again)")
+    print(f"JSON of one month:         {meterbook} invoices --period {MONTHS[-1]} --json")
+    print(f"Invoice documents (HTML):  {ws.documents_dir}")
+    print(f"The pipeline and its runs in the Dagster UI:  {meterbook} ui")
 
 
 def _section(title: str) -> None:

@@ -77,10 +77,16 @@ def _files(con: duckdb.DuckDBPyConnection, events: str, params: list, period: st
     return list(files.values())
 
 
-def _held(con: duckdb.DuckDBPyConnection, events: str, params: list) -> list[dict]:
+HELD_FATES = ("rejected", "conflict")
+
+
+def _held(
+    con: duckdb.DuckDBPyConnection, events: str, params: list, limit: int | None
+) -> list[dict]:
+    bound = "" if limit is None else f"LIMIT {int(limit)}"
     rows = con.execute(
         f"""SELECT fate, reason, path, line_no FROM ({events})
-            WHERE fate IN ('rejected', 'conflict') ORDER BY read_seq""",
+            WHERE fate IN {HELD_FATES} ORDER BY read_seq {bound}""",
         params,
     ).fetchall()
     return [{"fate": f, "reason": r, "path": p, "line": line} for f, r, p, line in rows]
@@ -100,8 +106,11 @@ def _require_tables(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def events_report(con: duckdb.DuckDBPyConnection, period: str | None) -> dict:
-    """The SPEC 6 document: lines_read always equals the sum of fates, per file too."""
+def events_report(
+    con: duckdb.DuckDBPyConnection, period: str | None, held_limit: int | None = None
+) -> dict:
+    """The SPEC 6 document: lines_read always equals the sum of fates, per file too.
+    `held_limit` keeps only the first held events (a file of a million bad lines)."""
     _require_tables(con)
     events, params = _counted_events(period)
     fates = _fate_counts(
@@ -113,7 +122,7 @@ def events_report(con: duckdb.DuckDBPyConnection, period: str | None) -> dict:
         "fates": fates,
         "reasons": _reasons(con, events, params),
         "files": _files(con, events, params, period),
-        "held": _held(con, events, params),
+        "held": _held(con, events, params, held_limit),
     }
 
 
@@ -134,7 +143,10 @@ def format_events_report(report: dict) -> str:
     for entry in report["files"]:
         fates = _fate_line(entry["fates"]) or "no events"
         lines.append(f"  {entry['path']}: {entry['lines_read']} lines: {fates}")
-    lines.append(f"Held for review ({len(report['held'])})")
+    held_total = sum(report["fates"].get(fate, 0) for fate in HELD_FATES)
+    lines.append(f"Held for review ({held_total})")
     for held in report["held"]:
         lines.append(f"  {held['fate']:<9} {held['reason']:<20} {held['path']}:{held['line']}")
+    if held_total > len(report["held"]):
+        lines.append(f"  ... and {held_total - len(report['held'])} more: meterbook events --json")
     return "\n".join(lines)

@@ -73,12 +73,12 @@ def test_the_base_catalog_is_valid(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "path"),
     [
-        ("{id: acme, currency: USD,", "{id: acme, currency: QQQ,", "customers[0].currency"),
-        ("    currency: USD\n", "    currency: QQQ\n", "plans[0].currency"),
+        ("{id: acme, currency: USD,", "{id: acme, currency: QQQ,", "customers[acme].currency"),
+        ("    currency: USD\n", "    currency: QQQ\n", "plans[pro].currency"),
         ("default_currency: USD", "default_currency: QQQ", "settings.default_currency"),
-        ("{id: acme, currency: USD,", "{id: acme, currency: usd,", "customers[0].currency"),
-        ("{id: acme, currency: USD,", "{id: acme, currency: XXX,", "customers[0].currency"),
-        ("{id: acme, currency: USD,", "{id: acme, currency: HRK,", "customers[0].currency"),
+        ("{id: acme, currency: USD,", "{id: acme, currency: usd,", "customers[acme].currency"),
+        ("{id: acme, currency: USD,", "{id: acme, currency: XXX,", "customers[acme].currency"),
+        ("{id: acme, currency: USD,", "{id: acme, currency: HRK,", "customers[acme].currency"),
     ],
 )
 def test_unknown_currencies(tmp_path, old, new, path):
@@ -116,14 +116,15 @@ def test_one_table_of_iso_4217_exponents():
 def test_tax_rate_is_a_fraction(tmp_path, rate):
     issue = one(
         issues(tmp_path, BASE.replace('tax_rate: "0.20"', f"tax_rate: {rate}")),
-        "customers[0].tax_rate",
+        "customers[acme].tax_rate",
     )
     assert "0.05" in issue.message or "greater than or equal to 0" in issue.message
 
 
 def test_tax_rate_of_five_says_to_write_a_fraction(tmp_path):
     issue = one(
-        issues(tmp_path, BASE.replace('tax_rate: "0.20"', 'tax_rate: "5"')), "customers[0].tax_rate"
+        issues(tmp_path, BASE.replace('tax_rate: "0.20"', 'tax_rate: "5"')),
+        "customers[acme].tax_rate",
     )
     assert "fraction" in issue.message and "0.05" in issue.message
 
@@ -137,44 +138,44 @@ def test_tax_rate_bounds_are_inclusive(tmp_path, rate):
 @pytest.mark.parametrize(
     ("old", "new", "path"),
     [
-        ('amount: "10.00"', 'amount: "-10.00"', "plans[0].versions[0].fixed_fees[0].amount"),
-        ('amount: "10.00"', 'amount: "1e15"', "plans[0].versions[0].fixed_fees[0].amount"),
+        ('amount: "10.00"', 'amount: "-10.00"', "plans[pro].versions[0].fixed_fees[0].amount"),
+        ('amount: "10.00"', 'amount: "1e15"', "plans[pro].versions[0].fixed_fees[0].amount"),
         (
             'amount: "10.00"',
             'amount: "0.0000000000001"',
-            "plans[0].versions[0].fixed_fees[0].amount",
+            "plans[pro].versions[0].fixed_fees[0].amount",
         ),
-        ('amount: "10.00"', "amount: .nan", "plans[0].versions[0].fixed_fees[0].amount"),
-        ('unit_price: "0.1"', "unit_price: .inf", "plans[0].versions[0].charges[0].unit_price"),
+        ('amount: "10.00"', "amount: .nan", "plans[pro].versions[0].fixed_fees[0].amount"),
+        ('unit_price: "0.1"', "unit_price: .inf", "plans[pro].versions[0].charges[0].unit_price"),
         (
             'model: per_unit, unit_price: "0.1"',
             'model: package, package_size: "0.0000000000001", package_price: "1"',
-            "plans[0].versions[0].charges[0].package_size",
+            "plans[pro].versions[0].charges[0].package_size",
         ),
         (
             'model: per_unit, unit_price: "0.1"',
             'model: package, package_size: "1e20", package_price: "1"',
-            "plans[0].versions[0].charges[0].package_size",
+            "plans[pro].versions[0].charges[0].package_size",
         ),
         (
             "aggregation: count\n",
             "aggregation: count\n    unit: {divide_by: 1e30}\n",
-            "meters[0].unit.divide_by",
+            "meters[calls].unit.divide_by",
         ),
         (
             "start_date: 2026-01-01}",
             'start_date: 2026-01-01, discounts: [{code: d, percent_off: "10.0000000000001"}]}',
-            "subscriptions[0].discounts[0].percent_off",
+            "subscriptions[s1].discounts[0].percent_off",
         ),
         (
             "{property: model, op: in, values: [large]}",
             "{property: size, op: gt, value: 1.0e+30}",
-            "meters[0].filters[0].value",
+            "meters[calls].filters[0].value",
         ),
         (
             "{property: model, op: in, values: [large]}",
             '{property: size, op: gt, value: "0.0000000000001"}',
-            "meters[0].filters[0].value",
+            "meters[calls].filters[0].value",
         ),
     ],
 )
@@ -189,7 +190,7 @@ def test_amounts_outside_what_the_warehouse_holds(tmp_path, old, new, path):
 )
 def test_expression_literals_must_fit(tmp_path, expression):
     text = BASE.replace("expression: user}", f"expression: {expression}}}")
-    issue = one(issues(tmp_path, text), "meters[1].expression")
+    issue = one(issues(tmp_path, text), "meters[users].expression")
     assert "literal" in issue.message
 
 
@@ -201,11 +202,11 @@ def test_expression_literals_must_fit(tmp_path, expression):
     [
         ("property: env,", 'property: "",', "exclusions[0].property"),
         ("property: env,", 'property: "en\\tv",', "exclusions[0].property"),
-        ("property: model,", 'property: "",', "meters[0].filters[0].property"),
-        ("property: model,", 'property: "mo\\x1bdel",', "meters[0].filters[0].property"),
-        ("group_by: [region]", 'group_by: [""]', "meters[0].group_by[0]"),
-        ("group_by: [region]", 'group_by: [region, "re\\ngion"]', "meters[0].group_by[1]"),
-        ("group_by: [region]", 'group_by: ["\\x85"]', "meters[0].group_by[0]"),
+        ("property: model,", 'property: "",', "meters[calls].filters[0].property"),
+        ("property: model,", 'property: "mo\\x1bdel",', "meters[calls].filters[0].property"),
+        ("group_by: [region]", 'group_by: [""]', "meters[calls].group_by[0]"),
+        ("group_by: [region]", 'group_by: [region, "re\\ngion"]', "meters[calls].group_by[1]"),
+        ("group_by: [region]", 'group_by: ["\\x85"]', "meters[calls].group_by[0]"),
     ],
 )
 def test_property_names_are_non_empty_without_control_characters(tmp_path, old, new, path):
@@ -219,19 +220,23 @@ def test_property_names_are_non_empty_without_control_characters(tmp_path, old, 
     [
         ("property: env,", 'property: "e\\0nv",', "exclusions[0].property"),
         ("value: sandbox}", 'value: "sand\\0box"}', "exclusions[0].value"),
-        ("values: [large]", 'values: [large, "lar\\0ge"]', "meters[0].filters[0].values[1]"),
+        ("values: [large]", 'values: [large, "lar\\0ge"]', "meters[calls].filters[0].values[1]"),
         ("reason: sandbox,", 'reason: "sand\\0box",', "exclusions[0].reason"),
-        ("event_name: api.request\n", 'event_name: "api\\0request"\n', "meters[0].event_name"),
+        ("event_name: api.request\n", 'event_name: "api\\0request"\n', "meters[calls].event_name"),
         (
             "{id: acme, currency: USD,",
             '{id: acme, name: "Ac\\0me", currency: USD,',
-            "customers[0].name",
+            "customers[acme].name",
         ),
-        ("{id: acme, currency: USD,", '{id: "ac\\0me", currency: USD,', "customers[0].id"),
+        (
+            "{id: acme, currency: USD,",
+            '{id: "ac\\0me", currency: USD,',
+            "customers['ac\\x00me'].id",
+        ),
         (
             "{code: platform,",
             '{code: platform, name: "Plat\\0form",',
-            "plans[0].versions[0].fixed_fees[0].name",
+            "plans[pro].versions[0].fixed_fees[0].name",
         ),
     ],
 )
@@ -248,7 +253,7 @@ def test_a_nul_in_a_mapping_key_is_reported(tmp_path):
     )
     found = issues(tmp_path, text)
     assert any(
-        "NUL" in i.message and i.path.startswith("subscriptions[0].quantities") for i in found
+        "NUL" in i.message and i.path.startswith("subscriptions[s1].quantities") for i in found
     ), [str(i) for i in found]
     assert all("\x00" not in str(i) for i in found)  # the report itself stays printable
 
@@ -263,9 +268,9 @@ def test_every_value_mistake_is_listed_at_once(tmp_path):
     )
     found = {i.path for i in issues(tmp_path, text)}
     assert {
-        "customers[0].currency",
-        "customers[0].tax_rate",
+        "customers[acme].currency",
+        "customers[acme].tax_rate",
         "exclusions[0].property",
         "exclusions[0].reason",
-        "plans[0].versions[0].fixed_fees[0].amount",
+        "plans[pro].versions[0].fixed_fees[0].amount",
     } <= found

@@ -66,9 +66,9 @@ def test_every_field_error_is_reported_with_file_path_and_line(tmp_path):
         "customers:\n  - {id: x}\n  - {id: y, timezone: Mars/Base}\n",
     )
     found = issues_of(tmp_path / "catalog")
-    assert any(i.startswith("catalog/a.yaml:4: meters[0].aggregation") for i in found), found
+    assert any(i.startswith("catalog/a.yaml:4: meters[calls].aggregation") for i in found), found
     assert any(
-        i.startswith("catalog/b.yaml:3: customers[1].timezone") and "Mars/Base" in i for i in found
+        i.startswith("catalog/b.yaml:3: customers[y].timezone") and "Mars/Base" in i for i in found
     ), found
 
 
@@ -87,10 +87,10 @@ def test_cross_reference_errors_point_into_the_right_file(tmp_path):
     )
     found = issues_of(tmp_path / "catalog")
     assert any(
-        "catalog/subs.yaml" in i and "subscriptions[0].plan" in i and "EUR" in i for i in found
+        "catalog/subs.yaml" in i and "subscriptions[s2].plan" in i and "EUR" in i for i in found
     ), found
-    assert any("subscriptions[1].customer_id" in i and "ghost" in i for i in found), found
-    assert any("subscriptions[1].plan" in i and "nope" in i for i in found), found
+    assert any("subscriptions[s3].customer_id" in i and "ghost" in i for i in found), found
+    assert any("subscriptions[s3].plan" in i and "nope" in i for i in found), found
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_bad_tiers(tmp_path, tiers, message):
         BASE.replace(charge, f"{{meter: calls, model: graduated, tiers: {tiers}}}"),
     )
     found = issues_of(tmp_path / "catalog")
-    assert any("plans[0].versions[0].charges[0]" in i and message in i for i in found), found
+    assert any("plans[basic].versions[0].charges[0]" in i and message in i for i in found), found
 
 
 def test_duplicate_version_dates_are_reported(tmp_path):
@@ -136,10 +136,41 @@ def test_override_outside_the_subscription(tmp_path):
     assert any("price_overrides[0].effective_from" in i for i in found), found
 
 
-def test_invalid_yaml_names_the_line(tmp_path):
+def test_invalid_yaml_names_the_line_and_column_once(tmp_path):
     write(tmp_path / "catalog", "a.yaml", "meters:\n  - {code: x\n")
+    (found,) = issues_of(tmp_path / "catalog")
+    assert found.startswith("catalog/a.yaml:3:1: invalid YAML: ") and "line 2" in found, found
+    assert "\n" not in found
+
+
+def test_nothing_cascades_from_a_file_that_does_not_parse(tmp_path):
+    # issue 22: one bracket typo in the plans gave one error per subscription of the plan
+    plans, rest = BASE.split("customers:")
+    write(tmp_path / "catalog", "plans.yaml", plans.replace("code: basic", "code: [basic"))
+    subscriptions = "".join(
+        f"  - {{id: s{i}, customer_id: acme, plan: basic, start_date: 2026-0{i}-01}}\n"
+        for i in range(1, 4)
+    )
+    write(tmp_path / "catalog", "rest.yaml", "customers:\n  - {id: acme}\n")
+    (tmp_path / "catalog" / "subs.yaml").write_text("subscriptions:\n" + subscriptions)
+    (found,) = issues_of(tmp_path / "catalog")
+    assert found.startswith("catalog/plans.yaml:") and "invalid YAML" in found, found
+
+
+def test_a_second_definition_points_at_the_first(tmp_path):
+    write(tmp_path / "catalog", "a.yaml", BASE)
+    write(tmp_path / "catalog", "b.yaml", "customers:\n  - {id: acme, currency: USD}\n")
     found = issues_of(tmp_path / "catalog")
-    assert found and found[0].startswith("catalog/a.yaml:") and "invalid YAML" in found[0]
+    assert (
+        "catalog/b.yaml:2: customers[acme].id: 'acme' is defined twice (first at catalog/a.yaml:14)"
+    ) in found, found
+
+
+def test_entries_are_named_by_code_and_odd_codes_are_quoted(tmp_path):
+    text = BASE.replace("code: basic", "code: '2024'").replace("plan: basic", "plan: '2024'")
+    write(tmp_path / "catalog", "a.yaml", text.replace("unit_price: 0.1", "unit_price: -1"))
+    found = issues_of(tmp_path / "catalog")
+    assert any("plans['2024'].versions[0].charges[0].unit_price" in i for i in found), found
 
 
 def test_empty_catalog_folder(tmp_path):

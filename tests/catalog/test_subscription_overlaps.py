@@ -89,11 +89,11 @@ def test_overlapping_subscriptions_on_one_plan_are_an_error(tmp_path):
     """
     (issue,) = overlap_issues(tmp_path, extra)
     # the second subscription, where the user wrote it
-    assert issue.file == "catalog/b.yaml" and issue.path == "subscriptions[0]"
+    assert issue.file == "catalog/b.yaml" and issue.path == "subscriptions[s_acme_2]"
     assert "'s_acme_2'" in issue.message and "'s_acme'" in issue.message
     assert "2026-05-01" in issue.message and "2026-06-01" in issue.message
     assert "'calls'" in issue.message and "'tokens'" in issue.message
-    assert str(issue).startswith("catalog/b.yaml:3: subscriptions[0]: ")
+    assert str(issue).startswith("catalog/b.yaml:3: subscriptions[s_acme_2]: ")
 
 
 def test_both_open_ended(tmp_path):
@@ -143,7 +143,7 @@ def test_a_sub_account_bills_to_its_parent(tmp_path):
          end_date: 2026-04-01}
     """
     (issue,) = overlap_issues(tmp_path, extra)
-    assert issue.path == "subscriptions[0]"
+    assert issue.path == "subscriptions[s_research]"
     assert "'s_research'" in issue.message and "'s_acme'" in issue.message
     assert "2026-03-01" in issue.message and "2026-04-01" in issue.message
 
@@ -156,7 +156,7 @@ def test_every_overlap_is_reported(tmp_path):
          end_date: 2026-02-01}
     """
     found = overlap_issues(tmp_path, extra)
-    assert sorted(i.path for i in found) == ["subscriptions[0]", "subscriptions[1]"]
+    assert sorted(i.path for i in found) == ["subscriptions[s_acme_2]", "subscriptions[s_beta_2]"]
 
 
 def test_an_overridden_meter_counts(tmp_path):

@@ -62,13 +62,13 @@ def test_the_base_catalog_is_valid(tmp_path):
 
 def test_charge_on_an_unknown_meter(tmp_path):
     found = issues(tmp_path, BASE.replace("{meter: calls,", "{meter: clals,"))
-    issue = one(found, "plans[0].versions[0].charges[0].meter")
+    issue = one(found, "plans[pro].versions[0].charges[0].meter")
     assert issue.file == "catalog/a.yaml" and "unknown meter 'clals'" in issue.message
 
 
 def test_plan_currency_differs_from_the_customers(tmp_path):
     found = issues(tmp_path, BASE.replace("{id: acme, currency: USD}", "{id: acme, currency: EUR}"))
-    issue = one(found, "subscriptions[0].plan")
+    issue = one(found, "subscriptions[s1].plan")
     assert "USD" in issue.message and "EUR" in issue.message
 
 
@@ -76,7 +76,7 @@ def test_default_currency_counts_for_customers_without_one(tmp_path):
     text = "settings: {default_currency: JPY}\n" + BASE.replace(
         "{id: acme, currency: USD}", "{id: acme}"
     )
-    assert "JPY" in one(issues(tmp_path, text), "subscriptions[0].plan").message
+    assert "JPY" in one(issues(tmp_path, text), "subscriptions[s1].plan").message
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_default_currency_counts_for_customers_without_one(tmp_path):
 )
 def test_unsorted_or_overlapping_tiers_point_at_the_tiers(tmp_path, tiers, message):
     text = BASE.replace("[{up_to: 10, unit_price: 1}, {up_to: null, unit_price: 1}]", tiers)
-    issue = one(issues(tmp_path, text), "plans[0].versions[0].charges[1].tiers")
+    issue = one(issues(tmp_path, text), "plans[pro].versions[0].charges[1].tiers")
     assert message in issue.message
 
 
@@ -100,7 +100,7 @@ def test_two_versions_with_the_same_date(tmp_path):
         "        charges: []\n      - version: 2\n        effective_from: 2026-01-01\n"
         "        charges:\n          - {meter: calls",
     )
-    issue = one(issues(tmp_path, text), "plans[0].versions[1].effective_from")
+    issue = one(issues(tmp_path, text), "plans[pro].versions[1].effective_from")
     assert "appears twice" in issue.message and "versions[0]" in issue.message
 
 
@@ -110,7 +110,7 @@ def test_two_versions_with_the_same_number(tmp_path):
         "        charges: []\n      - version: 1\n        effective_from: 2026-06-01\n"
         "        charges:\n          - {meter: calls",
     )
-    assert "appears twice" in one(issues(tmp_path, text), "plans[0].versions[1].version").message
+    assert "appears twice" in one(issues(tmp_path, text), "plans[pro].versions[1].version").message
 
 
 def _with_overrides(overrides: str) -> str:
@@ -139,7 +139,7 @@ def test_override_outside_the_subscription_or_on_an_unknown_meter(
     tmp_path, overrides, path, message
 ):
     issue = one(
-        issues(tmp_path, _with_overrides(overrides)), f"subscriptions[0].price_overrides[0].{path}"
+        issues(tmp_path, _with_overrides(overrides)), f"subscriptions[s1].price_overrides[0].{path}"
     )
     assert message in issue.message
 
@@ -153,7 +153,7 @@ def test_override_of_a_meter_the_plan_does_not_charge(tmp_path):
         "end_date: 2027-01-01",
         "end_date: 2027-01-01\n    price_overrides: [{meter: seats, model: per_unit, unit_price: 1}]",
     )
-    issue = one(issues(tmp_path, text), "subscriptions[0].price_overrides[0].meter")
+    issue = one(issues(tmp_path, text), "subscriptions[s1].price_overrides[0].meter")
     assert "no charge on meter 'seats'" in issue.message
 
 
@@ -164,7 +164,7 @@ def test_overlapping_overrides_of_one_meter(tmp_path):
     )
     issue = one(
         issues(tmp_path, _with_overrides(overrides)),
-        "subscriptions[0].price_overrides[1].effective_from",
+        "subscriptions[s1].price_overrides[1].effective_from",
     )
     assert "overlaps price_overrides[0]" in issue.message
 
@@ -182,7 +182,7 @@ def test_back_to_back_overrides_are_fine(tmp_path):
 
 def test_prices_beyond_twelve_decimals_are_rejected(tmp_path):
     text = BASE.replace('unit_price: "0.1"', 'unit_price: "0.0000000000001"')
-    issue = one(issues(tmp_path, text), "plans[0].versions[0].charges[0].unit_price")
+    issue = one(issues(tmp_path, text), "plans[pro].versions[0].charges[0].unit_price")
     assert "12 decimal places" in issue.message
 
 
@@ -191,5 +191,5 @@ def test_mistakes_in_a_second_file_name_that_file(tmp_path):
     subscriptions:
       - {id: s2, customer_id: acme, plan: pro, start_date: 2026-01-01, quantities: {seats: 2}}
     """
-    issue = one(issues(tmp_path, BASE, extra), "subscriptions[0].quantities.seats")
+    issue = one(issues(tmp_path, BASE, extra), "subscriptions[s2].quantities.seats")
     assert issue.file == "catalog/b.yaml" and "no fixed fee 'seats'" in issue.message
