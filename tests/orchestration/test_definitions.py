@@ -57,6 +57,27 @@ def test_partitions_start_at_the_first_subscription_month(defs, home):
     assert partitioned == {monthly, daily}  # no asset kept the placeholders of import time
 
 
+def test_late_days_before_the_first_subscription_request_no_run(defs, home):
+    from types import SimpleNamespace
+
+    from dagster import MetadataValue, build_sensor_context
+
+    from orchestration.defs.ingest.assets import backfill_touched_days
+
+    first = defs.resolve_job_def("daily_usage_refresh").partitions_def.get_first_partition_key()
+    before = (datetime.fromisoformat(first) - timedelta(days=1)).date().isoformat()
+    metadata = {"event_days": MetadataValue.json([before, first])}
+    event = SimpleNamespace(
+        run_id="r1",
+        dagster_event=SimpleNamespace(
+            event_specific_data=SimpleNamespace(materialization=SimpleNamespace(metadata=metadata))
+        ),
+    )
+    context = build_sensor_context(repository_def=defs.get_repository_def())
+    requests = list(backfill_touched_days._asset_materialization_fn(context, event))
+    assert [r.partition_key for r in requests] == [first]
+
+
 def test_without_a_valid_catalog_partitions_start_this_month(tmp_path):
     ws = Workspace(tmp_path)
     assert first_month(ws) == BillingMonth.of(now_utc())  # no catalog folder

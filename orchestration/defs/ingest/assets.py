@@ -142,5 +142,10 @@ def _settle_seconds(context: SensorEvaluationContext, meterbook: MeterbookWorksp
 def backfill_touched_days(context: SensorEvaluationContext, asset_event):
     materialization = asset_event.dagster_event.event_specific_data.materialization
     days = materialization.metadata.get("event_days")
+    # a day before the first subscription (or a clock far ahead) has no partition to refresh
+    partitions = context.repository_def.get_job("daily_usage_refresh").partitions_def
     for day in days.value if days else []:
-        yield RunRequest(run_key=f"{asset_event.run_id}:{day}", partition_key=day)
+        if partitions.has_partition_key(day):
+            yield RunRequest(run_key=f"{asset_event.run_id}:{day}", partition_key=day)
+        else:
+            context.log.info(f"no daily partition {day}: nothing to refresh for it")
