@@ -81,7 +81,7 @@ def _why_no_invoices(con, close_month: str, customer: str | None) -> str:
         if others:
             return f"customer {customer} has no invoice for {close_month} (the month has {others})"
     try:
-        events = events_report(con, close_month)["lines_read"]
+        events = events_report(con, close_month, held_limit=0)["lines_read"]
     except NoFatesYet:
         return f"{close_month} has no invoices, and no event was ingested yet"
     if events:
