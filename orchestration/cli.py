@@ -84,6 +84,8 @@ def _run(ws: Workspace, job: str, partition: str | None = None) -> None:
         # the step's own message, without the exception's module path before it
         error = _EXCEPTION_NAME.sub("", outcome.error or "")
         raise CommandError(f"{job} failed: {error} (Dagster run {outcome.run_id})")
+    for note in outcome.notes:
+        progress(note)
     progress(f"{job} done (Dagster run {outcome.run_id})")
 
 

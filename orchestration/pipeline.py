@@ -29,6 +29,7 @@ class RunOutcome:
     run_id: str
     success: bool
     error: str | None
+    notes: tuple[str, ...] = ()  # what the run's assets said for the terminal (documents)
 
 
 def activate(ws: Workspace) -> Workspace:
@@ -89,7 +90,20 @@ def run_job(
     if failed:
         # a run whose reconciliation fails has not produced numbers anyone may use
         return RunOutcome(result.run_id, False, "reconciliation failed: " + "; ".join(failed))
-    return RunOutcome(result.run_id, True, None)
+    return RunOutcome(result.run_id, True, None, _notes(result))
+
+
+def _notes(result) -> tuple[str, ...]:
+    """The `documents` metadata of the run's materializations: PDFs printed, completed from
+    earlier runs, or missing (and why), said on the terminal rather than only in the UI."""
+    notes = []
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_MATERIALIZATION":
+            continue
+        said = event.event_specific_data.materialization.metadata.get("documents")
+        if said is not None:
+            notes.append(f"documents: {said.value}")
+    return tuple(notes)
 
 
 def _execute(instance, job, run_config: dict, tags: dict[str, str]):

@@ -79,6 +79,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Quantities are DECIMAL(38, 12): more decimals than 12 would show digits that do not exist.
+DisplayDecimals = Annotated[int, Field(ge=0, le=12)]
+AddressLines = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=8)
+]
+
+
+class Seller(Strict):
+    """The issuer printed on invoice documents; everything but the name is optional."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    address: AddressLines = []
+    tax_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
 class Settings(Strict):
     invoice_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")] = "MB"
     grace_days: Annotated[int, Field(ge=0, le=365)] = 3
@@ -88,6 +105,10 @@ class Settings(Strict):
     # a longer line, or a file that decompresses to more, is one `malformed` line
     max_line_bytes: Annotated[int, Field(ge=1_024, le=1 << 30)] = 10_000_000
     max_decompressed_bytes: Annotated[int, Field(ge=1_024, le=1 << 40)] = 64 << 30
+    # who issues the invoices: printed at the top of every invoice document
+    seller: Seller | None = None
+    # decimals shown for quantities on documents; None: as billed, at most 4 (JSON keeps all)
+    display_decimals: DisplayDecimals | None = None
 
 
 class Condition(Strict):
@@ -147,6 +168,8 @@ class Meter(Strict):
     filters: list[Condition] = []
     group_by: list[PropertyName] = []
     unit: Unit | None = None
+    # decimals shown on documents; overrides settings.display_decimals for this meter
+    display_decimals: DisplayDecimals | None = None
 
     @model_validator(mode="after")
     def _expression_needed(self) -> Meter:
@@ -285,6 +308,9 @@ class Customer(Strict):
     parent_id: Code | None = None
     collection_method: Literal["charge_automatically", "send_invoice"] = "charge_automatically"
     days_until_due: Days | None = None
+    # printed under the customer's name on invoice documents
+    address: AddressLines = []
+    tax_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
 
     @field_validator("timezone")
     @classmethod

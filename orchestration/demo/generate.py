@@ -131,6 +131,8 @@ def catalog_documents(customers: list[DemoCustomer]) -> dict:
                 "currency": c.currency,
                 "timezone": c.timezone,
                 "tax_rate": c.tax_rate,
+                "address": [f"{10 + len(c.id)} {c.name} Street", f"{c.timezone.split('/')[-1]}"],
+                "tax_id": f"TAX-{c.id.upper()}",
             }
         )
         entries += [{"id": s, "parent_id": c.id} for s in c.sub_accounts]

@@ -93,7 +93,7 @@ def _next(ws: Workspace, verbose: bool) -> None:
         print(f"Every event's fate:        {meterbook} events")
         print(f"All of the above at once:  {meterbook} demo --verbose (builds the demo again)")
     print(f"JSON of one month:         {meterbook} invoices --period {MONTHS[-1]} --json")
-    print(f"Invoice documents (HTML):  {ws.documents_dir}")
+    print(f"Invoice documents (HTML, PDF):  {ws.documents_dir}")
     print(f"The pipeline and its runs in the Dagster UI:  {meterbook} ui")
 
 

@@ -1,26 +1,36 @@
-"""Invoice documents: escaped HTML with tiers, totals and a daily chart; PDF and a screenshot."""
+"""Invoice documents: escaped HTML with tiers, totals and a daily chart; PDF and a screenshot.
+
+The document's parts (quantities, terms, labels, the PDF page) are tested in
+tests/billing/test_documents_*.py; here, the documents of a close month on disk."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import numpy
 import pytest
 from close_fixtures import catalog, drafts
+from PIL import Image
 
 import orchestration.billing.documents.files  # noqa: F401 - patched below
 from orchestration.billing import documents
 from orchestration.billing.documents import (
     DailyPoint,
     chromium_path,
+    pdf_unavailable,
     render_documents,
     render_invoice_html,
     screenshot,
-    usage_chart_svg,
+    usage_chart,
 )
+from orchestration.billing.documents.chart import BAR_COLOR
+from orchestration.billing.documents.usage import DailyUsage
 from orchestration.billing.finalize import finalize_period, void_invoice
 from orchestration.billing.ledger import invoices_with_ledger
 from orchestration.sql import connect
@@ -28,7 +38,10 @@ from orchestration.sql import connect
 NOV5 = datetime(2026, 11, 5, tzinfo=UTC)
 NEEDS_CHROMIUM = pytest.mark.skipif(
     chromium_path() is None,
-    reason="chromium is not installed (apt-get install -y chromium): no PDF or screenshot check",
+    reason="chromium is not installed (apt-get install -y chromium): no screenshot check",
+)
+NEEDS_WEASYPRINT = pytest.mark.skipif(
+    pdf_unavailable() is not None, reason=f"no PDF check: {pdf_unavailable()}"
 )
 
 
@@ -86,31 +99,46 @@ def con(tmp_path):
 def test_html_escapes_every_text_and_shows_lines_tiers_and_totals():
     cat = catalog()
     invoice = october()["invoices"][0]
-    page = render_invoice_html(invoice, "2026-10", cat.customer("acme"), "")
+    page = render_invoice_html(invoice, "2026-10", cat)
     assert "<script>alert" not in page
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
-    assert "Acme &lt;Corp&gt; &amp; &quot;Sons&quot;" in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    assert "Acme &lt;Corp&gt; &amp; &#34;Sons&#34;" in page
     assert "Tier 1 (0 to 1000): 1000 × 0.002 + flat fee 1" in page
     assert "Tier 2 (1000 to ∞): 3500 × 0.0017142857" in page
     assert ">4500<" in page  # quantities without trailing zeros
     assert "2026-10-01 to 2026-10-31" in page  # the exclusive end shown as the last day
     assert "Tax (20% of subtotal)" in page
     assert f"USD {invoice['amount_due']}" in page
-    assert "Draft invoice" in page
+    assert "Draft invoice" in page and "draft, not issued" in page
+
+
+def _bar_pixels(chart) -> int:
+    png = base64.b64decode(chart.png_data_uri.removeprefix("data:image/png;base64,"))
+    blue = [int(BAR_COLOR[k : k + 2], 16) for k in (1, 3, 5)]
+    pixels = numpy.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    return int((pixels == blue).all(axis=2).sum())
 
 
 def test_chart_bars_follow_the_daily_quantities():
     start, end = date(2026, 10, 1), date(2026, 11, 1)
-    points = [
-        DailyPoint(date(2026, 10, 1), Decimal(5)),
-        DailyPoint(date(2026, 10, 31), Decimal(10)),
-    ]
-    svg = usage_chart_svg("Calls <&>", points, start, end)
-    assert svg.count("<rect") == 2
-    assert 'height="66.0"' in svg and 'height="33.0"' in svg  # 10 is the full plot height
-    assert "Calls &lt;&amp;&gt;: peak 10 a day" in svg
-    empty = usage_chart_svg("Calls", [], start, end)
-    assert "<rect" not in empty and "no usage in this period" in empty
+    half = usage_chart(
+        "Calls <&>",
+        [DailyPoint(date(2026, 10, 1), Decimal(5)), DailyPoint(date(2026, 10, 31), Decimal(10))],
+        start,
+        end,
+    )
+    full = usage_chart(
+        "Calls",
+        [DailyPoint(date(2026, 10, 1), Decimal(10)), DailyPoint(date(2026, 10, 31), Decimal(10))],
+        start,
+        end,
+    )
+    assert half.caption == "Calls <&>: peak 10 a day"  # escaped by the page, not here
+    assert 0.70 < _bar_pixels(half) / _bar_pixels(full) < 0.80  # bars of 1/2 and 1 vs 1 and 1
+    empty = usage_chart("Calls", [], start, end)
+    assert empty.png_data_uri is None and empty.caption == "Calls: no usage in this period"
+    outside = usage_chart("Calls", [DailyPoint(date(2026, 9, 30), Decimal(3))], start, end)
+    assert outside.png_data_uri is None
 
 
 def test_documents_follow_the_lifecycle(con, tmp_path):
@@ -121,7 +149,7 @@ def test_documents_follow_the_lifecycle(con, tmp_path):
         f"draft-{i['invoice_id']}.html" for i in october()["invoices"]
     )
     acme = (out / "2026-10" / f"draft-{october()['invoices'][0]['invoice_id']}.html").read_text()
-    assert acme.count("<svg") == 2 and "peak 3 a day" not in acme
+    assert acme.count("<img") == 2 and "peak 3 a day" not in acme
     assert "LLM tokens: peak 360 a day" in acme  # 100 + 7*30 large + 50 small, same day
     assert "API calls: peak 4 a day" in acme  # September's 999 is outside the period
 
@@ -144,7 +172,9 @@ def test_documents_follow_the_lifecycle(con, tmp_path):
     paths = render_documents(con, cat, "2026-10", out, document=doc, pdf=False)
     assert "MB-2026-000001-void.html" in {p.name for p in paths}
     assert (out / "2026-10" / "MB-2026-000001.html").read_bytes() == issued
-    assert 'class="badge void"' in (out / "2026-10" / "MB-2026-000001-void.html").read_text()
+    voided = (out / "2026-10" / "MB-2026-000001-void.html").read_text()
+    assert 'class="badge void"' in voided and "Voided on</td><td>2026-11-05" in voided
+    assert "Issue date</td><td>2026-11-05" in voided  # the original issue date stays
 
 
 def test_no_daily_mart_means_no_chart(tmp_path):
@@ -152,16 +182,50 @@ def test_no_daily_mart_means_no_chart(tmp_path):
     paths = render_documents(
         bare, catalog(), "2026-10", tmp_path / "d", document=october(), pdf=False
     )
-    assert "<svg" not in paths[0].read_text()
+    assert "<img" not in paths[0].read_text()
     bare.close()
 
 
-def test_pdf_true_without_chromium_is_a_clear_error(con, tmp_path, monkeypatch):
-    monkeypatch.setattr(documents.files, "chromium_path", lambda: None)
-    with pytest.raises(RuntimeError, match="apt-get install chromium"):
+def test_pdf_true_without_weasyprint_is_a_clear_error(con, tmp_path, monkeypatch):
+    monkeypatch.setattr(documents.files, "pdf_unavailable", lambda: "no Pango; apt-get install")
+    with pytest.raises(RuntimeError, match="need WeasyPrint: no Pango; apt-get install"):
         render_documents(con, catalog(), "2026-10", tmp_path / "d", document=october(), pdf=True)
 
 
+@NEEDS_WEASYPRINT
+def test_missing_pdfs_are_completed_by_the_next_run(con, tmp_path, monkeypatch):
+    cat, out = catalog(), tmp_path / "documents"
+    finalize_period(con, cat, "2026-10", NOV5, drafts=october())
+    doc = invoices_with_ledger(con, "2026-10", drafts=october())
+    with monkeypatch.context() as no_pango:
+        no_pango.setattr(documents.files, "pdf_unavailable", lambda: "no Pango")
+        first = render_documents(con, cat, "2026-10", out, document=doc)
+    assert (first.counts.html_written, first.counts.pdf_written) == (3, 0)
+    assert first.counts.pdf_missing == 3 and "3 PDFs missing (no Pango)" in first.counts.summary()
+    assert not list((out / "2026-10").glob("*.pdf"))
+    monkeypatch.setenv("METERBOOK_PDF", "off")  # not asked: still missing, nothing printed
+    assert render_documents(con, cat, "2026-10", out, document=doc).counts.pdf_missing == 3
+    monkeypatch.delenv("METERBOOK_PDF")
+    html_before = {p.name: p.read_bytes() for p in first}
+
+    second = render_documents(con, cat, "2026-10", out, document=doc)
+    counts = second.counts
+    assert (counts.html_written, counts.pdf_written, counts.pdf_completed) == (0, 0, 3)
+    assert counts.pdf_missing == 0
+    pdfs = sorted(p.name for p in second if p.suffix == ".pdf")
+    assert pdfs == ["MB-2026-000001.pdf", "MB-2026-000002.pdf", "MB-2026-000003.pdf"]
+    assert {p.name: p.read_bytes() for p in second if p.suffix == ".html"} == html_before
+
+    third = render_documents(con, cat, "2026-10", out, document=doc).counts
+    assert (third.html_written, third.pdf_written, third.pdf_completed, third.pdf_missing) == (
+        0,
+        0,
+        0,
+        0,
+    )
+
+
+@NEEDS_WEASYPRINT
 @NEEDS_CHROMIUM
 def test_finalized_documents_print_to_pdf_and_look_right(con, tmp_path):
     cat = catalog()
@@ -169,12 +233,51 @@ def test_finalized_documents_print_to_pdf_and_look_right(con, tmp_path):
     doc = invoices_with_ledger(con, "2026-10", drafts=october())
     doc["invoices"] = doc["invoices"][:1]
     paths = render_documents(con, cat, "2026-10", tmp_path / "documents", document=doc)
+    assert paths.counts.pdf_written == 1
     pdf = next(p for p in paths if p.suffix == ".pdf")
     assert pdf.read_bytes().startswith(b"%PDF-")
     html_path = next(p for p in paths if p.suffix == ".html")
+    assert "Issue date</td><td>2026-11-05" in html_path.read_text()  # finalized_at, UTC
     png = screenshot(html_path, tmp_path / "invoice.png", 1000, 1300)
     shown = os.environ.get("METERBOOK_KEEP_SCREENSHOT")  # to look at it by eye
     if shown:
         shutil.copy(png, shown)
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 20_000  # a rendered page, not blank
+
+
+def test_without_the_nightly_daily_usage_charts_come_from_the_metered_events(tmp_path):
+    # a workspace closed from the CLI alone has no fct_daily_meter_usage: the same days are
+    # aggregated from the metered events as each meter aggregates them
+    con = connect(tmp_path / "warehouse.duckdb")
+    con.execute("CREATE SCHEMA intermediate")
+    con.execute(
+        "CREATE TABLE intermediate.int_events_metered (billing_customer_id VARCHAR, "
+        "meter_code VARCHAR, aggregation VARCHAR, event_date DATE, event_ts TIMESTAMPTZ, "
+        "group_key JSON, value DECIMAL(38, 12), text_value VARCHAR)"
+    )
+    rows = [
+        ("acme", "calls", "count", "2026-10-01 10:00", None, None, None),
+        ("acme", "calls", "count", "2026-10-01 11:00", None, None, None),
+        ("acme", "users", "count_unique", "2026-10-01 10:00", None, None, "u1"),
+        ("acme", "users", "count_unique", "2026-10-01 12:00", None, None, "u1"),
+        ("acme", "level", "latest", "2026-10-02 09:00", None, Decimal("5"), None),
+        ("acme", "level", "latest", "2026-10-02 23:00", None, Decimal("2"), None),
+        ("acme", "gb", "sum", "2026-10-02 09:00", '{"r": "eu"}', Decimal("1.5"), None),
+        ("acme", "gb", "sum", "2026-10-02 09:00", '{"r": "us"}', Decimal("2.25"), None),
+        ("acme", "calls", "count", "2026-11-01 00:00", None, None, None),  # after the period
+    ]
+    con.executemany(
+        "INSERT INTO intermediate.int_events_metered VALUES "
+        "(?, ?, ?, cast(cast(? AS TIMESTAMPTZ) AS DATE), cast(? AS TIMESTAMPTZ), ?, ?, ?)",
+        [(c, m, a, ts, ts, g, v, t) for c, m, a, ts, g, v, t in rows],
+    )
+    invoice = {"period_start": "2026-10-01", "period_end": "2026-11-01"}
+    usage = DailyUsage.load(con, [invoice])
+    con.close()
+    day1, day2, end = date(2026, 10, 1), date(2026, 10, 2), date(2026, 11, 1)
+    assert usage.points("acme", "calls", day1, end, True) == [DailyPoint(day1, Decimal(2))]
+    assert usage.points("acme", "users", day1, end, False) == [DailyPoint(day1, Decimal(1))]
+    assert usage.points("acme", "level", day1, end, False) == [DailyPoint(day2, Decimal(2))]
+    assert usage.points("acme", "gb", day1, end, True) == [DailyPoint(day2, Decimal("3.75"))]
+    assert usage.points("acme", "gb", day1, end, False) == [DailyPoint(day2, Decimal("2.25"))]

@@ -1,31 +1,48 @@
-"""Invoice documents: one self-contained HTML page per invoice, PDF where Chromium is here.
+"""Invoice documents: one self-contained HTML page per invoice, and a PDF of each issued one.
 
 Files, under `documents_dir/<period>/`:
 - `draft-<invoice_id>.html`: rewritten on every run while the invoice is a draft; a draft
-  that was finalized or disappeared has its file removed.
-- `<number>.html` (+ `.pdf`): written once, when first seen finalized. The issued document
-  never changes afterwards (the daily chart would otherwise move with late events).
-- `<number>-void.html` (+ `.pdf`): written once when the invoice is voided; the original
+  that was finalized or disappeared has its file removed. Drafts get no PDF.
+- `<number>.html` + `.pdf`: the HTML is written once, when first seen finalized, and never
+  changes afterwards (the daily chart would otherwise move with late events).
+- `<number>-void.html` + `.pdf`: written once when the invoice is voided; the original
   stays beside it.
-PDF: printed by headless Chromium (`--print-to-pdf`) for finalized and void documents only,
-when a `chromium` binary is on PATH; without it HTML only. Every text is HTML-escaped.
-Modules: files (what is written where), page (the HTML, pure), usage (the chart data, SQL),
-chart (the SVG), browser (Chromium), text (escaping and numbers).
+PDF: printed by WeasyPrint from the HTML (no browser). Where WeasyPrint cannot load (no
+Pango), documents are HTML only and counted as missing PDFs; the next run that can print
+completes every issued document still without its PDF.
+Modules: files (what is written where, and the counts), page + templates/ (the HTML, pure),
+lines (what each line prints), terms (issue and due dates), text (numbers), chart
+(matplotlib), usage and issued (the month's data, one query each), pdf (WeasyPrint),
+browser (Chromium screenshots, for the tests).
 """
 
-from orchestration.billing.documents.browser import chromium_path, print_pdf, screenshot
-from orchestration.billing.documents.chart import usage_chart_svg
-from orchestration.billing.documents.files import render_documents
+from orchestration.billing.documents.browser import chromium_path, screenshot
+from orchestration.billing.documents.chart import Chart, invoice_charts, usage_chart
+from orchestration.billing.documents.files import (
+    DocumentCounts,
+    RenderedDocuments,
+    render_documents,
+)
 from orchestration.billing.documents.page import render_invoice_html
+from orchestration.billing.documents.pdf import pdf_unavailable, print_pdf, print_pdfs
+from orchestration.billing.documents.terms import Terms, document_terms
 from orchestration.billing.documents.usage import DailyPoint, DailyUsage
 
 __all__ = [
+    "Chart",
     "DailyPoint",
     "DailyUsage",
+    "DocumentCounts",
+    "RenderedDocuments",
+    "Terms",
     "chromium_path",
+    "document_terms",
+    "invoice_charts",
+    "pdf_unavailable",
     "print_pdf",
+    "print_pdfs",
     "render_documents",
     "render_invoice_html",
     "screenshot",
-    "usage_chart_svg",
+    "usage_chart",
 ]

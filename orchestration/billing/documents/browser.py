@@ -1,4 +1,4 @@
-"""Headless Chromium: invoices printed to PDF, and page screenshots for the tests."""
+"""Headless Chromium: page screenshots for the tests (PDFs are WeasyPrint's, see pdf.py)."""
 
 from __future__ import annotations
 
@@ -34,21 +34,6 @@ def _run_chromium(browser: str, args: list[str], html_path: Path, timeout: float
     if done.returncode != 0:
         tail = (done.stderr or "").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"chromium failed on {html_path} (exit {done.returncode}): {tail[0]}")
-
-
-def print_pdf(
-    html_path: Path, pdf_path: Path, browser: str | None = None, timeout: float = 60
-) -> Path:
-    """Print a document to PDF with headless Chromium (no network, fresh profile)."""
-    browser = browser or chromium_path()
-    if browser is None:
-        raise RuntimeError("PDF documents need Chromium: apt-get install chromium")
-    _run_chromium(
-        browser, [f"--print-to-pdf={pdf_path}", "--no-pdf-header-footer"], html_path, timeout
-    )
-    if not Path(pdf_path).exists():
-        raise RuntimeError(f"chromium wrote no PDF for {html_path}")
-    return Path(pdf_path)
 
 
 def screenshot(

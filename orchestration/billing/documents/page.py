@@ -1,111 +1,85 @@
-"""The invoice page: one self-contained HTML document from a SPEC 5 invoice (pure)."""
+"""The invoice page: one self-contained HTML document from a SPEC 5 invoice (pure).
+
+Jinja2 with autoescaping writes it, so every text from the invoice or the catalog is
+escaped; the charts are data: PNGs, so the file opens anywhere and prints without a network.
+"""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from string import Template
 from typing import Any
 
-from orchestration.billing import line_kinds
-from orchestration.billing.documents.chart import usage_chart_svg
-from orchestration.billing.documents.text import escape, quantity_text
-from orchestration.billing.documents.usage import DailyPoint, DailyUsage
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from orchestration.billing.documents.chart import Chart, usage_meters
+from orchestration.billing.documents.lines import line_row, span
+from orchestration.billing.documents.terms import Terms, document_terms
+from orchestration.billing.documents.text import quantity_text
 from orchestration.billing.money import round_money
 from orchestration.catalog.models import Catalog, Customer
 
-TEMPLATE = Path(__file__).parent / "templates" / "invoice.html"
-_ADDITIVE = ("count", "sum", "count_unique")
+TEMPLATES = Path(__file__).parent / "templates"
+_ENV = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
 
 
 def render_invoice_html(
-    invoice: dict[str, Any], close_month: str, customer: Customer | None, charts_html: str = ""
+    invoice: dict[str, Any],
+    close_month: str,
+    catalog: Catalog,
+    terms: Terms | None = None,
+    charts: Sequence[Chart] = (),
+    trial_end: date | None = None,
 ) -> str:
-    """The invoice page. Pure: every value from the invoice or the catalog is escaped."""
+    """The invoice page. `terms` default to a draft's (no issue date); `trial_end` is the
+    subscription's first day out of trial, for the "trial" label of zero lines before it."""
+    customer = catalog.find_customer(invoice["customer_id"])
+    terms = terms or document_terms(customer, None)
+    context = page_context(invoice, close_month, catalog, customer, terms, trial_end)
+    meters = len(usage_meters(invoice))
+    note = f"the {len(charts)} meters billing the most, of {meters}" if meters > len(charts) else ""
+    return _ENV.get_template("invoice.html").render(**context, charts=list(charts), chart_note=note)
+
+
+def page_context(
+    invoice: dict[str, Any],
+    close_month: str,
+    catalog: Catalog,
+    customer: Customer | None,
+    terms: Terms,
+    trial_end: date | None,
+) -> dict[str, Any]:
     status = invoice["status"]
     number = invoice.get("number")
-    heading = f"Invoice {number}" if number else "Draft invoice"
-    values = {
-        "title": heading,
-        "heading": heading,
+    currency = invoice["currency"]
+    return {
+        "heading": f"Invoice {number}" if number else "Draft invoice",
         "status": status,
         "status_class": status if status in ("draft", "finalized", "void") else "draft",
-        "invoice_id": invoice["invoice_id"],
-        "period_text": _span(invoice["period_start"], invoice["period_end"]),
+        "invoice": invoice,
+        "period_text": span(invoice["period_start"], invoice["period_end"]),
         "close_month": close_month,
-        "customer_name": (customer.name if customer and customer.name else invoice["customer_id"]),
-        "subscription_id": invoice["subscription_id"],
-        "currency": invoice["currency"],
+        "seller": catalog.settings.seller,
+        "customer": customer,
+        "customer_name": customer.name if customer and customer.name else invoice["customer_id"],
+        "terms": terms,
+        "rows": [line_row(line, currency, catalog, trial_end) for line in invoice["lines"]],
+        "totals": _totals(invoice, customer),
+        "amount_due": f"{currency} {invoice['amount_due']}",
         "source": "the ledger (finalized, frozen)" if number else "the current draft",
     }
-    page = {key: escape(value) for key, value in values.items()}
-    page["customer_details"] = _customer_details(invoice, customer)
-    page["line_rows"] = "\n".join(
-        _line_rows(line, invoice["currency"]) for line in invoice["lines"]
-    )
-    page["total_rows"] = _total_rows(invoice, customer)
-    page["charts"] = charts_html
-    return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(page)
 
 
-def _span(start: str, end: str) -> str:
-    """A half-open [start, end) as the days a reader expects: start to the last day."""
-    last = date.fromisoformat(end) - timedelta(days=1)
-    return f"{start} to {last.isoformat()}"
-
-
-def _customer_details(invoice: dict[str, Any], customer: Customer | None) -> str:
-    parts = [f"Customer id: {escape(invoice['customer_id'])}"]
-    if customer and customer.email:
-        parts.append(escape(customer.email))
-    if customer:
-        parts.append(f"Time zone: {escape(customer.timezone)}")
-    return "<br>".join(parts)
-
-
-def _line_rows(line: dict[str, Any], currency: str) -> str:
-    kind = line_kinds.label(line["kind"])
-    unit_price = line.get("unit_price")
-    cells = [
-        f'<td><div class="kind">{escape(kind)}</div>{escape(line.get("description"))}'
-        f"{_trace(line)}</td>",
-        f'<td class="period">{escape(_span(line["period_start"], line["period_end"]))}</td>',
-        f'<td class="num">{escape(quantity_text(line.get("quantity")))}</td>',
-        f'<td class="num">{escape(quantity_text(line.get("billable_quantity")))}</td>',
-        f'<td class="num">{escape(quantity_text(unit_price))}</td>',
-        f'<td class="num">{escape(currency)} {escape(line["amount"])}</td>',
-    ]
-    rows = [f'    <tr class="line">{"".join(cells)}</tr>']
-    rows += [_tier_row(tier, currency) for tier in line.get("tiers") or []]
-    return "\n".join(rows)
-
-
-def _trace(line: dict[str, Any]) -> str:
-    """Where a usage line's events are listed: lineage is found on demand, not stored."""
-    if line["kind"] != "usage" or not line.get("line_id"):
-        return ""
-    command = f"meterbook invoices --line {line['line_id']} --events"
-    return f'<div class="trace">Events behind this line: <code>{escape(command)}</code></div>'
-
-
-def _tier_row(tier: dict[str, Any], currency: str) -> str:
-    upper = "∞" if tier.get("up_to") is None else quantity_text(tier["up_to"])
-    text = (
-        f"Tier {tier.get('tier')} ({quantity_text(tier.get('from') or 0)} to {upper}): "
-        f"{quantity_text(tier.get('quantity'))} × {quantity_text(tier.get('unit_price'))}"
-    )
-    flat = tier.get("flat_fee")
-    if flat is not None and Decimal(str(flat)) != 0:
-        text += f" + flat fee {quantity_text(flat)}"
-    amount = f"{currency} {tier['amount']}" if tier.get("amount") is not None else ""
-    return (
-        f'    <tr class="tier"><td colspan="5">{escape(text)}</td>'
-        f'<td class="num">{escape(amount)}</td></tr>'
-    )
-
-
-def _total_rows(invoice: dict[str, Any], customer: Customer | None) -> str:
+def _totals(invoice: dict[str, Any], customer: Customer | None) -> list[tuple[str, str]]:
     currency = invoice["currency"]
     rows = [("Subtotal", invoice["subtotal"])]
     if Decimal(invoice["discount_total"]) != 0:
@@ -113,13 +87,8 @@ def _total_rows(invoice: dict[str, Any], customer: Customer | None) -> str:
     rows.append((_tax_label(invoice, customer), invoice["tax_total"]))
     rows.append(("Total", invoice["total"]))
     if Decimal(invoice.get("credits_applied") or 0) != 0:
-        rows.append(("Credits applied", f"-{invoice['credits_applied']}"))
-    cells = [
-        f'<tr><td>{escape(label)}</td><td class="num">{escape(currency)} {escape(v)}</td></tr>'
-        for label, v in rows
-    ]
-    due = f'<tr class="due"><td>Amount due</td><td class="num">{escape(currency)} {escape(invoice["amount_due"])}</td></tr>'
-    return "\n".join([*cells, due])
+        rows.append(("Prepaid credits applied", f"-{invoice['credits_applied']}"))
+    return [(label, f"{currency} {value}") for label, value in rows]
 
 
 def _tax_label(invoice: dict[str, Any], customer: Customer | None) -> str:
@@ -130,25 +99,3 @@ def _tax_label(invoice: dict[str, Any], customer: Customer | None) -> str:
     if round_money(subtotal * rate, invoice["currency"]) != Decimal(invoice["tax_total"]):
         return "Tax"
     return f"Tax ({quantity_text(rate * 100)}% of subtotal)"
-
-
-def charts_html(usage: DailyUsage, catalog: Catalog, invoice: dict[str, Any]) -> str:
-    codes = [line["meter"] for line in invoice["lines"] if line["kind"] == "usage"]
-    meters = list(dict.fromkeys(code for code in codes if code))
-    if not meters or not usage.available:
-        return ""
-    start, end = (
-        date.fromisoformat(invoice["period_start"]),
-        date.fromisoformat(invoice["period_end"]),
-    )
-    figures = []
-    for code in meters:
-        meter = catalog.find_meter(code)
-        name = meter.display_name if meter else code
-        additive = meter is None or meter.aggregation in _ADDITIVE
-        points = usage.points(invoice["customer_id"], code, start, end, additive)
-        if meter is not None and meter.unit is not None:
-            # the line's units (per 1k tokens...), unrounded: the chart is for reading only
-            points = [DailyPoint(p.day, p.quantity / meter.unit.divide_by) for p in points]
-        figures.append(usage_chart_svg(name, points, start, end))
-    return '<h2>Daily usage</h2>\n<div class="charts">\n' + "\n".join(figures) + "\n</div>"

@@ -1,10 +1,14 @@
-"""How the documents write text and numbers: escaped, quantities without trailing zeros."""
+"""How the documents write numbers: quantities at display precision, prices in full (pure)."""
 
 from __future__ import annotations
 
 import html
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
+
+# Without a display_decimals, a quantity shows as billed but at most this many decimals:
+# 151.961627499997 reads 151.9616. The JSON and the ledger keep every digit.
+DEFAULT_MAX_DECIMALS = 4
 
 
 def escape(value: Any) -> str:
@@ -13,8 +17,32 @@ def escape(value: Any) -> str:
 
 
 def quantity_text(value: Any) -> str:
-    """A decimal without its trailing zeros: 4500.000000000000 reads 4500."""
+    """A decimal in full without its trailing zeros: 4500.000000000000 reads 4500.
+
+    For prices and tier bounds, which must never be rounded on a document."""
     if value is None or value == "":
         return ""
-    text = format(Decimal(str(value)), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return _plain(Decimal(str(value)))
+
+
+def display_quantity(value: Any, decimals: int | None = None) -> str:
+    """A quantity as a reader sees it: exactly `decimals` places when given, else as billed
+    with trailing zeros cut and at most DEFAULT_MAX_DECIMALS. Rounded half-up, as SPEC 3.4
+    rounds money, so a reader who rounds by hand gets the same figure."""
+    if value is None or value == "":
+        return ""
+    places = DEFAULT_MAX_DECIMALS if decimals is None else decimals
+    with localcontext(prec=60):  # DECIMAL(38, 12) has 38 digits: never an InvalidOperation
+        shown = Decimal(str(value)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+    return format(shown, "f") if decimals is not None else _plain(shown)
+
+
+def grouped(value: Decimal) -> str:
+    """A count with thousands separators, for units such as 'per 1,000 tokens'."""
+    return _plain(value) if value != value.to_integral_value() else f"{int(value):,}"
+
+
+def _plain(number: Decimal) -> str:
+    text = format(number, "f")
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text in ("-0", "") else text

@@ -170,10 +170,36 @@ def invoice_documents(
     catalog = meterbook.catalog()
     with meterbook.warehouse() as con:
         document = invoices_with_ledger(con, month)
-        paths = render_documents(con, catalog, month, meterbook.workspace.documents_dir, document)
+        paths = render_documents(
+            con,
+            catalog,
+            month,
+            meterbook.workspace.documents_dir,
+            document,
+            progress=context.log.info,
+        )
         previous = _previous_totals(con, month)
         mark_built(con, month)  # the billing models ran after billing_windows: drafts complete
-    return MaterializeResult(metadata=invoice_metadata(document, previous, len(paths)))
+    return MaterializeResult(
+        metadata={
+            **invoice_metadata(document, previous, len(paths)),
+            **document_metadata(context, paths.counts),
+        }
+    )
+
+
+def document_metadata(context: AssetExecutionContext, counts) -> dict:
+    """What the run did to the documents; `documents` is the line the CLI prints. A PDF that
+    could not be printed is a warning, and the next run that can print completes it."""
+    if counts.pdf_missing:
+        context.log.warning(counts.summary())
+    return {
+        "documents": counts.summary(),
+        "html_written": counts.html_written,
+        "pdf_written": counts.pdf_written,
+        "pdf_completed": counts.pdf_completed,
+        "pdf_missing": counts.pdf_missing,
+    }
 
 
 def invoice_metadata(document: dict, previous: dict[str, Decimal], documents: int) -> dict:
@@ -237,7 +263,14 @@ def finalized_invoices(
     with meterbook.warehouse() as con:
         result = finalize_built_month(con, catalog, month, now_utc())
         document = invoices_with_ledger(con, month)
-        render_documents(con, catalog, month, meterbook.workspace.documents_dir, document)
+        rendered = render_documents(
+            con,
+            catalog,
+            month,
+            meterbook.workspace.documents_dir,
+            document,
+            progress=context.log.info,
+        )
     numbers = [number for _, number in result.numbered]
     return MaterializeResult(
         metadata={
@@ -245,5 +278,6 @@ def finalized_invoices(
             "already_finalized": result.already_finalized,
             "numbers": MetadataValue.json(numbers[:50]),
             **invoice_metadata(document, {}, 0),
+            **document_metadata(context, rendered.counts),
         }
     )
