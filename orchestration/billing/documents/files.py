@@ -69,9 +69,11 @@ def render_documents(
     """
     if document is None:
         document = invoices_with_ledger(con, close_month)
+    why_not = "not asked"
     if pdf is None and os.environ.get("METERBOOK_PDF", "").lower() in _OFF:
         pdf = False  # e.g. a benchmark of the close alone; the next run completes them
-    counts = DocumentCounts(pdf_unavailable=pdf_unavailable() if pdf is not False else "not asked")
+        why_not = "METERBOOK_PDF=off"
+    counts = DocumentCounts(pdf_unavailable=pdf_unavailable() if pdf is not False else why_not)
     if pdf and counts.pdf_unavailable:
         raise RuntimeError(f"PDF documents need WeasyPrint: {counts.pdf_unavailable}")
     folder = Path(documents_dir) / close_month
