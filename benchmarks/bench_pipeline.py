@@ -26,6 +26,9 @@ With `--whole`, it measures instead what a user runs, against two bare queries i
 - bare (a): read_json -> dedupe -> aggregate, nothing stored (the `bare` query above);
 - bare (b): the same, after `create table ... as select * from read_json(...)` stores every
   event in an on-disk DuckDB file, with DuckDB's inferred column types;
+- with `--documents`: the month finalized without PDFs (numbering, ledger, HTML documents),
+  then finalized again, which numbers nothing and prints every PDF (WeasyPrint): the PDFs'
+  cost against the whole close;
 - with `--late N`: the month finalized (without PDFs), then a late file of N events for it lands and the
   next month's close runs (re-rating the finalized month, billing the difference as
   adjustments): its cost against the whole close.
@@ -232,7 +235,9 @@ def _bare_stored_phase(events_file: str, work: str, memory_limit, out) -> None:
     out.put(_figures(start_wall, start_cpu, rows=rows))
 
 
-def run_whole(events: int, work: Path, memory_limit: str | None, late: int) -> dict:
+def run_whole(
+    events: int, work: Path, memory_limit: str | None, late: int, documents: bool = False
+) -> dict:
     """The whole close against bare queries (a) and (b) on the same file, in one run."""
     os.environ["METERBOOK_NOW"] = NOW.isoformat()
     big = work / f"events-{events}.jsonl"
@@ -248,9 +253,24 @@ def run_whole(events: int, work: Path, memory_limit: str | None, late: int) -> d
     }
     report["bare_a"] = run_phase(_bare_phase, str(big), memory_limit, None)
     report["bare_b"] = run_phase(_bare_stored_phase, str(big), str(work), memory_limit)
-    if late:
+    if documents:
+        report["documents"] = _documents(home)
+    elif late:
         report["late"] = _late_file(home, work, late)
     return report
+
+
+def _documents(home: Path) -> dict:
+    """Finalize the month without PDFs (numbering, ledger, HTML documents), then run the
+    finalize again: it numbers nothing and prints every PDF the first run left missing."""
+    os.environ["METERBOOK_NOW"] = "2026-12-02T00:00:00+00:00"  # November is over
+    os.environ["METERBOOK_PDF"] = "off"
+    try:
+        html = run_phase(_job_phase, str(home), "finalize_invoices", MONTH)
+    finally:
+        del os.environ["METERBOOK_PDF"]
+    pdfs = run_phase(_job_phase, str(home), "finalize_invoices", MONTH)
+    return {"finalize_html_only": html, "pdfs_completed_by_finalize": pdfs}
 
 
 def _late_file(home: Path, work: Path, n: int) -> dict:
@@ -284,6 +304,8 @@ def print_whole(r: dict) -> None:
     ]
     for step, f in (r.get("late") or {}).items():
         rows.append((f"late file: {step}", f))
+    for step, f in (r.get("documents") or {}).items():
+        rows.append((f"documents: {step}", f))
     for name, f in rows:
         print(f"{name:<44}{f['wall_s']:>9.1f}{f['cpu_s']:>9.1f}{f['peak_rss_mib']:>10,.0f}")
     print(
@@ -292,6 +314,9 @@ def print_whole(r: dict) -> None:
     )
     if r.get("late"):
         _print_late(r["late"], whole)
+    if r.get("documents"):
+        pdfs = r["documents"]["pdfs_completed_by_finalize"]["wall_s"]
+        print(f"PDFs of the month / whole close: wall {pdfs / whole['wall_s']:.2f}x")
     print(json.dumps(r))
 
 
@@ -413,12 +438,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs; each phase's fastest is kept")
     parser.add_argument("--whole", action="store_true", help="the whole close vs bare (a), (b)")
     parser.add_argument("--late", type=int, default=0, help="with --whole: a late file of N")
+    parser.add_argument(
+        "--documents", action="store_true", help="with --whole: finalize, HTML then PDFs"
+    )
     args = parser.parse_args()
+    if args.documents and (args.late or not args.whole):
+        parser.error("--documents goes with --whole and without --late")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         if args.whole:
-            print_whole(run_whole(args.events, work, args.memory_limit, args.late))
+            print_whole(run_whole(args.events, work, args.memory_limit, args.late, args.documents))
         else:
             print_report(run(args.events, work, args.memory_limit, args.repeat))
     finally:
