@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from orchestration.billing.documents.text import display_quantity
 from orchestration.billing.month import BillingMonth
 from orchestration.warehouse.models import model_exists, with_refs
 
@@ -144,7 +145,7 @@ def _invoice_block(inv: dict) -> list[str]:
             line["kind"],
             line["description"],
             f"{line['period_start']} .. {line['period_end']}",
-            line["quantity"] or "",
+            display_quantity(line["quantity"]),  # at most 4 decimals; the JSON keeps all
             line["amount"],
         )
         for line in inv["lines"]

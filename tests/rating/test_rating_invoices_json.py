@@ -78,7 +78,7 @@ def test_the_table_shows_lines_and_totals():
                     {
                         "kind": "usage",
                         "description": "LLM tokens (large)",
-                        "quantity": "4500",
+                        "quantity": "4500.000000000000",
                         "period_start": "2026-10-01",
                         "period_end": "2026-11-01",
                         "amount": "9.00",
@@ -99,4 +99,5 @@ def test_the_table_shows_lines_and_totals():
     assert "Invoices for 2026-10: 1" in text
     assert "inv_1  [draft]  acme / sub_1  USD" in text
     assert "LLM tokens (large)" in text and "4500" in text and "59.60" in text
+    assert "4500.000000000000" not in text  # the table shows quantities as a reader does
     assert text.rstrip().splitlines()[-1].split() == ["amount", "due", "82.32"]
