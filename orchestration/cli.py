@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import os
 import re
 import sys
@@ -276,8 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_run_progress() -> None:
+    """Progress a run reports on `meterbook.progress` (documents and PDFs by the thousand)
+    reaches the terminal, while the run's own logs go to logs/<job>.log."""
+    shown = logging.getLogger("meterbook.progress")
+    if not shown.handlers:
+        # the process's own stderr: a run redirects sys.stderr to its log file
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(logging.Formatter("meterbook: %(message)s"))
+        shown.addHandler(handler)
+        shown.setLevel(logging.INFO)
+        shown.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_run_progress()
     ws = workspace_at(getattr(args, "home", None))
     try:
         return _dispatch(ws, args)

@@ -293,3 +293,18 @@ def test_the_console_script_fails_in_one_line_too(home):
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "MB-2026-000001 is an invoice number; its id is inv_" in result.stderr
+
+
+def test_run_progress_reaches_the_terminal_while_the_run_log_does_not(capfd):
+    import contextlib
+    import io
+    import logging
+
+    from orchestration.cli import _show_run_progress
+
+    _show_run_progress()
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):  # as run_job does for Dagster's own loggers
+        logging.getLogger("meterbook.progress").info("printing 3 PDFs")
+    assert capfd.readouterr().err == "meterbook: printing 3 PDFs\n"
+    assert log.getvalue() == ""

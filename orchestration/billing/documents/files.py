@@ -98,7 +98,7 @@ def _print(to_print: list[tuple[Path, int]], counts: DocumentCounts, progress) -
     if to_print and counts.pdf_unavailable is None:
         if progress:
             progress(f"printing {len(to_print)} PDFs")
-        print_pdfs([(html, html.with_suffix(".pdf")) for html, _ in to_print])
+        print_pdfs([(html, html.with_suffix(".pdf")) for html, _ in to_print], progress=progress)
         counts.pdf_written = sum(1 for _, written in to_print if written)
         counts.pdf_completed = len(to_print) - counts.pdf_written
     else:

@@ -86,8 +86,11 @@ def _print_chunk(pairs: Sequence[tuple[str, str]]) -> list[str]:
     return [str(print_pdf(Path(html), Path(pdf))) for html, pdf in pairs]
 
 
-def print_pdfs(pairs: Sequence[tuple[Path, Path]], workers: int | None = None) -> list[Path]:
-    """Print each (html, pdf) pair; returns the PDFs written, in order."""
+def print_pdfs(
+    pairs: Sequence[tuple[Path, Path]], workers: int | None = None, progress=None
+) -> list[Path]:
+    """Print each (html, pdf) pair; returns the PDFs written, in order. `progress` hears of
+    every thousandth PDF (10,000 take minutes)."""
     if not pairs:
         return []
     workers = workers or os.cpu_count() or 1
@@ -96,5 +99,11 @@ def print_pdfs(pairs: Sequence[tuple[Path, Path]], workers: int | None = None) -
     text_pairs = [(str(html), str(pdf)) for html, pdf in pairs]
     chunks = [text_pairs[i : i + _CHUNK] for i in range(0, len(text_pairs), _CHUNK)]
     spawn = multiprocessing.get_context("spawn")
+    printed: list[Path] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        return [Path(p) for done in pool.map(_print_chunk, chunks) for p in done]
+        for done in pool.map(_print_chunk, chunks):
+            before = len(printed)
+            printed += [Path(p) for p in done]
+            if progress and len(printed) // 1000 > before // 1000:
+                progress(f"{len(printed) // 1000 * 1000} of {len(pairs)} PDFs printed")
+    return printed

@@ -1,5 +1,6 @@
 """The month-end close in Dagster: billing windows, invoice documents, finalization, checks."""
 
+import logging
 from collections import defaultdict
 from decimal import Decimal
 
@@ -176,7 +177,7 @@ def invoice_documents(
             month,
             meterbook.workspace.documents_dir,
             document,
-            progress=context.log.info,
+            progress=_progress(context),
         )
         previous = _previous_totals(con, month)
         mark_built(con, month)  # the billing models ran after billing_windows: drafts complete
@@ -186,6 +187,19 @@ def invoice_documents(
             **document_metadata(context, paths.counts),
         }
     )
+
+
+# Long document runs (thousands of PDFs) report here as well as to the run's log: the CLI
+# shows this logger on the terminal, where the run's own logs are kept out (logs/<job>.log).
+PROGRESS = logging.getLogger("meterbook.progress")
+
+
+def _progress(context: AssetExecutionContext):
+    def say(message: str) -> None:
+        context.log.info(message)
+        PROGRESS.info(message)
+
+    return say
 
 
 def document_metadata(context: AssetExecutionContext, counts) -> dict:
@@ -269,7 +283,7 @@ def finalized_invoices(
             month,
             meterbook.workspace.documents_dir,
             document,
-            progress=context.log.info,
+            progress=_progress(context),
         )
     numbers = [number for _, number in result.numbered]
     return MaterializeResult(
