@@ -34,9 +34,13 @@ class BillingMonth:
             raise ValueError(f"a billing month looks like YYYY-MM, got {text!r}")
         year, month = int(match[1]), int(match[2])
         if not 1 <= month <= 12:
-            raise ValueError(f"month {match[2]} is out of range (01 to 12) in {text!r}")
+            raise ValueError(
+                f"month {match[2]} is out of range (01 to 12) in {text!r}: months are YYYY-MM"
+            )
         if year < 1:
-            raise ValueError(f"year {match[1]} is out of range (0001 to 9999) in {text!r}")
+            raise ValueError(
+                f"year {match[1]} is out of range (0001 to 9999) in {text!r}: months are YYYY-MM"
+            )
         return cls(year, month)
 
     @classmethod

@@ -7,6 +7,8 @@ from datetime import datetime
 
 import duckdb
 
+from orchestration.warehouse.tables import table_exists
+
 
 @dataclass(frozen=True)
 class Issued:
@@ -16,11 +18,7 @@ class Issued:
 
 def issued_moments(con: duckdb.DuckDBPyConnection, close_month: str) -> dict[str, Issued]:
     """Invoice id -> its moments; empty when there is no ledger (it is not created here)."""
-    found = con.execute(
-        "SELECT count(*) FROM information_schema.tables"
-        " WHERE table_schema = 'meterbook_ledger' AND table_name = 'invoices'"
-    ).fetchall()
-    if not found[0][0]:
+    if not table_exists(con, "meterbook_ledger", "invoices"):
         return {}
     rows = con.execute(
         """
