@@ -5,9 +5,16 @@ parses the project before it reads a model (the Dagster definitions and the CLI'
 and tests that call the billing functions directly get the same here, once per session.
 """
 
+import os
+
 import pytest
 
 from orchestration.defs.dbt.project import ensure_manifest
+
+# PDFs cost ~0.2 s of CPU each and every finalize in the suite would print them: off for the
+# suite (and the processes it starts); the tests of PDFs delete it or ask for PDFs outright
+# (tests/close/test_close_documents.py, tests/billing/test_documents_pdf.py)
+os.environ.setdefault("METERBOOK_PDF", "off")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -194,6 +194,7 @@ def test_pdf_true_without_weasyprint_is_a_clear_error(con, tmp_path, monkeypatch
 
 @NEEDS_WEASYPRINT
 def test_missing_pdfs_are_completed_by_the_next_run(con, tmp_path, monkeypatch):
+    monkeypatch.delenv("METERBOOK_PDF", raising=False)  # the suite's default is off
     cat, out = catalog(), tmp_path / "documents"
     finalize_period(con, cat, "2026-10", NOV5, drafts=october())
     doc = invoices_with_ledger(con, "2026-10", drafts=october())
@@ -227,7 +228,8 @@ def test_missing_pdfs_are_completed_by_the_next_run(con, tmp_path, monkeypatch):
 
 @NEEDS_WEASYPRINT
 @NEEDS_CHROMIUM
-def test_finalized_documents_print_to_pdf_and_look_right(con, tmp_path):
+def test_finalized_documents_print_to_pdf_and_look_right(con, tmp_path, monkeypatch):
+    monkeypatch.delenv("METERBOOK_PDF", raising=False)  # the suite's default is off
     cat = catalog()
     finalize_period(con, cat, "2026-10", NOV5, drafts=october())
     doc = invoices_with_ledger(con, "2026-10", drafts=october())
