@@ -47,7 +47,10 @@ def render_invoice_html(
     context = page_context(invoice, close_month, catalog, customer, terms, trial_end)
     meters = len(usage_meters(invoice))
     note = f"the {len(charts)} meters billing the most, of {meters}" if meters > len(charts) else ""
-    return _ENV.get_template("invoice.html").render(**context, charts=list(charts), chart_note=note)
+    later = invoice["status"] == "draft" and meters > 0 and not charts
+    return _ENV.get_template("invoice.html").render(
+        **context, charts=list(charts), chart_note=note, charts_when_issued=later
+    )
 
 
 def page_context(
