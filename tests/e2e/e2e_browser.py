@@ -14,16 +14,12 @@ from pathlib import Path
 
 from e2e_helpers import PERIOD
 
+from orchestration.billing.documents.browser import CHROMIUM_FLAGS
+
 CHROMIUM = Path("/usr/bin/chromium")
-# no sandbox (tests may run as root in a container), and nothing that reaches the network
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+# the product's own flags (no sandbox, nothing that reaches the network); Playwright adds
+# headless itself
+CHROMIUM_ARGS = [flag for flag in CHROMIUM_FLAGS if flag != "--headless"]
 PAGE_TIMEOUT_MS = 120_000  # the UI's JavaScript is heavy, and two cores are busy with closes
 JOB_RUNS = "/locations/meterbook/jobs/month_end_close/runs"
 INVOICE_PARTITION = f"/assets/fct_invoices?view=partitions&partition={PERIOD}"

@@ -171,14 +171,7 @@ def invoice_documents(
     catalog = meterbook.catalog()
     with meterbook.warehouse() as con:
         document = invoices_with_ledger(con, month)
-        paths = render_documents(
-            con,
-            catalog,
-            month,
-            meterbook.workspace.documents_dir,
-            document,
-            progress=_progress(context),
-        )
+        paths = _render(context, meterbook, con, catalog, document)
         previous = _previous_totals(con, month)
         mark_built(con, month)  # the billing models ran after billing_windows: drafts complete
     return MaterializeResult(
@@ -194,12 +187,15 @@ def invoice_documents(
 PROGRESS = logging.getLogger("meterbook.progress")
 
 
-def _progress(context: AssetExecutionContext):
+def _render(context: AssetExecutionContext, meterbook, con, catalog, document: dict):
+    """The partition's documents, reporting progress to the run's log and the terminal."""
+
     def say(message: str) -> None:
         context.log.info(message)
         PROGRESS.info(message)
 
-    return say
+    folder = meterbook.workspace.documents_dir
+    return render_documents(con, catalog, context.partition_key, folder, document, progress=say)
 
 
 def document_metadata(context: AssetExecutionContext, counts) -> dict:
@@ -277,14 +273,7 @@ def finalized_invoices(
     with meterbook.warehouse() as con:
         result = finalize_built_month(con, catalog, month, now_utc())
         document = invoices_with_ledger(con, month)
-        rendered = render_documents(
-            con,
-            catalog,
-            month,
-            meterbook.workspace.documents_dir,
-            document,
-            progress=_progress(context),
-        )
+        rendered = _render(context, meterbook, con, catalog, document)
     numbers = [number for _, number in result.numbered]
     return MaterializeResult(
         metadata={
