@@ -38,6 +38,7 @@ from orchestration.billing.ledger import (
 )
 from orchestration.billing.money import minor_exponent
 from orchestration.billing.month import BillingMonth
+from orchestration.billing.wallets.ledger import freeze_entries
 from orchestration.catalog.models import Catalog
 from orchestration.sql import insert_values
 from orchestration.warehouse.ledger import ensure_ledger_schema
@@ -201,6 +202,7 @@ def _freeze(con, prefix, year, close_month, pending, now, watermark) -> tuple[tu
                 for i, (ident, number) in enumerate(numbered, 1)
             ],
         )
+        freeze_entries(con, close_month, now)  # the wallet draws of these invoices, SPEC 7
         _record_finalization(con, close_month, now, len(numbered), watermark)
         con.execute("COMMIT")
     except BaseException:

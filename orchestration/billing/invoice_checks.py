@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 
 from orchestration.billing.ledger import invoices_with_ledger
+from orchestration.billing.line_kinds import line_kinds
 from orchestration.billing.money import minor_exponent, round_money
 from orchestration.catalog.models import Catalog
 
@@ -31,7 +32,9 @@ def invoice_problems(invoice: dict[str, Any], tax_rate: Decimal | None = None) -
     SPEC 3.4: subtotal = sum of all lines (discount lines included, so after discounts);
     discount_total = minus the sum of the discount lines; total = subtotal + tax;
     amount_due = total - credits_applied; every amount has the currency's minor digits.
-    With `tax_rate`, tax must also be the subtotal times the rate, rounded once.
+    With `tax_rate`, tax must also be the taxable lines (seed line_kinds: all but credit
+    purchases) times the rate, rounded once. Paid credits never exceed the total less the
+    credit purchases, so amount_due is never below what was bought (SPEC 7).
     """
     currency = invoice.get("currency", "")
     problems = _digit_problems(invoice, minor_exponent(currency))
@@ -50,11 +53,27 @@ def invoice_problems(invoice: dict[str, Any], tax_rate: Decimal | None = None) -
         "amount_due": amount["total"] - amount["credits_applied"],
     }
     if tax_rate is not None:
-        expected["tax_total"] = round_money(amount["subtotal"] * tax_rate, currency)
+        taxable = sum((Decimal(ln["amount"]) for ln in lines if _taxable(ln["kind"])), Decimal(0))
+        expected["tax_total"] = round_money(taxable * tax_rate, currency)
     for name, value in expected.items():
         if amount[name] != value:
             problems.append(f"{name} is {invoice[name]} but should be {value}")
+    purchases = sum(
+        (Decimal(ln["amount"]) for ln in lines if ln["kind"] == "credit_purchase"), Decimal(0)
+    )
+    if amount["credits_applied"] < 0 or amount["credits_applied"] > max(
+        amount["total"] - purchases, Decimal(0)
+    ):
+        problems.append(
+            f"credits_applied {invoice['credits_applied']} is outside 0 to the total less "
+            f"the credit purchases ({amount['total'] - purchases})"
+        )
     return problems
+
+
+def _taxable(kind: str) -> bool:
+    found = line_kinds().get(kind)
+    return found.taxable if found else True
 
 
 def _digit_problems(invoice: dict[str, Any], exponent: int) -> list[str]:

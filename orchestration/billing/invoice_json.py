@@ -29,7 +29,7 @@ ORDER BY customer_id, subscription_id, period_start, invoice_id
 _LINES = """
 SELECT invoice_id, line_id, kind, meter, fee_code, CAST(group_key AS VARCHAR), description,
        period_start, period_end, quantity, billable_quantity, unit_price, amount, event_count,
-       CAST(tiers AS VARCHAR)
+       CAST(tiers AS VARCHAR), credit_quantity, credit_price
 FROM {{ ref('fct_invoice_lines') }}
 WHERE close_month = $period AND ($customer IS NULL OR customer_id = $customer)
 ORDER BY invoice_id, line_no
@@ -65,8 +65,8 @@ def _tiers(text: str | None, exponent: int) -> list[dict] | None:
 
 def _line(row: tuple, exponent: int) -> dict:
     (_, line_id, kind, meter, fee_code, group, description, start, end) = row[:9]
-    (quantity, billable, unit_price, amount, event_count, tiers) = row[9:]
-    return {
+    (quantity, billable, unit_price, amount, event_count, tiers, credit_qty, credit_price) = row[9:]
+    line = {
         "line_id": line_id,
         "kind": kind,
         "meter": meter,
@@ -82,6 +82,11 @@ def _line(row: tuple, exponent: int) -> dict:
         "event_count": event_count,
         "tiers": _tiers(tiers, exponent),
     }
+    if credit_qty is not None:  # SPEC 7: both parts of a credit-priced line, on that line only
+        line["credit_quantity"] = decimal_text(credit_qty)
+        line["credit_price"] = decimal_text(credit_price)
+        line["list_quantity"] = decimal_text(Decimal(billable) - credit_qty)
+    return line
 
 
 def _invoice(row: tuple, lines: list[tuple]) -> dict:

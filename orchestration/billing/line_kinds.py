@@ -17,7 +17,7 @@ class LineKind:
     kind: str
     sort_rank: int
     label: str
-    charge_group: str  # usage | fixed_fees | adjustment | discount
+    charge_group: str  # usage | fixed_fees | adjustment | discount | credit | credit_purchase
     taxable: bool
     discountable: bool
     credit_eligible: bool

@@ -22,10 +22,16 @@ from pydantic import ValidationError
 
 from orchestration.catalog.models import Catalog
 
-LIST_SECTIONS = ("exclusions", "meters", "plans", "customers", "subscriptions")
+LIST_SECTIONS = ("exclusions", "meters", "plans", "customers", "subscriptions", "credit_grants")
 SECTIONS = ("settings", *LIST_SECTIONS)
 # the field that names an entry of each section in paths; exclusions have none (position)
-NAMED_BY = {"meters": "code", "plans": "code", "customers": "id", "subscriptions": "id"}
+NAMED_BY = {
+    "meters": "code",
+    "plans": "code",
+    "customers": "id",
+    "subscriptions": "id",
+    "credit_grants": "id",
+}
 _PLAIN_NAME = re.compile(r"[\w.:@/+-]+")
 
 

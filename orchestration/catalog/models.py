@@ -37,6 +37,9 @@ Positive = Annotated[Decimal, Field(gt=0, lt=Decimal("1e14"), decimal_places=12)
 COMPARABLE_LIMIT = Decimal("1e26")
 # Far beyond any real term, and far from date overflow when added to a start date.
 Days = Annotated[int, Field(ge=0, le=36_525)]
+Priority = Annotated[int, Field(ge=0, le=1_000_000)]
+GrantKind = Literal["promotional", "paid"]
+GrantScope = Literal["usage", "all"]
 Op = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte"]
 Aggregation = Literal["count", "sum", "count_unique", "max", "min", "latest", "time_weighted"]
 ChargeModel = Literal["per_unit", "package", "graduated", "volume", "percentage"]
@@ -247,6 +250,17 @@ class Charge(Pricing):
     free_units: NonNegative = Decimal(0)
     minimum: NonNegative | None = None
     maximum: NonNegative | None = None
+    # the price of the units promotional credits still cover (SPEC 7); per_unit only
+    credit_price: Positive | None = None
+
+    @field_validator("credit_price")
+    @classmethod
+    def _per_unit_only(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        # a field validator, not a model one: the error then names charges[i].credit_price
+        model = info.data.get("model")
+        if value is not None and model is not None and model != "per_unit":
+            raise ValueError(f"credit_price is only for per_unit charges; this charge is {model}")
+        return value
 
     @model_validator(mode="after")
     def _min_below_max(self) -> Charge:
@@ -262,6 +276,53 @@ class FixedFee(Strict):
     timing: Literal["in_advance", "in_arrears"] = "in_advance"
 
 
+def _default_scope(kind: str, applies_to: str | None) -> str:
+    """What a grant pays for when `applies_to` is not given: usage for promotional, all for paid."""
+    if applies_to is not None:
+        return applies_to
+    return "usage" if kind == "promotional" else "all"
+
+
+class Rollover(Strict):
+    """The unused part of a period grant, up to `max`, becomes a grant of the next period."""
+
+    max: NonNegative
+
+
+class PlanCreditGrant(Strict):
+    """Credits granted to every subscription of a plan version (SPEC 7)."""
+
+    code: Code
+    kind: GrantKind = "promotional"
+    amount: Positive
+    every: Literal["start", "period"]
+    expires_after_days: Annotated[int, Field(ge=1, le=36_525)] | None = None
+    rollover: Rollover | None = None
+    priority: Priority = 10
+    applies_to: GrantScope | None = None
+
+    @field_validator("expires_after_days")
+    @classmethod
+    def _start_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("every") == "period":
+            raise ValueError(
+                "expires_after_days is only for every: start; a period grant expires at the "
+                "end of its period"
+            )
+        return value
+
+    @field_validator("rollover")
+    @classmethod
+    def _period_only(cls, value: Rollover | None, info: ValidationInfo) -> Rollover | None:
+        if value is not None and info.data.get("every") == "start":
+            raise ValueError("rollover is only for every: period; a start grant is given once")
+        return value
+
+    @property
+    def effective_applies_to(self) -> str:
+        return _default_scope(self.kind, self.applies_to)
+
+
 class PlanVersion(Strict):
     version: Annotated[int, Field(ge=1)]
     effective_from: date
@@ -270,6 +331,8 @@ class PlanVersion(Strict):
     charges: list[Charge] = []
     minimum_spend: NonNegative | None = None
     maximum_spend: NonNegative | None = None
+    # codes unique within the version: checked in validation.py, with the second one's path
+    credit_grants: list[PlanCreditGrant] = []
 
     @model_validator(mode="after")
     def _unique_codes(self) -> PlanVersion:
@@ -347,6 +410,13 @@ class Discount(Strict):
     periods: Annotated[int, Field(ge=1)] | None = None
 
 
+class AutoTopUp(Strict):
+    """After a close, a paid grant of `amount` when the paid balance left is below `below`."""
+
+    below: NonNegative
+    amount: Positive
+
+
 class Subscription(Strict):
     id: Code
     customer_id: Code
@@ -359,6 +429,7 @@ class Subscription(Strict):
     quantities: dict[str, NonNegative] = {}
     price_overrides: list[PriceOverride] = []
     discounts: list[Discount] = []
+    auto_top_up: AutoTopUp | None = None
 
     @model_validator(mode="after")
     def _dates(self) -> Subscription:
@@ -368,6 +439,34 @@ class Subscription(Strict):
         return self
 
 
+class CreditGrant(Strict):
+    """A one-off grant of credits to a customer's wallet (its parent's for a sub-account)."""
+
+    id: Code
+    customer_id: Code
+    kind: GrantKind
+    amount: Positive
+    granted_on: date  # usable for charges incurred on or after this day
+    expires_on: date | None = None  # exclusive: the first day it no longer pays; None: never
+    priority: Priority = 10  # lower is drawn first
+    applies_to: GrantScope | None = None
+    # optional; when given it must be the (billing) customer's currency: validation.py
+    currency: Currency | None = None
+
+    @field_validator("expires_on")
+    @classmethod
+    def _after_granted(cls, value: date | None, info: ValidationInfo) -> date | None:
+        # a field validator, so the error names credit_grants[...].expires_on
+        granted = info.data.get("granted_on")
+        if value is not None and granted is not None and value <= granted:
+            raise ValueError(f"expires_on {value} is not after granted_on {granted}")
+        return value
+
+    @property
+    def effective_applies_to(self) -> str:
+        return _default_scope(self.kind, self.applies_to)
+
+
 class Catalog(Strict):
     settings: Settings = Settings()
     exclusions: list[Exclusion] = []
@@ -375,6 +474,7 @@ class Catalog(Strict):
     plans: list[Plan] = []
     customers: list[Customer] = []
     subscriptions: list[Subscription] = []
+    credit_grants: list[CreditGrant] = []
 
     @cached_property
     def _index(self) -> dict[str, dict]:

@@ -20,6 +20,7 @@ def cross_check(catalog: Catalog) -> list[Problem]:
         *_customers(catalog),
         *_subscriptions(catalog),
         *_overlapping_subscriptions(catalog),
+        *_credit_grants(catalog),
     ]
 
 
@@ -29,6 +30,7 @@ def _duplicates(catalog: Catalog) -> Iterator[Problem]:
         ("plans", "code"),
         ("customers", "id"),
         ("subscriptions", "id"),
+        ("credit_grants", "id"),
     ):
         first: dict[str, int] = {}
         for i, entry in enumerate(getattr(catalog, section)):
@@ -64,6 +66,21 @@ def _plans(catalog: Catalog) -> Iterator[Problem]:
                         f"unknown meter {charge.meter!r}",
                     )
         yield from _versions(plan.versions, ("plans", p, "versions"))
+        for v, version in enumerate(plan.versions):
+            yield from _plan_grant_codes(version.credit_grants, ("plans", p, "versions", v))
+
+
+def _plan_grant_codes(grants: list, at: tuple) -> Iterator[Problem]:
+    first: dict[str, int] = {}
+    for g, grant in enumerate(grants):
+        if grant.code in first:
+            yield (
+                (*at, "credit_grants", g, "code"),
+                f"credit grant code {grant.code!r} appears twice in this version",
+                (*at, "credit_grants", first[grant.code]),
+            )
+        else:
+            first[grant.code] = g
 
 
 def _versions(versions: list, at: tuple) -> Iterator[Problem]:
@@ -240,3 +257,27 @@ def _overlap(
         f"{days} for meter(s) {', '.join(repr(m) for m in shared)}, so that usage would be "
         "billed twice; end one the day the other starts",
     )
+
+
+def _credit_grants(catalog: Catalog) -> Iterator[Problem]:
+    """A grant fills the wallet of a known customer (its parent's, for a sub-account), in
+    that wallet's currency."""
+    customers = {c.id: c for c in catalog.customers}
+    for i, grant in enumerate(catalog.credit_grants):
+        at = ("credit_grants", i)
+        customer = customers.get(grant.customer_id)
+        if customer is None:
+            yield (*at, "customer_id"), f"unknown customer {grant.customer_id!r}"
+            continue
+        payer = customers.get(customer.parent_id) if customer.parent_id else customer
+        if payer is None or grant.currency is None:
+            continue  # an unknown parent is reported with the customer
+        currency = catalog.currency_of(payer)
+        if grant.currency != currency:
+            whose = f"customer {customer.id!r}" + (
+                f" (billed to its parent {payer.id!r})" if payer is not customer else ""
+            )
+            yield (
+                (*at, "currency"),
+                f"the grant is in {grant.currency} but {whose} pays in {currency}",
+            )

@@ -1,5 +1,6 @@
-"""The meterbook_ledger tables: finalized invoices, append-only (billing/ledger.py reads and
-writes them; billing/finalize.py is the only writer of new invoices)."""
+"""The meterbook_ledger tables: finalized invoices and the wallet entries finalization made
+permanent, append-only (billing/ledger.py reads and writes them; billing/finalize.py is the
+only writer of new invoices and entries)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,30 @@ CREATE TABLE IF NOT EXISTS meterbook_ledger.period_finalizations (
     finalized_at TIMESTAMPTZ NOT NULL,
     invoice_count INTEGER NOT NULL,
     raw_read_seq BIGINT NOT NULL             -- the drafts' last raw event (read_seq), 0 if none
+);
+CREATE TABLE IF NOT EXISTS meterbook_ledger.wallet_entries (
+    close_month VARCHAR NOT NULL,            -- the close that made the entry
+    seq INTEGER NOT NULL,                    -- its order in that close
+    entry_id VARCHAR PRIMARY KEY,
+    entry_type VARCHAR NOT NULL,             -- grant | draw | expire | rollover | void
+    customer_id VARCHAR NOT NULL,
+    grant_id VARCHAR NOT NULL,
+    grant_kind VARCHAR NOT NULL,             -- promotional | paid
+    amount DECIMAL(38, 12) NOT NULL,         -- signed: what it does to the grant's balance
+    entry_date DATE NOT NULL,
+    currency VARCHAR NOT NULL,
+    invoice_id VARCHAR,                      -- draws and purchases: the invoice
+    line_id VARCHAR,                         -- its promotional_credit or credit_purchase line
+    charge_line_id VARCHAR,                  -- promotional draws: the line paid for
+    grant_source VARCHAR,                    -- grant entries: catalog | plan | rollover | top_up
+    subscription_id VARCHAR,
+    granted_on DATE,
+    expires_on DATE,
+    priority INTEGER,
+    applies_to VARCHAR,
+    rollover_max DECIMAL(38, 12),
+    grant_amount DECIMAL(38, 12),
+    finalized_at TIMESTAMPTZ NOT NULL
 );
 CREATE OR REPLACE VIEW meterbook_ledger.current_invoice_status AS
 SELECT invoice_id,

@@ -41,6 +41,15 @@ USAGE_COLUMNS = [
 ]
 MACRO_PREFIXES = ("billing_", "charge_model_", "decimal", "generate_schema_name", "meterbook_")
 
+# the wallet models read metered events for the daily share of a grant valid part of a
+# period; the harness has none (its usage is per window)
+STUB_EVENTS = """
+select cast(null as varchar) as billing_customer_id, cast(null as varchar) as meter_code,
+       cast(null as json) as group_key, cast(null as timestamptz) as event_ts,
+       cast(null as varchar) as aggregation, cast(null as decimal(38, 12)) as value
+where false
+"""
+
 STUB_QUANTITIES = """
 -- test stub of metering's model: sums test_inputs.usage per window x meter x group
 with windows as (
@@ -132,6 +141,7 @@ class RatingProject:
         (models / "intermediate" / "usage" / "int_meter_quantities_windowed.sql").write_text(
             STUB_QUANTITIES
         )
+        (models / "intermediate" / "usage" / "int_events_metered.sql").write_text(STUB_EVENTS)
         (self.project / "macros").mkdir()
         for macro in (DBT_PROJECT_DIR / "macros").glob("*.sql"):
             if macro.name.startswith(MACRO_PREFIXES):

@@ -32,8 +32,8 @@ def line_key(line: dict) -> tuple:
         return (kind, line.get("meter"), json.dumps(group, sort_keys=True))
     if kind in ("minimum_true_up", "maximum_cap"):
         return (kind, line.get("meter"))
-    if kind in ("fixed_fee", "fixed_fee_credit"):
-        return (kind, line.get("fee_code"))
+    if kind in ("fixed_fee", "fixed_fee_credit", "promotional_credit", "credit_purchase"):
+        return (kind, line.get("fee_code"))  # credit lines: one per grant (SPEC 7)
     return (kind,)
 
 
@@ -119,7 +119,9 @@ def compare(actual: dict, expected: dict) -> list[str]:
         if pair not in want:
             diffs.append(f"{where}: unexpected")
             continue
-        for field in INVOICE_FIELDS:
+        # credits_applied (SPEC 7) is compared where the expected invoice gives it
+        fields = INVOICE_FIELDS + (("credits_applied",) if "credits_applied" in want[pair] else ())
+        for field in fields:
             if got[pair].get(field) != want[pair].get(field):
                 diffs.append(
                     f"{where}: {field} {got[pair].get(field)!r} != expected {want[pair].get(field)!r}"

@@ -24,6 +24,11 @@ from compare import compare
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO.parent / "shared" / "scenarios"
+# SPEC 7-11 samples: the ones of a capability that exists (wallets) run like the others
+WAVE2 = REPO.parent / "shared" / "scenarios-wave2"
+WAVE2_BUILT = ("wallet_",)
+# our own hand-checked cases, in the same format
+OWN = Path(__file__).resolve().parent / "cases"
 NOW = "2026-11-20T00:00:00Z"
 SIDE_BY_SIDE = max(2, os.cpu_count() or 2)
 
@@ -32,6 +37,20 @@ def scenario_dirs() -> list[Path]:
     if not SCENARIOS.is_dir():
         return []
     return sorted(p for p in SCENARIOS.iterdir() if (p / "scenario.yaml").is_file())
+
+
+def wave2_dirs() -> list[Path]:
+    if not WAVE2.is_dir():
+        return []
+    return sorted(
+        p
+        for p in WAVE2.iterdir()
+        if (p / "scenario.yaml").is_file() and p.name.startswith(WAVE2_BUILT)
+    )
+
+
+def own_dirs() -> list[Path]:
+    return sorted(p for p in OWN.iterdir() if (p / "scenario.yaml").is_file())
 
 
 def meterbook_command() -> list[str]:
@@ -99,7 +118,7 @@ def scenario_outcomes(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
     selected = [
         item.callspec.params["folder"]
         for item in request.session.items
-        if getattr(item, "originalname", None) == "test_scenario"
+        if getattr(item, "originalname", None) in _SCENARIO_TESTS
     ]
     root = tmp_path_factory.mktemp("scenarios")
     with ThreadPoolExecutor(max_workers=SIDE_BY_SIDE) as pool:
@@ -114,3 +133,25 @@ def scenario_outcomes(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
 def test_scenario(folder: Path, scenario_outcomes):
     differences = scenario_outcomes[folder.name].result()
     assert not differences, "\n".join(differences)
+
+
+def test_wave2_scenarios_are_present():
+    if not wave2_dirs():
+        pytest.skip(f"no wallet_* scenarios at {WAVE2} (the shared folder beside the repository)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", wave2_dirs(), ids=lambda p: f"wave2-{p.name}")
+def test_wave2_scenario(folder: Path, scenario_outcomes):
+    differences = scenario_outcomes[folder.name].result()
+    assert not differences, "\n".join(differences)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", own_dirs(), ids=lambda p: f"own-{p.name}")
+def test_own_scenario(folder: Path, scenario_outcomes):
+    differences = scenario_outcomes[folder.name].result()
+    assert not differences, "\n".join(differences)
+
+
+_SCENARIO_TESTS = ("test_scenario", "test_wave2_scenario", "test_own_scenario")

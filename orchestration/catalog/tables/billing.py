@@ -1,7 +1,8 @@
 """The billing half of the catalog as tables (schema meterbook_catalog).
 
-Plans, versions, charges and their tiers, fixed fees, subscriptions with their fee
-quantities, price overrides and discounts, and the settings. Values are typed columns
+Plans, versions, charges and their tiers, fixed fees, plan credit grants, subscriptions with
+their fee quantities, price overrides, discounts and auto top-ups, one-off credit grants, and
+the settings. Values are typed columns
 (DECIMAL(38, 12) for money, DATE for days); no SQL text is produced from the catalog here.
 Subscriptions carry what rating needs of their customer (currency and its minor unit,
 timezone, tax rate) so the billing models depend on this module's tables only.
@@ -90,6 +91,7 @@ TABLES: dict[str, Columns] = {
         ("free_units", "DECIMAL(38, 12)"),
         ("minimum", "DECIMAL(38, 12)"),
         ("maximum", "DECIMAL(38, 12)"),
+        ("credit_price", "DECIMAL(38, 12)"),  # per_unit only; NULL: no credit price
     ],
     "tiers": [("plan_code", "VARCHAR"), ("version", "INTEGER"), ("meter_code", "VARCHAR"), *TIER],
     "fixed_fees": [
@@ -141,6 +143,37 @@ TABLES: dict[str, Columns] = {
         ("percent_off", "DECIMAL(38, 12)"),
         ("applies_to", "VARCHAR"),
         ("periods", "INTEGER"),
+    ],
+    "credit_grants": [
+        ("grant_id", "VARCHAR"),
+        ("customer_id", "VARCHAR"),  # the billing customer: the parent of a sub-account
+        ("source_customer_id", "VARCHAR"),  # as written in the catalog
+        ("kind", "VARCHAR"),
+        ("amount", "DECIMAL(38, 12)"),
+        ("granted_on", "DATE"),
+        ("expires_on", "DATE"),  # exclusive; NULL: never
+        ("priority", "INTEGER"),
+        ("applies_to", "VARCHAR"),  # effective: usage for promotional, all for paid by default
+        ("currency", "VARCHAR"),  # the billing customer's
+        ("currency_exponent", "INTEGER"),
+    ],
+    "plan_credit_grants": [
+        ("plan_code", "VARCHAR"),
+        ("version", "INTEGER"),
+        ("grant_no", "INTEGER"),
+        ("grant_code", "VARCHAR"),
+        ("kind", "VARCHAR"),
+        ("amount", "DECIMAL(38, 12)"),
+        ("every", "VARCHAR"),
+        ("expires_after_days", "INTEGER"),
+        ("rollover_max", "DECIMAL(38, 12)"),  # NULL: no rollover
+        ("priority", "INTEGER"),
+        ("applies_to", "VARCHAR"),  # effective
+    ],
+    "auto_top_ups": [
+        ("subscription_id", "VARCHAR"),
+        ("below", "DECIMAL(38, 12)"),
+        ("amount", "DECIMAL(38, 12)"),
     ],
 }
 
@@ -200,12 +233,19 @@ def _plan_rows(catalog: Catalog, plan: Plan, out: dict[str, list]) -> None:
             meter_name = catalog.meter(charge.meter).display_name
             out["charges"].append(
                 (*key, c, charge.meter, meter_name, charge.name or meter_name, *_pricing(charge))
-                + (charge.free_units, charge.minimum, charge.maximum)
+                + (charge.free_units, charge.minimum, charge.maximum, charge.credit_price)
             )
             out["tiers"].extend((*key, charge.meter, *t) for t in _tiers(charge.tiers))
         for f, fee in enumerate(v.fixed_fees, start=1):
             out["fixed_fees"].append(
                 (*key, f, fee.code, fee.name or fee.code, fee.amount, fee.timing)
+            )
+        for g, grant in enumerate(v.credit_grants, start=1):
+            rollover_max = grant.rollover.max if grant.rollover is not None else None
+            out["plan_credit_grants"].append(
+                (*key, g, grant.code, grant.kind, grant.amount, grant.every)
+                + (grant.expires_after_days, rollover_max, grant.priority)
+                + (grant.effective_applies_to,)
             )
 
 
@@ -229,6 +269,19 @@ def _subscription_rows(
         out["discounts"].append(
             (sub.id, d, disc.code, disc.percent_off, disc.applies_to, disc.periods)
         )
+    if sub.auto_top_up is not None:
+        out["auto_top_ups"].append((sub.id, sub.auto_top_up.below, sub.auto_top_up.amount))
+
+
+def _grant_rows(catalog: Catalog, out: dict[str, list]) -> None:
+    for grant in catalog.credit_grants:
+        payer = catalog.billing_customer(grant.customer_id)
+        currency = catalog.currency_of(payer)
+        out["credit_grants"].append(
+            (grant.id, payer.id, grant.customer_id, grant.kind, grant.amount)
+            + (grant.granted_on, grant.expires_on, grant.priority, grant.effective_applies_to)
+            + (currency, minor_exponent(currency))
+        )
 
 
 def billing_rows(catalog: Catalog) -> dict[str, list[tuple]]:
@@ -242,6 +295,7 @@ def billing_rows(catalog: Catalog) -> dict[str, list[tuple]]:
     plans = {p.code: p for p in catalog.plans}
     for sub in catalog.subscriptions:
         _subscription_rows(catalog, customers[sub.customer_id], plans[sub.plan], sub, out)
+    _grant_rows(catalog, out)
     return out
 
 

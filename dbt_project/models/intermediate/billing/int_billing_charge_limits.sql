@@ -9,7 +9,7 @@ with segment_charges as (
 ),
 
 usage_lines as (
-    select * from {{ ref('int_usage_lines_rated') }}
+    select * from {{ ref('int_usage_lines_priced') }}
 ),
 
 charge_totals as (

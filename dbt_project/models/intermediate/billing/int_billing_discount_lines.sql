@@ -13,7 +13,7 @@ discounts as (
 ),
 
 lines as (
-    select close_month, invoice_id, 'usage' as base, amount from {{ ref('int_usage_lines_rated') }}
+    select close_month, invoice_id, 'usage' as base, amount from {{ ref('int_usage_lines_priced') }}
     union all
     select close_month, invoice_id, 'usage' as base, amount from {{ ref('int_billing_charge_limits') }}
     union all

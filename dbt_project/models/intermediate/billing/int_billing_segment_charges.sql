@@ -56,7 +56,9 @@ in_force as (
         if(o.override_no is null, c.package_size, o.package_size) as package_size,
         if(o.override_no is null, c.package_price, o.package_price) as package_price,
         if(o.override_no is null, c.rate, o.rate) as rate,
-        if(o.override_no is null, ct.tiers, ot.tiers) as tiers
+        if(o.override_no is null, ct.tiers, ot.tiers) as tiers,
+        -- SPEC 7: per_unit only; an override to another model leaves no credit price
+        if(if(o.override_no is null, c.model, o.model) = 'per_unit', c.credit_price, null) as credit_price
     from segments s
     join invoices i using (close_month, invoice_id)
     join charges c on c.plan_code = s.plan_code and c.version = s.version

@@ -17,7 +17,7 @@ versions as (
 ),
 
 usage_lines as (
-    select close_month, invoice_id, amount from {{ ref('int_usage_lines_rated') }}
+    select close_month, invoice_id, amount from {{ ref('int_usage_lines_priced') }}
     union all
     select close_month, invoice_id, amount from {{ ref('int_billing_charge_limits') }}
 ),

@@ -8,166 +8,69 @@
     )
 }}
 
--- Every line of the close month's draft invoices (SPEC 5), with its explanation: quantities,
--- free units, tier breakdown, version and override used, proration factor. line_id is stable
--- across re-runs; line_no orders the lines of an invoice by their kind's sort_rank in the seed
--- line_kinds (usage, true-ups and caps, fees, credits, adjustments, then discounts).
+-- Every line of the close month's draft invoices (SPEC 5): the charges of int_billing_lines
+-- as they are, then the prepaid-credit lines of SPEC 7 (int_wallet_draws): one
+-- `promotional_credit` line per promotional grant drawn (negative, before tax) and one
+-- `credit_purchase` line per paid grant bought, numbered after the charges in the seed's
+-- rank order. An invoice without credits is exactly its charges.
 
-with invoices as (
+with lines as (
+    select * exclude (usage_key) from {{ ref('int_billing_lines') }}
+    where {{ billing_in_close_month('close_month') }}
+),
+
+invoices as (
     select * from {{ ref('int_billing_invoices') }}
 ),
 
-line_kinds as (
-    select kind, sort_rank from {{ ref('line_kinds') }}
+credits as (
+    select * from {{ ref('int_wallet_draws') }}
+    where record_type = 'line' and {{ billing_in_close_month('close_month') }}
 ),
 
-usage_lines as (
+last_line as (
+    select close_month, invoice_id, max(line_no) as line_no from lines group by all
+),
+
+credit_lines as (
     select
-        close_month,
-        invoice_id,
-        'usage' as kind,
-        meter_code as meter,
-        cast(null as varchar) as fee_code,
-        group_key,
-        meter_name || coalesce(
-            ' (' || array_to_string(
-                list_transform(
-                    map_values(json_transform(group_key, '"MAP(VARCHAR, VARCHAR)"')),
-                    lambda v: coalesce(v, 'none')
-                ),
-                ', '
-            ) || ')',
-            ''
-        ) as description,
-        segment_start as period_start,
-        segment_end as period_end,
-        quantity,
-        billable_quantity,
-        free_units,
-        if(charge_model = 'per_unit', unit_price, null) as unit_price,
-        amount,
-        unrounded_amount,
-        event_count,
-        if(
-            charge_model in ('graduated', 'volume') and not is_trial,
-            to_json(list_transform(tier_breakdown, lambda t: struct_pack(
-                tier := t.tier,
-                "from" := cast(t.tier_from as varchar),
-                up_to := cast(t.up_to as varchar),
-                quantity := cast(t.quantity as varchar),
-                unit_price := cast(t.unit_price as varchar),
-                flat_fee := cast(t.flat_fee as varchar),
-                amount := cast(t.amount as varchar)
-            ))),
-            null
-        ) as tiers,
-        charge_model,
-        version as plan_version,
-        override_no,
-        cast(1 as decimal(38, 12)) as proration_factor,
-        is_trial,
-        charge_no as sort_no
-    from {{ ref('int_usage_lines_rated') }}
-),
-
-charge_limit_lines as (
-    select
-        close_month, invoice_id, kind, meter_code as meter, description, period_start, period_end,
-        amount, unrounded_amount, proration_factor, charge_no as sort_no
-    from {{ ref('int_billing_charge_limits') }}
-),
-
-spend_limit_lines as (
-    select
-        close_month, invoice_id, kind, description, period_start, period_end,
-        amount, unrounded_amount, proration_factor, 0 as sort_no
-    from {{ ref('int_billing_spend_limits') }}
-),
-
-fee_lines as (
-    select
-        close_month, invoice_id, kind, fee_code, description, period_start, period_end,
-        quantity, quantity as billable_quantity, unit_price, amount, unrounded_amount,
-        proration_factor, fee_no as sort_no
-    from {{ ref('int_billing_fee_lines') }}
-),
-
-adjustment_lines as (
-    select
-        close_month, invoice_id, line_id, kind, meter_code as meter, group_key, description,
-        period_start, period_end, quantity, quantity as billable_quantity, amount,
-        unrounded_amount, 0 as sort_no
-    from {{ ref('int_billing_adjustment_lines') }}
-),
-
-discount_lines as (
-    select
-        close_month, invoice_id, kind, fee_code, description, period_start, period_end,
-        amount, unrounded_amount, proration_factor, discount_no as sort_no
-    from {{ ref('int_billing_discount_lines') }}
-),
-
-all_lines as (
-    select * from usage_lines
-    union all by name select * from charge_limit_lines
-    union all by name select * from spend_limit_lines
-    union all by name select * from fee_lines
-    union all by name select * from adjustment_lines
-    union all by name select * from discount_lines
-),
-
-identified as (
-    select
-        l.*,
-        coalesce(
-            line_id,
-            'li_' || left(sha256(concat_ws('|',
-                invoice_id, kind, coalesce(meter, ''), coalesce(fee_code, ''),
-                coalesce(cast(group_key as varchar), ''),
-                cast(period_start as varchar), cast(period_end as varchar)
-            )), 24)
-        ) as stable_line_id,
-        k.sort_rank as kind_rank
-    from all_lines l
-    left join line_kinds k using (kind)  -- left: a kind missing from the seed fails its test
-),
-
-final as (
-    select
-        l.close_month,
-        l.invoice_id,
-        l.stable_line_id as line_id,
-        cast(row_number() over (
-            partition by l.invoice_id
-            order by l.kind_rank, l.sort_no, l.period_start, l.meter, l.fee_code,
-                cast(l.group_key as varchar), l.stable_line_id
+        c.close_month,
+        c.invoice_id,
+        c.line_id,
+        cast(coalesce(n.line_no, 0) + row_number() over (
+            partition by c.close_month, c.invoice_id order by k.sort_rank, c.seq
         ) as integer) as line_no,
         i.customer_id,
         i.subscription_id,
         i.currency,
         i.currency_exponent,
-        l.kind,
-        l.meter,
-        l.fee_code,
-        cast(l.group_key as json) as group_key,
-        l.description,
-        l.period_start,
-        l.period_end,
-        cast(l.quantity as decimal(38, 12)) as quantity,
-        cast(l.billable_quantity as decimal(38, 12)) as billable_quantity,
-        cast(l.free_units as decimal(38, 12)) as free_units,
-        cast(l.unit_price as decimal(38, 12)) as unit_price,
-        cast(l.amount as decimal(38, 12)) as amount,
-        cast(l.unrounded_amount as decimal(38, 12)) as unrounded_amount,
-        cast(l.event_count as bigint) as event_count,
-        cast(l.tiers as json) as tiers,
-        l.charge_model,
-        cast(l.plan_version as integer) as plan_version,
-        cast(l.override_no as integer) as override_no,
-        cast(l.proration_factor as decimal(38, 12)) as proration_factor,
-        coalesce(l.is_trial, false) as is_trial
-    from identified l
+        c.entry_type as kind,
+        c.grant_id as fee_code,
+        if(c.entry_type = 'promotional_credit', 'Promotional credit (', 'Prepaid credits bought (')
+            || c.grant_id || ')' as description,
+        i.period_start,
+        i.period_end,
+        c.amount,
+        c.amount as unrounded_amount,
+        false as is_trial
+    from credits c
     join invoices i using (close_month, invoice_id)
+    left join last_line n using (close_month, invoice_id)
+    left join {{ ref('line_kinds') }} k on k.kind = c.entry_type
+),
+
+final as (
+    select
+        close_month, invoice_id, line_id, line_no, customer_id, subscription_id, currency,
+        currency_exponent, kind, meter, fee_code, group_key, description, period_start,
+        period_end, quantity, billable_quantity, free_units, unit_price, amount,
+        unrounded_amount, event_count, tiers, charge_model, plan_version, override_no,
+        proration_factor, is_trial, credit_quantity, credit_price
+    from (
+        select * from lines
+        union all by name
+        select * from credit_lines
+    )
 )
 
 select * from final

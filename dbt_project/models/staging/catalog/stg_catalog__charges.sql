@@ -19,7 +19,8 @@ final as (
         rate,
         free_units,
         minimum,
-        maximum
+        maximum,
+        credit_price
     from source
 )
 

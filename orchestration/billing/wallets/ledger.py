@@ -1,0 +1,88 @@
+"""The wallet ledger (SPEC 7): permanent entries (meterbook_ledger.wallet_entries, written by
+finalization, never changed) and the draft entries of months not finalized
+(int_wallet_draws, rebuilt by every close). A balance is the sum of its entries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from orchestration.warehouse.ledger import ensure_ledger_schema
+from orchestration.warehouse.models import model_exists, relation
+
+PERMANENT = "meterbook_ledger.wallet_entries"
+_COLUMNS = (
+    "close_month, seq, entry_id, entry_type, customer_id, grant_id, grant_kind, amount, "
+    "entry_date, currency, invoice_id, line_id, charge_line_id, grant_source, "
+    "subscription_id, granted_on, expires_on, priority, applies_to, rollover_max, grant_amount"
+)
+
+
+def freeze_entries(con: duckdb.DuckDBPyConnection, close_month: str, now: datetime) -> int:
+    """Inside finalization's transaction: the month's draft entries become permanent, those
+    of its finalized invoices and those of no invoice (grants, expiry, rollover, top-ups).
+    An entry already permanent is left alone, so finalizing twice adds nothing."""
+    if not model_exists(con, "int_wallet_draws"):
+        return 0  # closed before wallets existed: nothing to freeze
+    before = con.execute(f"SELECT count(*) FROM {PERMANENT}").fetchone()[0]
+    con.execute(
+        f"""
+        INSERT INTO {PERMANENT}
+        SELECT {_COLUMNS}, ? AS finalized_at
+        FROM {relation("int_wallet_draws")} d
+        WHERE d.close_month = ? AND d.record_type = 'entry'
+          AND (d.invoice_id IS NULL
+               OR d.invoice_id IN (SELECT invoice_id FROM meterbook_ledger.invoices))
+          AND d.entry_id NOT IN (SELECT entry_id FROM {PERMANENT})
+        ORDER BY d.seq
+        """,
+        [now, close_month],
+    )
+    return con.execute(f"SELECT count(*) FROM {PERMANENT}").fetchone()[0] - before
+
+
+def ledger_entries(
+    con: duckdb.DuckDBPyConnection, customer_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every entry of the wallet ledger, in close order: the permanent ones, then the drafts
+    of months not finalized. `provisional` tells them apart."""
+    ensure_ledger_schema(con)
+    params = [customer_id, customer_id]
+    sql = f"SELECT {_COLUMNS}, false AS provisional FROM {PERMANENT} WHERE (? IS NULL OR customer_id = ?)"
+    if model_exists(con, "int_wallet_draws"):
+        sql += f"""
+        UNION ALL BY NAME
+        SELECT {_COLUMNS}, true AS provisional FROM {relation("int_wallet_draws")}
+        WHERE record_type = 'entry' AND (? IS NULL OR customer_id = ?)
+          AND close_month NOT IN (SELECT DISTINCT close_month FROM {PERMANENT})"""
+        params += [customer_id, customer_id]
+    cursor = con.execute(f"SELECT * FROM ({sql}) ORDER BY close_month, seq", params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def balances(entries: list[dict[str, Any]]) -> dict[tuple[str, str], Decimal]:
+    """The balance of every (customer, grant): the sum of its entries."""
+    out: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for entry in entries:
+        out[(entry["customer_id"], entry["grant_id"])] += entry["amount"]
+    return dict(out)
+
+
+def balance_problems(entries: list[dict[str, Any]]) -> list[str]:
+    """Grants whose running balance went below zero at some entry, in ledger order."""
+    running: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    problems = []
+    for entry in entries:
+        key = (entry["customer_id"], entry["grant_id"])
+        running[key] += entry["amount"]
+        if running[key] < 0:
+            problems.append(
+                f"{key[0]} grant {key[1]}: balance {running[key]:f} after entry "
+                f"{entry['entry_id']} ({entry['entry_type']}, close {entry['close_month']})"
+            )
+    return problems
