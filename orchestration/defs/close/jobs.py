@@ -10,6 +10,7 @@ from orchestration.defs.close.assets import (
     rerated_finalized_months,
 )
 from orchestration.defs.ingest.jobs import INGEST_SELECTION
+from orchestration.defs.wallets.assets import wallet_ledger
 
 month_end_close = define_asset_job(
     "month_end_close",
@@ -19,20 +20,21 @@ month_end_close = define_asset_job(
         *billing_windows.keys,
         *billing_models.keys,
         *invoice_documents.keys,
+        *wallet_ledger.keys,
     ),
     description=(
-        "Month-end close: counts the month's usage and builds its draft invoices and their "
-        "documents, ready for review. Run it once the month has ended, and again whenever late "
+        "Month-end close: counts the month's usage, draws prepaid credits and builds its draft "
+        "invoices and their documents, ready for review. Run it once the month has ended, and again whenever late "
         "usage or a catalog fix arrives; finalized invoices never change."
     ),
 )
 
 finalize_invoices = define_asset_job(
     "finalize_invoices",
-    selection=AssetSelection.assets(*finalized_invoices.keys),
+    selection=AssetSelection.assets(*finalized_invoices.keys, *wallet_ledger.keys),
     description=(
         "Finalize the month: gives the reviewed draft invoices their numbers (no gaps) and "
-        "freezes them. Run it after the month-end close, once the drafts are reviewed; running "
+        "freezes them with the credits their wallets drew. Run it after the month-end close, once the drafts are reviewed; running "
         "it twice changes nothing."
     ),
 )
