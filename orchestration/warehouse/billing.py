@@ -12,6 +12,7 @@ from __future__ import annotations
 import duckdb
 
 from orchestration.catalog.tables.billing import Columns, ddl
+from orchestration.warehouse.models import model_exists, relation
 
 SCHEMA = "meterbook_billing"
 _D = "DECIMAL(38, 12)"
@@ -115,3 +116,28 @@ def ensure_billing_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {ddl(f'{SCHEMA}.{name}', columns)}")
     con.execute(ADJUSTMENT_DDL)
     con.execute(DRAFT_BUILDS_DDL)
+
+
+# Columns the invoice-line mart gained after warehouses existed (SPEC 7's credit price): the
+# incremental model refuses a changed schema, so they are added, empty, before a build.
+_LATER_LINE_COLUMNS = (("credit_quantity", "DECIMAL(38, 12)"), ("credit_price", "DECIMAL(38, 12)"))
+
+
+def add_later_invoice_line_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Add the columns fct_invoice_lines gained since the warehouse was built; their names."""
+    if not model_exists(con, "fct_invoice_lines"):
+        return []
+    schema, table = relation("fct_invoice_lines").split(".")
+    present = {
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+            "AND database_name = current_database()",
+            [schema, table],
+        ).fetchall()
+    }
+    added = [name for name, _ in _LATER_LINE_COLUMNS if name not in present]
+    for name, sql_type in _LATER_LINE_COLUMNS:
+        if name in added:
+            con.execute(f"ALTER TABLE {schema}.{table} ADD COLUMN {name} {sql_type}")
+    return added
