@@ -10,6 +10,11 @@ a `tax` item (the ledger's `tax_total`, rounded once like the ledger) and a `cre
 (minus `credits_applied`), each only when not zero. So the Stripe invoice's total is the
 ledger's `amount_due`, to the minor unit. No item is `discountable`: discounts are already
 lines, and a coupon on the Stripe customer must not discount them a second time.
+
+Prepaid credits (SPEC 7) need nothing of their own: a `promotional_credit` line is a negative
+item and a `credit_purchase` line a positive one, like every line, and no item carries a
+Stripe tax rate (the ledger's tax, which leaves purchases out, is the `tax` item); paid
+credits drawn are the `credits` item.
 """
 
 from __future__ import annotations

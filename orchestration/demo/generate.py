@@ -152,7 +152,18 @@ def catalog_documents(customers: list[DemoCustomer]) -> dict:
             "effective_from": date(2026, 10, 1),
         }
     ]
-    return {"customers": entries, "subscriptions": subscriptions}
+    # prepaid credits (SPEC 7): a paid pack topped up when it runs low, trial credits, one
+    # expiring mid-month; the pro plan adds a monthly allowance (catalog.yaml)
+    subscriptions[1]["auto_top_up"] = {"below": "100.00", "amount": "500.00"}
+    grants = [
+        {"id": "g_globex_pack", "customer_id": "globex", "kind": "paid", "amount": "300.00",
+         "granted_on": date(2026, 10, 1)},
+        {"id": "g_hooli_trial", "customer_id": "hooli", "kind": "promotional", "amount": "20.00",
+         "granted_on": date(2026, 10, 1), "expires_on": date(2026, 10, 16)},
+        {"id": "g_newbie_trial", "customer_id": "newbie", "kind": "promotional",
+         "amount": "100.00", "granted_on": date(2026, 11, 3), "expires_on": date(2027, 2, 1)},
+    ]  # fmt: skip
+    return {"customers": entries, "subscriptions": subscriptions, "credit_grants": grants}
 
 
 class EventFactory:

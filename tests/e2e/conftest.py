@@ -42,6 +42,7 @@ from e2e_helpers import (
     Meterbook,
     close,
     copy_workspace,
+    draft_wallet_entries,
     duplicated_mart_rows,
     finalized_document,
     group_members,
@@ -118,6 +119,8 @@ class KilledFinalize:
     invoices_json: str
     ledger: dict
     expected_json: str
+    ledger_after_second_finalize: dict
+    draft_wallet_entries: list  # the reference close's, which finalization must freeze as-is
 
 
 def _rerun(reference: Closed, home: Path) -> Closed:
@@ -156,14 +159,19 @@ def _finalize_killed_in_transaction(reference: Closed, home: Path) -> KilledFina
     after_kill = ledger(home)
     lock_free = _lock_free(home)
     refinalize = run(home, "finalize", "--period", PERIOD)
+    after_refinalize = ledger(home)
+    again = run(home, "finalize", "--period", PERIOD)  # finalizing twice changes nothing
+    assert again.returncode == 0, again.describe()
     return KilledFinalize(
         home,
         after_kill,
         lock_free,
         refinalize,
         invoices_json(home),
-        ledger(home),
+        after_refinalize,
         _finalized(reference),
+        ledger(home),
+        draft_wallet_entries(reference.home),
     )
 
 

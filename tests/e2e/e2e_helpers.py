@@ -36,6 +36,7 @@ RUN_TIMEOUT = 600  # seconds; a close takes ~40 s alone, longer with others on 2
 
 # What a close writes and a re-run must leave exactly as it was (ORDER BY ALL: full rows)
 SNAPSHOT_TABLES = (
+    "intermediate.int_wallet_draws",
     "marts.fct_invoices",
     "marts.fct_invoice_lines",
     "marts.fct_event_fates",
@@ -62,6 +63,22 @@ LEDGER_TABLES = (
     "invoice_numbers",
     "invoice_status_changes",
     "period_finalizations",
+    "wallet_entries",
+)
+# Wallets for bulk_a's customers (SPEC 7), so that every kill, re-run and race below also
+# proves the wallet ledger: a promotional grant expiring mid-month (paid by daily usage
+# share), one granted to a sub-account (its parent's wallet) and a paid pack.
+WALLETS_YAML = """
+credit_grants:
+  - {id: g_acme_trial, customer_id: acme, kind: promotional, amount: "5.00",
+     granted_on: 2026-10-01, expires_on: 2026-10-20}
+  - {id: g_acme_eu, customer_id: acme-eu, kind: promotional, amount: "3.00", granted_on: 2026-09-01}
+  - {id: g_globex_pack, customer_id: globex, kind: paid, amount: "20.00", granted_on: 2026-10-01}
+"""
+WALLET_COLUMNS = (
+    "close_month, seq, entry_id, entry_type, customer_id, grant_id, grant_kind, amount, "
+    "entry_date, currency, invoice_id, line_id, charge_line_id, grant_source, subscription_id, "
+    "granted_on, expires_on, priority, applies_to, rollover_max, grant_amount"
 )
 
 
@@ -73,6 +90,8 @@ def new_workspace(home: Path, scenario: Path = SCENARIO) -> Path:
     home.mkdir(parents=True)
     shutil.copytree(scenario / "catalog", home / "catalog")
     shutil.copytree(scenario / "events", home / "landing" / "events")
+    if scenario == SCENARIO:
+        (home / "catalog" / "wallets.yaml").write_text(WALLETS_YAML)
     return home
 
 
@@ -380,9 +399,33 @@ def ledger(home: Path) -> dict[str, Any]:
             if "invoices" in present
             else {}
         )
+        wallet = (
+            con.execute(
+                f"SELECT {WALLET_COLUMNS} FROM meterbook_ledger.wallet_entries ORDER BY ALL"
+            ).fetchall()
+            if "wallet_entries" in present
+            else []
+        )
     finally:
         con.close()
-    return {"counts": counts, "numbers": numbers, "invoice_numbers": invoice_numbers}
+    return {
+        "counts": counts,
+        "numbers": numbers,
+        "invoice_numbers": invoice_numbers,
+        "wallet_entries": wallet,
+    }
+
+
+def draft_wallet_entries(home: Path) -> list[tuple]:
+    """The close's draft wallet entries, as finalization must make them permanent."""
+    con = connect(home / "warehouse.duckdb", read_only=True)
+    try:
+        return con.execute(
+            f"SELECT {WALLET_COLUMNS} FROM intermediate.int_wallet_draws"
+            " WHERE record_type = 'entry' ORDER BY ALL"
+        ).fetchall()
+    finally:
+        con.close()
 
 
 def assert_ledger_consistent(state: dict[str, Any], document: dict[str, Any]) -> None:

@@ -60,6 +60,14 @@ def test_finalize_after_the_kill_numbers_every_draft_once_without_gaps(killed_fi
     assert killed.invoices_json == killed.expected_json
 
 
+def test_the_wallet_ledger_after_a_killed_finalize_is_the_clean_close_s(killed_finalize):
+    # SPEC 7: finalization freezes the draft draws as they are; a second finalize adds nothing
+    killed = killed_finalize
+    assert killed.draft_wallet_entries, "the e2e workspace should have wallet entries"
+    assert killed.ledger["wallet_entries"] == killed.draft_wallet_entries
+    assert killed.ledger_after_second_finalize == killed.ledger
+
+
 def test_the_runs_of_killed_closes_are_marked_failed_by_the_next_command(killed_closes):
     # SIGKILL leaves no chance to record anything; the next command notices the dead process
     # (the kill 0.5 s after start may come before the run exists)

@@ -12,12 +12,14 @@ Pango), documents are HTML only and counted as missing PDFs; the next run that c
 completes every issued document still without its PDF.
 Modules: files (what is written where, and the counts), page + templates/ (the HTML, pure),
 lines (what each line prints), terms (issue and due dates), text (numbers), chart
-(matplotlib), usage and issued (the month's data, one query each), pdf (WeasyPrint),
+(matplotlib), usage, issued and credits (the month's data, one query each; credits: the
+wallet ledger behind the Credits block, SPEC 7), pdf (WeasyPrint),
 browser (Chromium screenshots, for the tests).
 """
 
 from orchestration.billing.documents.browser import chromium_path, screenshot
 from orchestration.billing.documents.chart import Chart, invoice_charts, usage_chart
+from orchestration.billing.documents.credits import CreditBook, CreditSummary
 from orchestration.billing.documents.files import (
     DocumentCounts,
     RenderedDocuments,
@@ -30,6 +32,8 @@ from orchestration.billing.documents.usage import DailyPoint, DailyUsage
 
 __all__ = [
     "Chart",
+    "CreditBook",
+    "CreditSummary",
     "DailyPoint",
     "DailyUsage",
     "DocumentCounts",

@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from orchestration.billing.documents.chart import invoice_charts
+from orchestration.billing.documents.credits import CreditBook
 from orchestration.billing.documents.issued import Issued, issued_moments
 from orchestration.billing.documents.page import render_invoice_html
 from orchestration.billing.documents.pdf import pdf_unavailable, print_pdfs
@@ -113,6 +114,7 @@ class _Writer:
         self.usage = DailyUsage.load(con, invoices)
         self.issued: dict[str, Issued] = issued_moments(con, close_month)
         self.trial_ends = _trial_ends(catalog)
+        self.credits = CreditBook.load(con)  # the wallet ledger, for every invoice's Credits
 
     def write(self, invoice: dict[str, Any]) -> tuple[Path, int]:
         """The HTML path, and 1 when it was written now (issued documents are written once,
@@ -146,6 +148,7 @@ class _Writer:
             if invoice["status"] != "draft"
             else (),
             self.trial_ends.get(invoice["subscription_id"]),
+            self.credits.summary(invoice, self.close_month),
         )
 
 

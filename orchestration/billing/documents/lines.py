@@ -12,8 +12,17 @@ from decimal import Decimal
 from typing import Any
 
 from orchestration.billing import line_kinds
-from orchestration.billing.documents.text import display_quantity, grouped, quantity_text
+from orchestration.billing.documents.text import (
+    display_quantity,
+    grouped,
+    price_text,
+    quantity_text,
+)
+from orchestration.billing.money import minor_exponent
 from orchestration.catalog.models import Catalog, Meter
+
+# SPEC 7 lines: the grant they draw from or buy is their fee_code
+_GRANT_LINES = ("promotional_credit", "credit_purchase")
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,8 @@ def line_row(
         label=kind_label(line["kind"]),
         tags=_tags(line, trial_end),
         description=_description(line),
-        notes=(f"Quantities in units of {per}",) if per else (),
+        notes=_credit_price_notes(line, currency, decimals)
+        + ((f"Quantities in units of {per}",) if per else ()),
         period=span(line["period_start"], line["period_end"]),
         quantity=display_quantity(line.get("quantity"), decimals),
         billable=display_quantity(line.get("billable_quantity"), decimals),
@@ -80,7 +90,8 @@ def _decimals(meter: Meter | None, catalog: Catalog) -> int | None:
 
 def _tags(line: dict[str, Any], trial_end: date | None) -> tuple[str, ...]:
     amount = Decimal(line["amount"])
-    if amount < 0 and line["kind"] != "discount":  # a discount is labelled by its kind
+    # a discount or a promotional credit is labelled by its kind
+    if amount < 0 and line["kind"] not in ("discount", "promotional_credit"):
         return ("credit",)
     # segments are cut at trial_end (SPEC 3.3): a line ending by then lies in the trial
     in_trial = trial_end is not None and date.fromisoformat(line["period_end"]) <= trial_end
@@ -88,11 +99,47 @@ def _tags(line: dict[str, Any], trial_end: date | None) -> tuple[str, ...]:
 
 
 def _description(line: dict[str, Any]) -> str:
+    if line["kind"] in _GRANT_LINES and line.get("fee_code"):
+        return _grant_description(line["kind"], line["fee_code"])
     text = line.get("description") or ""
     # adjustment texts carry the JSON's exclusive end; the document shows the last day
     start, end = line["period_start"], line["period_end"]
     exclusive = f"{start} to {end}"
     return text.replace(exclusive, span(start, end), 1) if exclusive in text else text
+
+
+def _grant_description(kind: str, grant_id: str) -> str:
+    """The grant a credit line draws from or buys, by its id (the wallet ledger's)."""
+    if kind == "credit_purchase":
+        return f"Credit grant {grant_id}, bought on this invoice (not taxed)"
+    return f"Credit grant {grant_id}"
+
+
+def _credit_price_notes(
+    line: dict[str, Any], currency: str, decimals: int | None
+) -> tuple[str, ...]:
+    """SPEC 7: a credit-priced line in its two parts, "60 at 1.00 (credit price) + 40 at
+    1.50"; a part of no units is left out unless both are."""
+    if line.get("credit_quantity") is None:
+        return ()
+    exponent = minor_exponent(currency)
+    credit = Decimal(line["credit_quantity"])
+    listed = (
+        Decimal(line["list_quantity"])
+        if line.get("list_quantity") is not None
+        else Decimal(line.get("billable_quantity") or 0) - credit
+    )
+    parts = []
+    if credit != 0 or listed == 0:
+        parts.append(
+            f"{display_quantity(credit, decimals)} at "
+            f"{price_text(line.get('credit_price'), exponent)} (credit price)"
+        )
+    if listed != 0:
+        parts.append(
+            f"{display_quantity(listed, decimals)} at {price_text(line.get('unit_price'), exponent)}"
+        )
+    return (" + ".join(parts),)
 
 
 def _tier_text(tier: dict[str, Any], currency: str, decimals: int | None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from orchestration.billing.documents.chart import Chart, usage_meters
+from orchestration.billing.documents.credits import CreditSummary
 from orchestration.billing.documents.lines import line_row, span
 from orchestration.billing.documents.terms import Terms, document_terms
 from orchestration.billing.documents.text import quantity_text
@@ -39,12 +40,14 @@ def render_invoice_html(
     terms: Terms | None = None,
     charts: Sequence[Chart] = (),
     trial_end: date | None = None,
+    credits: CreditSummary | None = None,
 ) -> str:
     """The invoice page. `terms` default to a draft's (no issue date); `trial_end` is the
-    subscription's first day out of trial, for the "trial" label of zero lines before it."""
+    subscription's first day out of trial, for the "trial" label of zero lines before it;
+    `credits` is the customer's wallet as this close left it (none: no Credits block)."""
     customer = catalog.find_customer(invoice["customer_id"])
     terms = terms or document_terms(customer, None)
-    context = page_context(invoice, close_month, catalog, customer, terms, trial_end)
+    context = page_context(invoice, close_month, catalog, customer, terms, trial_end, credits)
     meters = len(usage_meters(invoice))
     note = f"the {len(charts)} meters billing the most, of {meters}" if meters > len(charts) else ""
     later = invoice["status"] == "draft" and meters > 0 and not charts
@@ -60,6 +63,7 @@ def page_context(
     customer: Customer | None,
     terms: Terms,
     trial_end: date | None,
+    credits: CreditSummary | None = None,
 ) -> dict[str, Any]:
     status = invoice["status"]
     number = invoice.get("number")
@@ -78,6 +82,9 @@ def page_context(
         "rows": [line_row(line, currency, catalog, trial_end) for line in invoice["lines"]],
         "totals": _totals(invoice, customer),
         "amount_due": f"{currency} {invoice['amount_due']}",
+        "credits": credits.rows() if credits else None,
+        "credits_note": credits.note() if credits else None,
+        "credits_bought": any(line["kind"] == "credit_purchase" for line in invoice["lines"]),
         "source": "the ledger (finalized, frozen)" if number else "the current draft",
     }
 
@@ -99,6 +106,14 @@ def _tax_label(invoice: dict[str, Any], customer: Customer | None) -> str:
     if customer is None:
         return "Tax"
     subtotal, rate = Decimal(invoice["subtotal"]), customer.tax_rate
-    if round_money(subtotal * rate, invoice["currency"]) != Decimal(invoice["tax_total"]):
+    # SPEC 3.4: credit_purchase lines are in the subtotal but not taxed
+    bought = sum(
+        (Decimal(line["amount"]) for line in invoice["lines"] if line["kind"] == "credit_purchase"),
+        Decimal(0),
+    )
+    if round_money((subtotal - bought) * rate, invoice["currency"]) != Decimal(
+        invoice["tax_total"]
+    ):
         return "Tax"
-    return f"Tax ({quantity_text(rate * 100)}% of subtotal)"
+    base = "subtotal less prepaid credits bought" if bought else "subtotal"
+    return f"Tax ({quantity_text(rate * 100)}% of {base})"

@@ -25,6 +25,16 @@ def quantity_text(value: Any) -> str:
     return _plain(Decimal(str(value)))
 
 
+def price_text(value: Any, exponent: int) -> str:
+    """A price in full, with at least the currency's minor digits: 1.5 reads 1.50 in USD,
+    0.002 stays 0.002 (never rounded), 1 reads 1 in JPY."""
+    text = quantity_text(value)
+    if not text or exponent <= 0:
+        return text
+    whole, _, digits = text.partition(".")
+    return f"{whole}.{digits.ljust(exponent, '0')}"
+
+
 def display_quantity(value: Any, decimals: int | None = None) -> str:
     """A quantity as a reader sees it: exactly `decimals` places when given, else as billed
     with trailing zeros cut and at most DEFAULT_MAX_DECIMALS. Rounded half-up, as SPEC 3.4

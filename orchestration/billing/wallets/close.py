@@ -146,12 +146,25 @@ class CloseInputs:
     catalog_grants: list[Grant]  # one-off grants, by billing customer
     invoices: list[CloseInvoice]
     currencies: dict[str, str] = field(default_factory=dict)  # customer -> currency
+    _by_customer: dict | None = field(default=None, repr=False)
+    _grants_by_customer: dict | None = field(default=None, repr=False)
 
     def by_customer(self) -> dict[str, list[CloseInvoice]]:
-        out: dict[str, list[CloseInvoice]] = defaultdict(list)
-        for inv in sorted(self.invoices, key=CloseInvoice.sort_key):
-            out[inv.customer_id].append(inv)
-        return out
+        """Each customer's invoices in drawing order (computed once: thousands of customers)."""
+        if self._by_customer is None:
+            out: dict[str, list[CloseInvoice]] = defaultdict(list)
+            for inv in sorted(self.invoices, key=CloseInvoice.sort_key):
+                out[inv.customer_id].append(inv)
+            self._by_customer = dict(out)
+        return self._by_customer
+
+    def grants_of(self, customer_id: str) -> list[Grant]:
+        if self._grants_by_customer is None:
+            out: dict[str, list[Grant]] = defaultdict(list)
+            for grant in self.catalog_grants:
+                out[grant.customer_id].append(grant)
+            self._grants_by_customer = dict(out)
+        return self._grants_by_customer.get(customer_id, [])
 
     def customers(self) -> list[str]:
         ids = {g.customer_id for g in self.catalog_grants} | {e.customer_id for e in self.prior}
@@ -192,7 +205,7 @@ class _Customer:
 
     def make_grants(self) -> None:
         known = self.wallet.grants
-        catalog = [g for g in self.inputs.catalog_grants if g.customer_id == self.customer_id]
+        catalog = self.inputs.grants_of(self.customer_id)
         for grant in sorted(catalog, key=lambda g: g.grant_id):
             if grant.grant_id in known:
                 continue
@@ -324,9 +337,8 @@ class _Customer:
             )
             if carry > 0:
                 self.record("rollover", grant, -carry, grant.expires_on)
-                code = gid.split(":")[-2] if gid.count(":") >= 2 else gid
                 new = Grant(
-                    f"{grant.subscription_id}:{code}:{grant.expires_on}:rollover", self.customer_id,
+                    f"{gid}:rollover", self.customer_id,
                     grant.kind, carry, grant.expires_on, end, grant.priority, grant.applies_to,
                     "rollover", grant.subscription_id,
                 )  # fmt: skip

@@ -74,22 +74,30 @@ class InvoiceDraws:
 
 def payable_amounts(invoice: Invoice) -> dict[str, Decimal]:
     """What credits may pay of each eligible line: its amount less its share of the discounts
-    on it (in proportion to its amount among the lines each discount is taken from)."""
+    on it and of the caps and fee credits of its group (each in proportion to the amounts it
+    is taken from), so credits never pay for what the invoice does not charge."""
     lines = [line for line in invoice.lines if line.credit_eligible and line.amount > 0]
     payable = {line.line_id: line.amount for line in lines}
     for discount in (line for line in invoice.lines if line.kind == "discount"):
-        base_lines = [
+        taken_from = [
             line
             for line in invoice.lines
             if line.credit_eligible and _discounted_by(line, discount.discount_applies_to)
         ]
-        base = sum((line.amount for line in base_lines), ZERO)
-        if base <= 0:
-            continue
-        for line in base_lines:
-            if line.line_id in payable:
-                payable[line.line_id] -= -discount.amount * line.amount / base
+        _reduce(payable, taken_from, -discount.amount)
+    for negative in (ln for ln in invoice.lines if ln.credit_eligible and ln.amount < 0):
+        group = [ln for ln in lines if ln.charge_group == negative.charge_group]
+        _reduce(payable, group, -negative.amount)
     return {key: max(value, ZERO) for key, value in payable.items()}
+
+
+def _reduce(payable: dict[str, Decimal], lines: list[Line], reduction: Decimal) -> None:
+    base = sum((line.amount for line in lines), ZERO)
+    if base <= 0:
+        return
+    for line in lines:
+        if line.line_id in payable:
+            payable[line.line_id] -= reduction * line.amount / base
 
 
 def _discounted_by(line: Line, applies_to: str | None) -> bool:

@@ -202,12 +202,16 @@ def invoices(
     return out
 
 
-def close_inputs(con, rel: Relations, month: str, lines=None) -> CloseInputs:
+def close_inputs(con, rel: Relations, month: str, lines=None, rebuilt=()) -> CloseInputs:
+    """`rebuilt`: entries this build made for earlier months (dbt run over every month):
+    they replace what the tables hold for those months."""
+    redone = {e.close_month for e in rebuilt}
+    prior = [e for e in prior_entries(con, rel, month) if e.close_month not in redone]
     currencies = dict(con.execute(f"SELECT customer_id, currency FROM {rel.grants}").fetchall())
     return CloseInputs(
         close_month=month,
         month_end=BillingMonth.parse(month).end,
-        prior=prior_entries(con, rel, month),
+        prior=prior + list(rebuilt),
         catalog_grants=catalog_grants(con, rel),
         invoices=invoices(con, rel, month, lines),
         currencies=currencies,
@@ -371,8 +375,8 @@ def _daily_for(con, rel, month, inputs, lines: list[tuple]) -> dict:
     return daily_usage(con, rel, month, [(c, m, s, e) for c, m, _, s, e in keys])
 
 
-def with_lines(con, rel: Relations, month: str, inputs: CloseInputs) -> list[CloseInvoice]:
-    """The month's invoices with their charge lines (int_billing_lines) as `draw.Line`s."""
+def with_lines(con, rel: Relations, month: str, inputs: CloseInputs) -> CloseInputs:
+    """The inputs with each invoice's charge lines (int_billing_lines) as `draw.Line`s."""
     rows = con.execute(
         f"""
         SELECT l.invoice_id, l.line_id, l.line_no, l.kind, k.charge_group, l.amount,
@@ -408,9 +412,8 @@ def with_lines(con, rel: Relations, month: str, inputs: CloseInputs) -> list[Clo
                 credit_price=r[11],
             )  # fmt: skip
         )
-    return [
-        replace(inv, lines=tuple(by_invoice.get(inv.invoice_id, ()))) for inv in inputs.invoices
-    ]
+    invoices = [replace(i, lines=tuple(by_invoice.get(i.invoice_id, ()))) for i in inputs.invoices]
+    return replace(inputs, invoices=invoices, _by_customer=None)
 
 
 def coverage(con, rel: Relations, month: str) -> dict[tuple[str, str], list[tuple[str, Decimal]]]:

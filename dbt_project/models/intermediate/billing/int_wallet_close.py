@@ -30,10 +30,11 @@ def model(dbt, session):
         subscriptions=dbt.source("meterbook_catalog", "subscriptions"),
         drafts=load.sibling(dbt.this, "int_wallet_draws"),
     )
-    tables = []
+    tables, made = [], []
     for month in load.close_months(session, rel, os.environ.get("METERBOOK_CLOSE_MONTH", "")):
-        inputs = load.close_inputs(session, rel, month, lines=None)
-        inputs.invoices = load.with_lines(session, rel, month, inputs)
+        inputs = load.close_inputs(session, rel, month, rebuilt=made)
+        inputs = load.with_lines(session, rel, month, inputs)
         result = close.close_wallets(inputs, load.coverage(session, rel, month))
+        made += result.entries  # a build of every month: the next month starts from these
         tables.append(load.result_table(month, result))
     return load.concat(tables)
