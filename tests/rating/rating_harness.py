@@ -30,6 +30,7 @@ from orchestration.catalog.tables.billing import ddl, insert_rows, write_billing
 from orchestration.defs.dbt.project import ensure_manifest
 from orchestration.defs.dbt.runner import environment, partition_env
 from orchestration.sql import connect
+from orchestration.warehouse.ledger import ensure_ledger_schema
 from orchestration.workspace import DBT_PROJECT_DIR
 
 USAGE_COLUMNS = [
@@ -159,6 +160,7 @@ class RatingProject:
         """Catalog tables, the month's windows and the stated usage, as the pipeline would;
         `adjustments` are rows of meterbook_billing.adjustment_lines (late events)."""
         with self.connect() as con:
+            ensure_ledger_schema(con)  # as the pipeline does before a build (wallets read it)
             write_billing_tables(con, catalog)
             write_billing_windows(con, catalog, month)
             con.execute(

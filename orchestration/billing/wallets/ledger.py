@@ -45,22 +45,34 @@ def freeze_entries(con: duckdb.DuckDBPyConnection, close_month: str, now: dateti
     return con.execute(f"SELECT count(*) FROM {PERMANENT}").fetchone()[0] - before
 
 
+def ledger_sql(drafts: str | None) -> str:
+    """The wallet ledger as one SELECT: the permanent entries, then the drafts' entries that
+    are not permanent yet. A draft entry of an invoice already finalized is left out (the
+    frozen draws are the ones that count, even if a re-close computed others), as is one
+    whose id is already permanent. `drafts`: the relation holding int_wallet_draws, or None."""
+    sql = f"SELECT {_COLUMNS}, false AS provisional FROM {PERMANENT}"
+    if drafts:
+        sql += f"""
+        UNION ALL BY NAME
+        SELECT {_COLUMNS}, true AS provisional FROM {drafts} d
+        WHERE d.record_type = 'entry'
+          AND d.entry_id NOT IN (SELECT entry_id FROM {PERMANENT})
+          AND (d.invoice_id IS NULL
+               OR d.invoice_id NOT IN (SELECT invoice_id FROM meterbook_ledger.invoices))"""
+    return sql
+
+
 def ledger_entries(
     con: duckdb.DuckDBPyConnection, customer_id: str | None = None
 ) -> list[dict[str, Any]]:
-    """Every entry of the wallet ledger, in close order: the permanent ones, then the drafts
-    of months not finalized. `provisional` tells them apart."""
+    """Every entry of the wallet ledger, in close order (`provisional`: a draft's)."""
     ensure_ledger_schema(con)
-    params = [customer_id, customer_id]
-    sql = f"SELECT {_COLUMNS}, false AS provisional FROM {PERMANENT} WHERE (? IS NULL OR customer_id = ?)"
-    if model_exists(con, "int_wallet_draws"):
-        sql += f"""
-        UNION ALL BY NAME
-        SELECT {_COLUMNS}, true AS provisional FROM {relation("int_wallet_draws")}
-        WHERE record_type = 'entry' AND (? IS NULL OR customer_id = ?)
-          AND close_month NOT IN (SELECT DISTINCT close_month FROM {PERMANENT})"""
-        params += [customer_id, customer_id]
-    cursor = con.execute(f"SELECT * FROM ({sql}) ORDER BY close_month, seq", params)
+    drafts = relation("int_wallet_draws") if model_exists(con, "int_wallet_draws") else None
+    cursor = con.execute(
+        f"SELECT * FROM ({ledger_sql(drafts)}) WHERE ? IS NULL OR customer_id = ?"
+        " ORDER BY close_month, provisional, seq",
+        [customer_id, customer_id],
+    )
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

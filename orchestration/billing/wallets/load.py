@@ -22,9 +22,9 @@ from orchestration.billing.wallets.close import (
 )
 from orchestration.billing.wallets.draw import Line
 from orchestration.billing.wallets.grants import Grant, Span
+from orchestration.billing.wallets.ledger import ledger_sql
 from orchestration.warehouse.tables import table_exists
 
-PERMANENT = "meterbook_ledger.wallet_entries"
 _D = pa.decimal128(38, 12)
 
 # one row per entry, credit line or invoice credit of a close (record_type says which)
@@ -106,24 +106,13 @@ def close_months(con, rel: Relations, month: str) -> list[str]:
 
 
 def prior_entries(con, rel: Relations, month: str) -> list[Entry]:
-    """The entries of earlier close months: finalized months' from the permanent ledger,
-    the others' from the drafts."""
-    rows: list[tuple] = []
-    frozen: set[str] = set()
-    if exists(con, PERMANENT):
-        frozen = {
-            r[0] for r in con.execute(f"SELECT DISTINCT close_month FROM {PERMANENT}").fetchall()
-        }
-        rows += con.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM {PERMANENT} WHERE close_month < ?", [month]
-        ).fetchall()
-    if rel.drafts:
-        drafts = con.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM {rel.drafts} WHERE record_type = 'entry' AND close_month < ?",
-            [month],
-        ).fetchall()
-        rows += [r for r in drafts if r[0] not in frozen]
-    rows.sort(key=lambda r: (r[0], r[1]))
+    """The wallet ledger's entries of earlier close months (`ledger.ledger_sql`; the ledger
+    schema exists: defs/dbt/project.py makes it before every build)."""
+    rows = con.execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM ({ledger_sql(rel.drafts)}) WHERE close_month < ?"
+        " ORDER BY close_month, provisional, seq",
+        [month],
+    ).fetchall()
     return [_entry(r) for r in rows]
 
 

@@ -40,6 +40,7 @@ from orchestration.defs.dbt.runner import (
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.sql import connect
 from orchestration.warehouse.billing import add_later_invoice_line_columns, ensure_billing_schema
+from orchestration.warehouse.ledger import ensure_ledger_schema
 from orchestration.warehouse.raw import ensure_raw_schema
 from orchestration.warehouse.usage import drop_fates_of_an_older_layout
 from orchestration.workspace import DBT_PROJECT_DIR
@@ -220,6 +221,7 @@ def ensure_source_tables(warehouse: Path) -> None:
         ensure_raw_schema(con)
         # and the close's tables, which staging reads too (empty before any close: usage only)
         ensure_billing_schema(con)
+        ensure_ledger_schema(con)  # the wallet models read the permanent wallet entries
         drop_fates_of_an_older_layout(con)
         add_later_invoice_line_columns(con)
     finally:
