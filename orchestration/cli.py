@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from orchestration.billing.finalize import FinalizeError
+from orchestration.billing.wallets.report import format_wallets
 from orchestration.catalog import Catalog, CatalogError, load_catalog
 from orchestration.demo import DemoError
 from orchestration.ingest.fates_report import NoFatesYet
@@ -32,8 +34,9 @@ from orchestration.reports import (
     line_events_text,
     require_invoices,
     verify_text,
+    wallet_document,
 )
-from orchestration.workspace import Workspace
+from orchestration.workspace import Workspace, now_utc
 
 
 class CommandError(Exception):
@@ -177,6 +180,38 @@ def _known_payer(ws: Workspace, customer_id: str) -> None:
         )
 
 
+def cmd_wallets(ws: Workspace, args) -> int:
+    """Each wallet's grants, balances and ledger (SPEC 7); a sub-account shows its parent's."""
+    owner = _wallet_owner(ws, args.customer) if args.customer else None
+    report = wallet_document(ws, owner, now_utc().date())
+    if not report["customers"]:
+        empty = (
+            f"{owner} has no wallet entries yet: credit grants appear after a close"
+            if owner
+            else "no wallet entries yet: credit grants appear after the first close"
+        )
+        if not args.json:
+            print(empty)
+            return 0
+        progress(empty)
+    print(json.dumps(report, indent=2) if args.json else format_wallets(report))
+    return 0
+
+
+def _wallet_owner(ws: Workspace, customer_id: str) -> str:
+    """The customer whose wallet --customer names: its own, or a sub-account's parent's."""
+    try:
+        _known_payer(ws, customer_id)  # an unknown id (or a typo) fails in one line
+    except CommandError:
+        customer = load_catalog(ws.catalog_dir).find_customer(customer_id)
+        if customer is None or customer.parent_id is None:
+            raise
+        parent = customer.parent_id
+        progress(f"{customer_id} is a sub-account of {parent}: showing {parent}'s wallet")
+        return parent
+    return customer_id
+
+
 def cmd_verify(ws: Workspace, args) -> int:
     passed, text = verify_text(ws, args.json)
     print(text)
@@ -260,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     invoices.add_argument(
         "--events", action="store_true", help="list the billable events behind --line"
     )
+    wallets = add("wallets", cmd_wallets, "each wallet's grants, balances and ledger")
+    wallets.add_argument("--customer", help="one customer (a sub-account: its parent's wallet)")
+    wallets.add_argument("--json", action="store_true")
     verify = add(
         "verify", cmd_verify, "run every reconciliation over everything stored (slow: full)"
     )

@@ -56,6 +56,16 @@ def invoices_text(ws: Workspace, close_month: str, customer: str | None, as_json
     return json.dumps(document, indent=2) if as_json else format_invoices_table(document)
 
 
+def wallet_document(ws: Workspace, customer: str | None, today) -> dict:
+    """SPEC 7: each wallet's grants, balances, draws and ledger (`wallets/report.py`)."""
+    from orchestration.billing.wallets.ledger import ledger_entries  # noqa: PLC0415
+    from orchestration.billing.wallets.report import wallet_report  # noqa: PLC0415
+
+    with _reader(ws) as con:
+        entries = ledger_entries(con, customer)
+    return wallet_report(entries, today)
+
+
 def require_invoices(ws: Workspace, close_month: str) -> None:
     """NothingToShow, saying why, when the month has neither drafts nor finalized invoices
     (counted, not built: at ten thousand invoices building them takes seconds)."""

@@ -72,6 +72,19 @@ def _summary(ws: Workspace) -> None:
 
     _section("Summary")
     print(demo_summary_text(ws, list(MONTHS)))
+    _wallet(ws)
+
+
+# the customer whose wallet the demo prints: a paid pack, its auto top-up and a discount
+WALLET_SHOWN = "globex"
+
+
+def _wallet(ws: Workspace) -> None:
+    from orchestration.billing.wallets.report import format_wallets  # noqa: PLC0415
+    from orchestration.reports import wallet_document  # noqa: PLC0415
+
+    _section(f"A wallet: {WALLET_SHOWN}'s prepaid credits")
+    print(format_wallets(wallet_document(ws, WALLET_SHOWN, None)))
 
 
 def _everything(ws: Workspace) -> None:
@@ -82,6 +95,7 @@ def _everything(ws: Workspace) -> None:
     for month in MONTHS:
         _section(f"Invoices for {month}")
         print(invoices_text(ws, month, None, as_json=False))
+    _wallet(ws)
 
 
 def _next(ws: Workspace, verbose: bool) -> None:
@@ -93,6 +107,7 @@ def _next(ws: Workspace, verbose: bool) -> None:
         print(f"Every event's fate:        {meterbook} events")
         print(f"All of the above at once:  {meterbook} demo --verbose (builds the demo again)")
     print(f"JSON of one month:         {meterbook} invoices --period {MONTHS[-1]} --json")
+    print(f"Every prepaid-credit wallet:  {meterbook} wallets")
     print(f"Invoice documents (HTML, PDF):  {ws.documents_dir}")
     print(f"The pipeline and its runs in the Dagster UI:  {meterbook} ui")
 

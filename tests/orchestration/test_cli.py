@@ -57,6 +57,7 @@ def test_console_script_is_installed():
         "finalize",
         "invoices",
         "sync-stripe",
+        "wallets",
         "ui",
     ):
         assert command in result.stdout

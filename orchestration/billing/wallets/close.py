@@ -167,8 +167,10 @@ class CloseInputs:
         return self._grants_by_customer.get(customer_id, [])
 
     def customers(self) -> list[str]:
+        """Customers with a wallet, a grant to make, or an invoice whose plan grants credits:
+        the others have nothing to draw, and their invoices stay exactly as rated."""
         ids = {g.customer_id for g in self.catalog_grants} | {e.customer_id for e in self.prior}
-        return sorted(ids | {i.customer_id for i in self.invoices})
+        return sorted(ids | {i.customer_id for i in self.invoices if i.plan_grants})
 
 
 class _Customer:

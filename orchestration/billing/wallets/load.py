@@ -365,7 +365,8 @@ def _daily_for(con, rel, month, inputs, lines: list[tuple]) -> dict:
 
 
 def with_lines(con, rel: Relations, month: str, inputs: CloseInputs) -> CloseInputs:
-    """The inputs with each invoice's charge lines (int_billing_lines) as `draw.Line`s."""
+    """The inputs with each invoice's charge lines (int_billing_lines) as `draw.Line`s, for
+    the customers that have credits (`CloseInputs.customers`): no other line is read."""
     rows = con.execute(
         f"""
         SELECT l.invoice_id, l.line_id, l.line_no, l.kind, k.charge_group, l.amount,
@@ -375,10 +376,10 @@ def with_lines(con, rel: Relations, month: str, inputs: CloseInputs) -> CloseInp
                   AND d.discount_code = l.fee_code),
                l.credit_price, l.customer_id, l.meter, cast(l.group_key AS VARCHAR)
         FROM {rel.lines} l JOIN {rel.line_kinds} k USING (kind)
-        WHERE l.close_month = ?
+        WHERE l.close_month = ? AND l.customer_id IN (SELECT unnest(?::VARCHAR[]))
         ORDER BY l.invoice_id, l.line_no
         """,
-        [month],
+        [month, inputs.customers()],
     ).fetchall()
     partial = partial_customers(inputs)
     wanted = [(r[12], r[13], r[6], r[7]) for r in rows if r[3] == "usage" and r[12] in partial]
