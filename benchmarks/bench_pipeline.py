@@ -65,6 +65,9 @@ from bench_ingest import (  # noqa: E402
 )
 
 MONTH = "2026-10"
+# set by --wallets for every phase's process: a monthly promotional allowance with rollover on
+# the plan, a credit price on its first per_unit charge, a paid pack for every tenth customer
+WALLETS_ENV = "METERBOOK_BENCH_WALLETS"
 MODELS = ("per_unit", "package", "graduated", "volume", "percentage")
 TIERS = [
     {"up_to": "1000", "unit_price": "0.002", "flat_fee": "1"},
@@ -99,6 +102,18 @@ def catalog_document(customers: int = CUSTOMERS, names: int = EVENT_NAMES) -> di
     ]
     version = {"version": 1, "effective_from": "2026-01-01", "charges": charges}
     version["fixed_fees"] = [{"code": "platform", "amount": "49.00"}]
+    grants = []
+    if os.environ.get(WALLETS_ENV):  # --wallets: every customer has credits to draw
+        version["credit_grants"] = [
+            {"code": "monthly", "kind": "promotional", "amount": "20.00", "every": "period",
+             "rollover": {"max": "5.00"}}
+        ]  # fmt: skip
+        charges[0]["credit_price"] = "0.005"  # a per_unit charge: credit-priced units
+        grants = [
+            {"id": f"pack_{i}", "customer_id": f"cust_{i}", "kind": "paid", "amount": "100.00",
+             "granted_on": "2026-10-01"}
+            for i in range(0, customers, 10)
+        ]  # fmt: skip
     return {
         "meters": meters,
         "plans": [{"code": "usage", "currency": "USD", "versions": [version]}],
@@ -112,6 +127,7 @@ def catalog_document(customers: int = CUSTOMERS, names: int = EVENT_NAMES) -> di
             }
             for i in range(customers)
         ],
+        "credit_grants": grants,
     }
 
 
@@ -437,6 +453,9 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit")
     parser.add_argument("--repeat", type=int, default=1, help="runs; each phase's fastest is kept")
     parser.add_argument("--whole", action="store_true", help="the whole close vs bare (a), (b)")
+    parser.add_argument(
+        "--wallets", action="store_true", help="every customer has prepaid credits (SPEC 7)"
+    )
     parser.add_argument("--late", type=int, default=0, help="with --whole: a late file of N")
     parser.add_argument(
         "--documents", action="store_true", help="with --whole: finalize, HTML then PDFs"
@@ -444,6 +463,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.documents and (args.late or not args.whole):
         parser.error("--documents goes with --whole and without --late")
+    if args.wallets:
+        os.environ[WALLETS_ENV] = "1"  # inherited by every phase's process
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

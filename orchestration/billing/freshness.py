@@ -34,10 +34,12 @@ from orchestration.billing.finalize import (
     pending_drafts,
 )
 from orchestration.billing.ledger import draft_document, ledger_documents
+from orchestration.billing.wallets.ledger import ledger_sql
 from orchestration.billing.windows import prior_fee_rows
 from orchestration.catalog.models import Catalog
 from orchestration.warehouse.billing import ensure_billing_schema
-from orchestration.warehouse.models import model_exists, with_refs
+from orchestration.warehouse.ledger import ensure_ledger_schema
+from orchestration.warehouse.models import model_exists, relation, with_refs
 from orchestration.warehouse.tables import table_exists
 
 # time_weighted carries the value of earlier events into a period (SPEC 3.1), so for it an
@@ -69,14 +71,16 @@ def inputs_digest(
     close_month: str,
     adjustments: tuple[dict[str, Any], ...] | None = None,
 ) -> str:
-    """A digest of what the ledger gives the month's drafts: adjustments and prior fees.
+    """A digest of what the ledger gives the month's drafts: adjustments, prior fees, and the
+    wallet entries of earlier months the month's credits start from (SPEC 7: an earlier
+    month closed again with other draws makes this month's draws stale).
 
     `adjustments` are the month's adjustment rows when the caller has just computed them."""
     if adjustments is None:
         adjustments = compute_adjustment_lines(con, catalog, close_month).written
     adjustments = sorted(_canonical_row(row) for row in adjustments)
     fees = sorted(_canonical_row(row) for row in prior_fee_rows(con, close_month))
-    text = repr((adjustments, fees))
+    text = repr((adjustments, fees, _opening_wallets(con, close_month)))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -144,10 +148,23 @@ def stale_reason(
         )
     if inputs_digest(con, catalog, close_month) != build.inputs_digest:
         return build, (
-            f"the drafts of {close_month} are stale: invoices were finalized or voided since they "
-            f"were built, which changes their adjustments or fee credits; {again}"
+            f"the drafts of {close_month} are stale: invoices were finalized or voided, or an "
+            f"earlier month's credits drawn again, since they were built, which changes their "
+            f"adjustments, fee credits or prepaid credits; {again}"
         )
     return build, None
+
+
+def _opening_wallets(con: duckdb.DuckDBPyConnection, close_month: str) -> list[tuple]:
+    """The wallet entries a close of `close_month` starts from, permanent or not alike."""
+    if not model_exists(con, "int_wallet_draws"):
+        return []
+    ensure_ledger_schema(con)
+    sql = ledger_sql(relation("int_wallet_draws"))
+    return con.execute(
+        f"SELECT * EXCLUDE (provisional) FROM ({sql}) WHERE close_month < ? ORDER BY ALL",
+        [close_month],
+    ).fetchall()
 
 
 def events_after_build(

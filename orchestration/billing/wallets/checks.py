@@ -38,12 +38,17 @@ def draw_problems(entries: list[dict[str, Any]], invoices: list[dict[str, Any]])
 
 
 def check_wallets(con: duckdb.DuckDBPyConnection, close_month: str) -> tuple[bool, dict]:
-    """Asset check: balances never below zero; the month's invoices match their draws."""
-    entries = ledger_entries(con)
+    """Asset check: balances never below zero up to this month; the month's invoices match
+    their draws. Later months' drafts are left out: closing an earlier month again makes them
+    stale, and their own close (finalization refuses them until then) draws them again."""
+    everything = ledger_entries(con)
+    entries = [e for e in everything if e["close_month"] <= close_month]
     document = invoices_with_ledger(con, close_month)
     problems = balance_problems(entries) + draw_problems(entries, document["invoices"])
+    later = sorted({e["close_month"] for e in everything if e["close_month"] > close_month})
     return not problems, {
         "entries": len(entries),
+        "later_months_to_close_again": later,
         "invoices_checked": len(document["invoices"]),
         "problems": problems[:50],
         "problem_count": len(problems),

@@ -88,7 +88,8 @@ def payable_amounts(invoice: Invoice) -> dict[str, Decimal]:
     for negative in (ln for ln in invoice.lines if ln.credit_eligible and ln.amount < 0):
         group = [ln for ln in lines if ln.charge_group == negative.charge_group]
         _reduce(payable, group, -negative.amount)
-    return {key: max(value, ZERO) for key, value in payable.items()}
+    # in minor units: every draw, cap and room below is then a whole minor unit
+    return {key: floor_to(max(value, ZERO), invoice.exponent) for key, value in payable.items()}
 
 
 def _reduce(payable: dict[str, Decimal], lines: list[Line], reduction: Decimal) -> None:
@@ -125,11 +126,12 @@ def draw_customer(
     def take(result: InvoiceDraws, grant: Grant, line: Line, want: Decimal) -> None:
         room = payable[result.invoice.invoice_id].get(line.line_id, ZERO) - drawn[line.line_id]
         amount = min(balances.get(grant.grant_id, ZERO), want, room)
+        amount = floor_to(amount, result.invoice.exponent)  # a balance may hold sub-units
         if amount > 0:
             balances[grant.grant_id] -= amount
             drawn[line.line_id] += amount
             by_grant[(grant.grant_id, line.line_id)] += amount
-            result.promotional.append((grant.grant_id, line.line_id, amount))
+            _add(result.promotional, (grant.grant_id, line.line_id), amount)
 
     # credit-priced usage first: each grant pays for the units it covered at credit_price
     for grant in promotional:
@@ -160,6 +162,15 @@ def draw_customer(
     return results
 
 
+def _add(draws: list[tuple[str, str, Decimal]], key: tuple[str, str], amount: Decimal) -> None:
+    """One draw per grant and line: the credit-priced pass and the line pass add up."""
+    for i, (grant_id, line_id, before) in enumerate(draws):
+        if (grant_id, line_id) == key:
+            draws[i] = (grant_id, line_id, before + amount)
+            return
+    draws.append((*key, amount))
+
+
 def _tax(result: InvoiceDraws) -> None:
     """Tax and total as fct_invoices computes them: the rate on the taxable lines (credit
     purchases are not taxable; promotional credits lower the price) rounded half-up once."""
@@ -182,8 +193,8 @@ def _draw_paid(results, grants, balances, payable, drawn) -> None:
             cap = result.total - sum((g.amount for g in inv.purchases), ZERO)
             room = cap - result.credits_applied
             fraction = _paid_fraction(grant, inv, payable[inv.invoice_id], drawn)
-            amount = min(
-                balances.get(grant.grant_id, ZERO), floor_to(cap * fraction, inv.exponent), room
+            amount = floor_to(
+                min(balances.get(grant.grant_id, ZERO), cap * fraction, room), inv.exponent
             )
             if amount > 0:
                 balances[grant.grant_id] -= amount
