@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from decimal import Decimal
 
+from orchestration.catalog.currencies import minor_exponent
 from orchestration.catalog.expressions import ExpressionError, literals_of, parse_expression
 from orchestration.catalog.models import Catalog, Plan, Subscription, decimal_problem
 
@@ -21,6 +23,7 @@ def cross_check(catalog: Catalog) -> list[Problem]:
         *_subscriptions(catalog),
         *_overlapping_subscriptions(catalog),
         *_credit_grants(catalog),
+        *_top_ups(catalog),
     ]
 
 
@@ -67,7 +70,22 @@ def _plans(catalog: Catalog) -> Iterator[Problem]:
                     )
         yield from _versions(plan.versions, ("plans", p, "versions"))
         for v, version in enumerate(plan.versions):
-            yield from _plan_grant_codes(version.credit_grants, ("plans", p, "versions", v))
+            at = ("plans", p, "versions", v)
+            yield from _plan_grant_codes(version.credit_grants, at)
+            for g, grant in enumerate(version.credit_grants):
+                if problem := _sub_minor(grant.amount, plan.currency):
+                    yield (*at, "credit_grants", g, "amount"), problem
+                if grant.rollover and (problem := _sub_minor(grant.rollover.max, plan.currency)):
+                    yield (*at, "credit_grants", g, "rollover", "max"), problem
+
+
+def _sub_minor(amount, currency: str) -> str | None:
+    """Credits are money: an amount finer than the currency's minor unit could never be
+    drawn to the last unit (SPEC 3.4)."""
+    digits = minor_exponent(currency)
+    if amount != amount.quantize(Decimal(1).scaleb(-digits)):
+        return f"{amount} has more decimals than {currency} has ({digits})"
+    return None
 
 
 def _plan_grant_codes(grants: list, at: tuple) -> Iterator[Problem]:
@@ -270,10 +288,12 @@ def _credit_grants(catalog: Catalog) -> Iterator[Problem]:
             yield (*at, "customer_id"), f"unknown customer {grant.customer_id!r}"
             continue
         payer = customers.get(customer.parent_id) if customer.parent_id else customer
-        if payer is None or grant.currency is None:
+        if payer is None:
             continue  # an unknown parent is reported with the customer
         currency = catalog.currency_of(payer)
-        if grant.currency != currency:
+        if problem := _sub_minor(grant.amount, currency):
+            yield (*at, "amount"), problem
+        if grant.currency is not None and grant.currency != currency:
             whose = f"customer {customer.id!r}" + (
                 f" (billed to its parent {payer.id!r})" if payer is not customer else ""
             )
@@ -281,3 +301,15 @@ def _credit_grants(catalog: Catalog) -> Iterator[Problem]:
                 (*at, "currency"),
                 f"the grant is in {grant.currency} but {whose} pays in {currency}",
             )
+
+
+def _top_ups(catalog: Catalog) -> Iterator[Problem]:
+    customers = {c.id: c for c in catalog.customers}
+    for i, sub in enumerate(catalog.subscriptions):
+        customer = customers.get(sub.customer_id)
+        if sub.auto_top_up is None or customer is None:
+            continue
+        currency = catalog.currency_of(customer)
+        for name in ("below", "amount"):
+            if problem := _sub_minor(getattr(sub.auto_top_up, name), currency):
+                yield ("subscriptions", i, "auto_top_up", name), problem

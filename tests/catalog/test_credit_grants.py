@@ -326,6 +326,25 @@ def test_without_credits_the_rows_are_unchanged(tmp_path):
             "subscriptions[s1].auto_top_up.below",
             "greater than or equal to 0",
         ),
+        # credits are money: nothing finer than the currency's minor unit
+        (
+            'amount: "1000"',
+            'amount: "10.005"',
+            "credit_grants[g_paid].amount",
+            "10.005 has more decimals than USD has (2)",
+        ),
+        (
+            "rollover: {max: '50.00'}",
+            "rollover: {max: '50.001'}",
+            "plans[pro].versions[0].credit_grants[1].rollover.max",
+            "more decimals than USD",
+        ),
+        (
+            'auto_top_up: {below: "50.00", amount: "500.00"}',
+            'auto_top_up: {below: "50.00", amount: "500.5001"}',
+            "subscriptions[s1].auto_top_up.amount",
+            "more decimals than USD",
+        ),
     ],
 )
 def test_credit_mistakes_name_their_file_and_path(tmp_path, old, new, path, says):

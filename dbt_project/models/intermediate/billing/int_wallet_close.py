@@ -15,6 +15,8 @@ from orchestration.billing.wallets import close, load
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    # every ref and source spelled out here: dbt learns a Python model's dependencies by
+    # reading its dbt.ref / dbt.source calls, so they cannot move into a shared helper
     rel = load.views(
         session,
         invoices=dbt.ref("int_billing_invoices"),
