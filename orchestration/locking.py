@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LOCKS_DIR = "locks"
+# the lock every process that opens the warehouse takes (DuckDB admits one process per file)
+WRITE_LOCK = "warehouse"
+LOCK_WAIT_SECONDS = float(os.environ.get("METERBOOK_LOCK_WAIT_SECONDS", "600"))
 _POLL_SECONDS = 0.05
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 

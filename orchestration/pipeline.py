@@ -201,8 +201,10 @@ def _instance(ws: Workspace):
     commands started together on a new workspace would both create them; one at a time."""
     from dagster import DagsterInstance  # noqa: PLC0415 (import after DAGSTER_HOME is set)
 
-    from orchestration.defs.resources import LOCK_WAIT_SECONDS  # noqa: PLC0415
-    from orchestration.locking import workspace_lock  # noqa: PLC0415
+    from orchestration.locking import (
+        LOCK_WAIT_SECONDS,  # noqa: PLC0415
+        workspace_lock,  # noqa: PLC0415
+    )
 
     with workspace_lock(ws.home, "dagster-instance", LOCK_WAIT_SECONDS):
         return DagsterInstance.get()

@@ -265,13 +265,20 @@ def _unbuilt(warehouse) -> list[str]:
 
 @contextmanager
 def _reader(ws: Workspace):
-    from orchestration.defs.dbt.project import ensure_manifest  # noqa: PLC0415 (loads Dagster)
-    from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
+    """A connection for a report, queued on the workspace lock like every process that opens
+    the warehouse. Without Dagster: a report is read in a second, not three."""
+    from orchestration.defs.dbt.manifest import ensure_manifest  # noqa: PLC0415
+    from orchestration.locking import LOCK_WAIT_SECONDS, WRITE_LOCK, workspace_lock  # noqa: PLC0415
+    from orchestration.sql import connect_when_free  # noqa: PLC0415
 
     if not ws.warehouse_path.exists():
         raise NoWarehouse(
             f"no warehouse at {ws.warehouse_path}: run `meterbook close` or `meterbook ingest` first"
         )
     ensure_manifest()  # the reports name dbt models through it (warehouse/models.py)
-    with MeterbookWorkspace(home=str(ws.home)).reader() as con:
-        yield con
+    with workspace_lock(ws.home, WRITE_LOCK, LOCK_WAIT_SECONDS):
+        con = connect_when_free(ws.warehouse_path, LOCK_WAIT_SECONDS)
+        try:
+            yield con
+        finally:
+            con.close()

@@ -19,7 +19,8 @@ _MODULE = re.compile(r"\b((?:orchestration|integrations)(?:\.[a-z_][a-z0-9_]*)+)
 
 
 def _dbt_nodes() -> set[str]:
-    files = [*(DBT / "models").rglob("*.sql"), *(DBT / "seeds").glob("*.csv")]
+    models = [*(DBT / "models").rglob("*.sql"), *(DBT / "models").rglob("*.py")]
+    files = [*models, *(DBT / "seeds").glob("*.csv")]
     return {f.stem for f in files}
 
 

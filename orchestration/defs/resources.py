@@ -17,13 +17,11 @@ from packaging import version
 
 from orchestration.catalog import Catalog, load_catalog_cached
 from orchestration.defs.stripe.resource import StripeResource
-from orchestration.locking import workspace_lock
+from orchestration.locking import LOCK_WAIT_SECONDS, WRITE_LOCK, workspace_lock
 from orchestration.sql import connect_when_free
 from orchestration.workspace import DBT_PROJECT_DIR, Workspace
 
 # One writer at a time: a second close waits this long, then fails with a clear message.
-WRITE_LOCK = "warehouse"
-LOCK_WAIT_SECONDS = float(os.environ.get("METERBOOK_LOCK_WAIT_SECONDS", "600"))
 
 
 class MeterbookWorkspace(ConfigurableResource):

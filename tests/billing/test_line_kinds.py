@@ -14,11 +14,14 @@ MADE = re.compile(r"'([a-z_]+)' as kind\b")
 
 
 def _kinds_the_models_make() -> set[str]:
-    return {
+    from orchestration.billing.wallets.close import CREDIT_LINE_KINDS  # noqa: PLC0415
+
+    made = {
         kind
         for path in (DBT_PROJECT_DIR / "models").rglob("*.sql")
         for kind in MADE.findall(path.read_text(encoding="utf-8"))
     }
+    return made | set(CREDIT_LINE_KINDS)
 
 
 def test_every_kind_a_model_makes_is_registered():
@@ -31,7 +34,10 @@ def test_kinds_come_in_rank_order_with_distinct_ranks():
     kinds = list(registry.line_kinds().values())
     ranks = [k.sort_rank for k in kinds]
     assert ranks == sorted(set(ranks))
-    assert kinds[0].kind == "usage" and kinds[-1].kind == "discount"
+    # charges, then discounts, then prepaid credits (SPEC 3.4: promotional credits after
+    # discounts; credit purchases last, untaxed)
+    assert kinds[0].kind == "usage"
+    assert [k.kind for k in kinds[-3:]] == ["discount", "promotional_credit", "credit_purchase"]
 
 
 def test_groups_and_labels():

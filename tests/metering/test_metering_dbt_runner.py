@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.defs.dbt import project as assets
+from orchestration.defs.dbt import manifest as assets
 from orchestration.defs.dbt.project import MANIFEST, ensure_manifest
 from orchestration.defs.dbt.runner import (
     PARTIAL_PARSE,

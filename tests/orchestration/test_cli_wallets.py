@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from datetime import date
@@ -250,29 +249,5 @@ def run(args: list[str], home: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
-def test_wallets_after_a_close_show_what_the_invoice_drew(tmp_path):
-    if not WALLET_BASIC.is_dir():
-        pytest.skip(
-            f"no wallet_basic scenario at {WALLET_BASIC} (the shared folder beside the repo)"
-        )
-    shutil.copytree(WALLET_BASIC / "catalog", tmp_path / "catalog")
-    shutil.copytree(WALLET_BASIC / "events", tmp_path / "landing" / "events")
-    closed = run(["close", "--period", "2026-10"], tmp_path)
-    assert closed.returncode == 0, closed.stderr[-3000:]
-
-    shown = run(["wallets", "--json"], tmp_path)
-    assert shown.returncode == 0, shown.stderr[-3000:]
-    (delta,) = json.loads(shown.stdout)["customers"]
-    assert delta["customer_id"] == "delta"
-    assert delta["balances"] == {"promotional": "0.00", "paid": "32.00"}
-    (drawn,) = delta["invoices"]
-    assert (drawn["promotional"], drawn["paid"], drawn["provisional"]) == ("15.00", "18.00", True)
-    assert {g["id"]: g["status"] for g in delta["grants"]} == {
-        "g_delta_promo": "used",
-        "g_delta_pack": "active",
-    }
-
-    refused = run(["wallets", "--customer", "nobody"], tmp_path)
-    assert refused.returncode == 1
-    assert refused.stderr.splitlines() == ["meterbook wallets: no customer 'nobody' in the catalog"]
+# After a real close: tests/scenarios/test_scenarios.py, test_wallets_after_the_wallet_basic_close
+# (on the workspace the wallet_basic scenario closed: no close of its own).

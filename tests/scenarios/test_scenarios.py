@@ -115,17 +115,20 @@ def close_and_compare(folder: Path, home: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def scenario_outcomes(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
     """The selected scenarios, closed side by side; leaving waits for every one of them."""
-    selected = [
+    selected = {
         item.callspec.params["folder"]
         for item in request.session.items
         if getattr(item, "originalname", None) in _SCENARIO_TESTS
-    ]
+    }
+    if any(getattr(i, "originalname", None) == _WALLETS_CLI for i in request.session.items):
+        selected |= {f for f in wave2_dirs() if f.name == "wallet_basic"}
     root = tmp_path_factory.mktemp("scenarios")
     with ThreadPoolExecutor(max_workers=SIDE_BY_SIDE) as pool:
-        yield {
-            folder.name: pool.submit(close_and_compare, folder, root / folder.name / "home")
-            for folder in selected
-        }
+        outcomes = {}
+        for folder in sorted(selected):
+            HOMES[folder.name] = root / folder.name / "home"
+            outcomes[folder.name] = pool.submit(close_and_compare, folder, HOMES[folder.name])
+        yield outcomes
 
 
 @pytest.mark.slow
@@ -154,4 +157,29 @@ def test_own_scenario(folder: Path, scenario_outcomes):
     assert not differences, "\n".join(differences)
 
 
+@pytest.mark.slow
+def test_wallets_after_the_wallet_basic_close(scenario_outcomes):
+    # `meterbook wallets` on the workspace the scenario closed (no close of its own)
+    if "wallet_basic" not in scenario_outcomes:
+        pytest.skip(f"no wallet_basic scenario at {WAVE2} (the shared folder beside the repo)")
+    scenario_outcomes["wallet_basic"].result()
+    home = HOMES["wallet_basic"]
+    shown = run(["wallets", "--json"], home)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    (delta,) = json.loads(shown.stdout)["customers"]
+    assert delta["customer_id"] == "delta"
+    assert delta["balances"] == {"promotional": "0.00", "paid": "32.00"}
+    (drawn,) = delta["invoices"]
+    assert (drawn["promotional"], drawn["paid"], drawn["provisional"]) == ("15.00", "18.00", True)
+    assert {g["id"]: g["status"] for g in delta["grants"]} == {
+        "g_delta_promo": "used",
+        "g_delta_pack": "active",
+    }
+    refused = run(["wallets", "--customer", "nobody"], home)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == ["meterbook wallets: no customer 'nobody' in the catalog"]
+
+
 _SCENARIO_TESTS = ("test_scenario", "test_wave2_scenario", "test_own_scenario")
+_WALLETS_CLI = "test_wallets_after_the_wallet_basic_close"
+HOMES: dict[str, Path] = {}  # scenario folder name -> the workspace it was closed in

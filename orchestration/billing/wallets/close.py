@@ -93,11 +93,15 @@ class Entry:
         return "we_" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
+# the invoice line kinds the wallet close makes (registered in the seed line_kinds)
+CREDIT_LINE_KINDS = ("promotional_credit", "credit_purchase")
+
+
 @dataclass(frozen=True)
 class CreditLine:
     invoice_id: str
     line_id: str
-    kind: str  # promotional_credit | credit_purchase
+    kind: str  # one of CREDIT_LINE_KINDS
     grant: Grant
     amount: Decimal
 

@@ -11,10 +11,8 @@ The dbt models become Dagster assets in three groups that differ only in partiti
 Partitions reach dbt as environment variables, not `--vars` (runner.py says why).
 """
 
-import fcntl
 import functools
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
@@ -26,15 +24,14 @@ from dagster import AssetKey
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource
 
 from orchestration.defs.dbt.descriptions import model_description, test_description
+from orchestration.defs.dbt.manifest import MANIFEST, ensure_manifest
 from orchestration.defs.dbt.runner import (
     PROJECT_TARGET,
     environment,
     keep_partial_parse,
     partial_parse_cache,
     partition_env,
-    project_args,
     prune_stale_targets,
-    scratch_target,
     seed_partial_parse,
 )
 from orchestration.defs.resources import MeterbookWorkspace
@@ -43,66 +40,12 @@ from orchestration.warehouse.billing import add_later_invoice_line_columns, ensu
 from orchestration.warehouse.ledger import ensure_ledger_schema
 from orchestration.warehouse.raw import ensure_raw_schema
 from orchestration.warehouse.usage import drop_fates_of_an_older_layout
-from orchestration.workspace import DBT_PROJECT_DIR
 
-MANIFEST = PROJECT_TARGET / "manifest.json"
 DAILY_SELECT = "fct_daily_meter_usage"
 BILLING_SELECT = "tag:billing"
 # dbt unit tests prove the SQL by hand-made rows in the test suite; a close has no use for them
 BUILD = ["build", "--exclude-resource-type", "unit_test"]
 USAGE_SELECT = "tag:usage"
-
-
-@functools.cache
-def ensure_manifest() -> Path:
-    """Parse the dbt project when the manifest is missing or older than any project file."""
-    if _manifest_is_current():
-        return MANIFEST
-    MANIFEST.parent.mkdir(parents=True, exist_ok=True)  # for the lock file
-    with open(MANIFEST.parent / ".parse.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes must not write the manifest at once
-        if not _manifest_is_current():  # the process we waited for may have parsed it
-            _parse_into_target()
-    return MANIFEST
-
-
-def _manifest_is_current() -> bool:
-    return MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_source_mtime(DBT_PROJECT_DIR)
-
-
-# dbt's own output: other processes create and delete folders in these while this one starts
-# (each dbt invocation's target/<asset>-<run>, a parse's scratch), so a walk must not enter
-# them: a folder deleted mid-walk made a step's process fail as it loaded the definitions.
-# Hidden files are dbt's too (.user.yml).
-_NOT_SOURCES = {"target", "logs", "dbt_packages"}
-
-
-def _newest_source_mtime(project: Path) -> float:
-    """The newest modification time of the project's SQL and YAML, outside dbt's output."""
-    newest = 0.0
-    for folder, subfolders, files in os.walk(project):
-        subfolders[:] = [d for d in subfolders if d not in _NOT_SOURCES and not d.startswith(".")]
-        for name in files:
-            if name.endswith((".sql", ".yml", ".yaml")) and not name.startswith("."):
-                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
-    return newest
-
-
-def _parse_into_target() -> None:
-    """`dbt parse` into a scratch folder, then the artifacts renamed into target/: other
-    processes read target/manifest.json without the lock, and a rename is all or nothing."""
-    from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when parsing)
-
-    scratch = scratch_target("parse-", under=MANIFEST.parent)
-    try:
-        result = dbtRunner().invoke(["parse", "--quiet", *project_args(scratch)])
-        if not result.success:
-            raise RuntimeError(f"dbt parse failed: {result.exception}")
-        for artifact in ("partial_parse.msgpack", MANIFEST.name):  # the manifest last
-            if (scratch / artifact).exists():
-                os.replace(scratch / artifact, MANIFEST.parent / artifact)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def source_keys(schema: str, always: tuple[str, ...] = ()) -> list[AssetKey]:
