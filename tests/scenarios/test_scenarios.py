@@ -68,13 +68,8 @@ def months_of(folder: Path) -> list[tuple[str, Path]]:
     return [(str(spec["period"]), folder / "expected.json")]
 
 
-# The environment as the session began: scenarios close in the background while other tests
-# run, and must not inherit what one of those sets for a moment (monkeypatched variables)
-BASE_ENV = dict(os.environ)
-
-
 def run(args: list[str], home: Path) -> subprocess.CompletedProcess:
-    env = dict(BASE_ENV, METERBOOK_HOME=str(home), METERBOOK_NOW=NOW)
+    env = dict(os.environ, METERBOOK_HOME=str(home), METERBOOK_NOW=NOW)
     env.pop("DAGSTER_HOME", None)  # the workspace's own instance
     return subprocess.run(
         [*meterbook_command(), *args, "--home", str(home)],
@@ -117,32 +112,23 @@ def close_and_compare(folder: Path, home: Path) -> list[str]:
     return differences
 
 
-def start_scenarios(items: list, root: Path) -> None:
-    """Close the selected scenarios side by side, starting now (conftest.py calls this once
-    collection is done): the rest of the suite runs meanwhile, mostly one process at a time,
-    and the scenarios take the other core instead of a wait of their own."""
+@pytest.fixture(scope="session")
+def scenario_outcomes(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
+    """The selected scenarios, closed side by side; leaving waits for every one of them."""
     selected = {
         item.callspec.params["folder"]
-        for item in items
+        for item in request.session.items
         if getattr(item, "originalname", None) in _SCENARIO_TESTS
     }
-    if any(getattr(i, "originalname", None) == _WALLETS_CLI for i in items):
+    if any(getattr(i, "originalname", None) == _WALLETS_CLI for i in request.session.items):
         selected |= {f for f in wave2_dirs() if f.name == "wallet_basic"}
-    if not selected:
-        return
-    pool = ThreadPoolExecutor(max_workers=SIDE_BY_SIDE)
-    for folder in sorted(selected):
-        HOMES[folder.name] = root / folder.name / "home"
-        OUTCOMES[folder.name] = pool.submit(close_and_compare, folder, HOMES[folder.name])
-    pool.shutdown(wait=False)  # the futures keep it running; the session waits on them
-
-
-@pytest.fixture(scope="session")
-def scenario_outcomes() -> Iterator[dict[str, Future]]:
-    """The selected scenarios' outcomes; leaving waits for every one of them."""
-    yield OUTCOMES
-    for future in OUTCOMES.values():
-        future.exception()  # wait: no close may outlive the session
+    root = tmp_path_factory.mktemp("scenarios")
+    with ThreadPoolExecutor(max_workers=SIDE_BY_SIDE) as pool:
+        outcomes = {}
+        for folder in sorted(selected):
+            HOMES[folder.name] = root / folder.name / "home"
+            outcomes[folder.name] = pool.submit(close_and_compare, folder, HOMES[folder.name])
+        yield outcomes
 
 
 @pytest.mark.slow
@@ -197,4 +183,3 @@ def test_wallets_after_the_wallet_basic_close(scenario_outcomes):
 _SCENARIO_TESTS = ("test_scenario", "test_wave2_scenario", "test_own_scenario")
 _WALLETS_CLI = "test_wallets_after_the_wallet_basic_close"
 HOMES: dict[str, Path] = {}  # scenario folder name -> the workspace it was closed in
-OUTCOMES: dict[str, Future] = {}  # scenario folder name -> its differences (start_scenarios)
