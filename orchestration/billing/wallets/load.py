@@ -149,9 +149,8 @@ def catalog_grants(con, rel: Relations) -> list[Grant]:
     return [Grant(*r) for r in rows]
 
 
-def invoices(
-    con, rel: Relations, month: str, lines: dict[str, tuple[Line, ...]] | None = None
-) -> list[CloseInvoice]:
+def invoices(con, rel: Relations, month: str) -> list[CloseInvoice]:
+    """The month's invoices with what the wallet close needs of them (lines: `with_lines`)."""
     plan_grants: dict[tuple[str, int], list[PlanGrant]] = defaultdict(list)
     for r in con.execute(
         f"SELECT plan_code, version, grant_code, kind, amount, every, expires_after_days, rollover_max,"
@@ -185,13 +184,12 @@ def invoices(
                 start_date=r[10],
                 plan_grants=version_grants,
                 top_up=top_ups.get(r[2]),
-                lines=(lines or {}).get(r[0], ()),
             )  # fmt: skip
         )
     return out
 
 
-def close_inputs(con, rel: Relations, month: str, lines=None, rebuilt=()) -> CloseInputs:
+def close_inputs(con, rel: Relations, month: str, rebuilt=()) -> CloseInputs:
     """`rebuilt`: entries this build made for earlier months (dbt run over every month):
     they replace what the tables hold for those months."""
     redone = {e.close_month for e in rebuilt}
@@ -202,7 +200,7 @@ def close_inputs(con, rel: Relations, month: str, lines=None, rebuilt=()) -> Clo
         month_end=BillingMonth.parse(month).end,
         prior=prior + list(rebuilt),
         catalog_grants=catalog_grants(con, rel),
-        invoices=invoices(con, rel, month, lines),
+        invoices=invoices(con, rel, month),
         currencies=currencies,
     )
 
@@ -331,11 +329,6 @@ def _grant_fields(g: Grant) -> dict:
         "expires_on": g.expires_on, "priority": g.priority, "applies_to": g.applies_to,
         "rollover_max": g.rollover_max, "grant_amount": g.amount,
     }  # fmt: skip
-
-
-def usage_keys(row_key: tuple) -> str:
-    """The key of a usage line before it has a line id: segment, charge and group."""
-    return "|".join("" if v is None else str(v) for v in row_key)
 
 
 def credit_priced_usage(con, rel: Relations, month: str, inputs: CloseInputs) -> list[tuple]:
