@@ -141,6 +141,9 @@ def test_scenario(folder: Path, scenario_outcomes):
 def test_wave2_scenarios_are_present():
     if not wave2_dirs():
         pytest.skip(f"no wallet_* scenarios at {WAVE2} (the shared folder beside the repository)")
+    for folder in wave2_dirs():  # each built capability's samples have what the runner reads
+        assert (folder / "catalog").is_dir(), folder
+        assert all(expected.is_file() for _, expected in months_of(folder)), folder
 
 
 @pytest.mark.slow
