@@ -16,6 +16,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 from orchestration.billing.finalize import FinalizeError
@@ -30,9 +31,11 @@ from orchestration.reports import (
     NothingToShow,
     NoWarehouse,
     events_text,
+    finalized_count,
     invoices_text,
     line_events_text,
     require_invoices,
+    revenue_document,
     verify_text,
     wallet_document,
 )
@@ -180,6 +183,26 @@ def _known_payer(ws: Workspace, customer_id: str) -> None:
         )
 
 
+def cmd_revenue(ws: Workspace, args) -> int:
+    """Builds the month's revenue from the ledger (the recognize_revenue job), then prints it
+    (SPEC 8); --journal writes the month's journal as CSV."""
+    from orchestration.billing.revenue.journal import write_journal  # noqa: PLC0415
+    from orchestration.billing.revenue.report import format_revenue  # noqa: PLC0415
+
+    if not finalized_count(ws):
+        raise CommandError(
+            "nothing to recognize: no invoice is finalized yet (revenue is built from "
+            "finalized invoices only; `meterbook finalize --period M` first)"
+        )
+    _run(ws, "recognize_revenue", args.period)
+    document, journal = revenue_document(ws, args.period)
+    if args.journal:
+        write_journal(Path(args.journal), journal)
+        progress(f"journal: {len(journal)} lines written to {args.journal}")
+    print(json.dumps(document, indent=2) if args.json else format_revenue(document))
+    return 0
+
+
 def cmd_wallets(ws: Workspace, args) -> int:
     """Each wallet's grants, balances and ledger (SPEC 7); a sub-account shows its parent's."""
     owner = _wallet_owner(ws, args.customer) if args.customer else None
@@ -295,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     invoices.add_argument(
         "--events", action="store_true", help="list the billable events behind --line"
     )
+    revenue = add("revenue", cmd_revenue, "recognize the month's revenue (finalized invoices)")
+    revenue.add_argument("--period", type=_period, required=True, help="a calendar month")
+    revenue.add_argument("--json", action="store_true")
+    revenue.add_argument("--journal", metavar="FILE", help="write the month's journal as CSV")
     wallets = add("wallets", cmd_wallets, "each wallet's grants, balances and ledger")
     wallets.add_argument("--customer", help="one customer (a sub-account: its parent's wallet)")
     wallets.add_argument("--json", action="store_true")

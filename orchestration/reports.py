@@ -66,6 +66,35 @@ def wallet_document(ws: Workspace, customer: str | None, today) -> dict:
     return wallet_report(entries, today)
 
 
+def revenue_document(ws: Workspace, month: str) -> tuple[dict, list[dict]]:
+    """SPEC 8: the month's revenue report and its journal lines (`revenue/`), as the
+    revenue job last built them."""
+    from orchestration.billing.revenue.journal import journal_rows  # noqa: PLC0415
+    from orchestration.billing.revenue.report import revenue_document as build  # noqa: PLC0415
+    from orchestration.catalog import load_catalog  # noqa: PLC0415
+    from orchestration.warehouse.models import model_exists  # noqa: PLC0415
+
+    with _reader(ws) as con:
+        if not model_exists(con, "fct_revenue_rollforward"):
+            raise NothingToShow("no revenue built yet: finalize a month first")
+        document = build(con, month)
+        accounts = load_catalog(ws.catalog_dir).settings.accounts
+        journal = journal_rows(con, month, accounts)
+    return document, journal
+
+
+def finalized_count(ws: Workspace) -> int:
+    """How many invoices the ledger holds (0 before the first finalization)."""
+    from orchestration.warehouse.tables import table_exists  # noqa: PLC0415
+
+    if not ws.warehouse_path.exists():
+        return 0
+    with _reader(ws) as con:
+        if not table_exists(con, "meterbook_ledger", "invoices"):
+            return 0
+        return con.execute("SELECT count(*) FROM meterbook_ledger.invoices").fetchall()[0][0]
+
+
 def require_invoices(ws: Workspace, close_month: str) -> None:
     """NothingToShow, saying why, when the month has neither drafts nor finalized invoices
     (counted, not built: at ten thousand invoices building them takes seconds)."""

@@ -99,6 +99,22 @@ class Seller(Strict):
     phone: str | None = None
 
 
+AccountName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
+
+
+class Accounts(Strict):
+    """The general-ledger accounts the revenue journal posts to (SPEC 8), by role. Roles may
+    share an account (one revenue account for usage and fees)."""
+
+    receivable: AccountName = "accounts_receivable"
+    unbilled: AccountName = "unbilled_revenue"
+    deferred_revenue: AccountName = "deferred_revenue"
+    revenue_usage: AccountName = "revenue_usage"
+    revenue_fees: AccountName = "revenue_fees"
+    breakage: AccountName = "breakage_revenue"
+    tax_payable: AccountName = "tax_payable"
+
+
 class Settings(Strict):
     invoice_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")] = "MB"
     grace_days: Annotated[int, Field(ge=0, le=365)] = 3
@@ -112,6 +128,8 @@ class Settings(Strict):
     seller: Seller | None = None
     # decimals shown for quantities on documents; None: as billed, at most 4 (JSON keeps all)
     display_decimals: DisplayDecimals | None = None
+    # the revenue journal's account names (meterbook revenue --journal)
+    accounts: Accounts = Accounts()
 
 
 class Condition(Strict):

@@ -120,6 +120,7 @@ def test_the_loader_finds_every_job_schedule_and_sensor_the_stages_declare(defs)
         "daily_usage_refresh",
         "month_end_close",
         "finalize_invoices",
+        "recognize_revenue",
         "stripe_sync",
         "stripe_payment_status",
     }
@@ -368,3 +369,20 @@ def test_the_nightly_refresh_asks_for_no_partition_before_the_first_subscription
     ]
     later = on_its_first_day + timedelta(days=40)
     assert (None, (later - timedelta(days=1)).date().isoformat()) in _nightly_requests(home, later)
+
+
+def test_revenue_is_built_after_finalization_and_the_wallet_ledger(defs):
+    graph = defs.resolve_asset_graph()
+    lines = graph.get(AssetKey("int_revenue_lines"))
+    assert AssetKey("finalized_invoices") in lines.parent_keys
+    movements = graph.get(AssetKey("int_revenue_credit_movements"))
+    assert AssetKey("wallet_ledger") in movements.parent_keys
+    job = defs.resolve_job_def("recognize_revenue")
+    assert job.partitions_def is not None  # one calendar month per run
+    checks = {k.name for k in graph.asset_check_keys}
+    assert {
+        "schedule_sums_to_lines",
+        "rollforward_matches_lines",
+        "deferred_never_negative",
+        "journal_balances",
+    } <= checks

@@ -46,6 +46,14 @@ BILLING_SELECT = "tag:billing"
 # dbt unit tests prove the SQL by hand-made rows in the test suite; a close has no use for them
 BUILD = ["build", "--exclude-resource-type", "unit_test"]
 USAGE_SELECT = "tag:usage"
+REVENUE_SELECT = "tag:revenue"
+# two ledger tables revenue reads stand for the assets that write them, so the revenue models
+# show downstream of finalization and the wallet ledger (a key names one dbt resource only:
+# the other ledger tables keep keys of their own)
+LEDGER_WRITERS = {
+    "invoices": AssetKey("finalized_invoices"),
+    "wallet_entries": AssetKey("wallet_ledger"),
+}
 
 
 def source_keys(schema: str, always: tuple[str, ...] = ()) -> list[AssetKey]:
@@ -71,12 +79,16 @@ def _manifest_nodes(_mtime_ns: int) -> tuple[Mapping[str, Any], ...]:
 class MeterbookTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
+            name = dbt_resource_props["name"]
+            if dbt_resource_props["schema"] == "meterbook_ledger" and name in LEDGER_WRITERS:
+                return LEDGER_WRITERS[name]
             # the Python asset that writes the table declares this same key (source_keys)
             return AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
         return AssetKey(dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return "billing" if "billing" in dbt_resource_props.get("tags", []) else "usage"
+        tags = dbt_resource_props.get("tags", [])
+        return next((t for t in ("billing", "revenue") if t in tags), "usage")
 
     def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
         group = self.get_group_name(dbt_resource_props) or "billing"

@@ -1,0 +1,102 @@
+-- The revenue schedule (SPEC 8): one row per finalized line, day and what happens that day.
+-- row_type: `revenue` (recognized), `breakage` (paid credits expired: revenue), `drawn`
+-- (paid credits applied to an invoice: they leave deferred revenue, the lines they paid are
+-- recognized by their own rules), `voided` (paid credits taken back). `revenue_kind` is the
+-- kind the revenue is reported under: a discount or promotional credit takes the kind of the
+-- line it reduces (`reduces_line_id`). A voided invoice keeps its rows and gains reversal
+-- rows (`reversal`): what it recognized until the void, reversed on the void date, and its
+-- later days cancelled day by day. A credit note will be one more such reversal, not a rewrite.
+-- Built whole from the append-only ledger: the same ledger gives the same rows.
+
+with lines as (
+    select * from {{ ref('int_revenue_lines') }}
+),
+
+own as (
+    select line_id, cast(null as varchar) as reduces_line_id, cast(null as varchar) as entry_id,
+           'revenue' as row_type, revenue_date, amount_minor
+    from {{ ref('int_revenue_line_days') }}
+    union all
+    select line_id, reduces_line_id, null, 'revenue', revenue_date, amount_minor
+    from {{ ref('int_revenue_reductions') }}
+    union all
+    select line_id, null, entry_id, row_type, revenue_date, amount_minor
+    from {{ ref('int_revenue_credit_movements') }}
+),
+
+rows_ as (
+    select
+        l.close_month,
+        l.invoice_id,
+        o.line_id,
+        l.kind as line_kind,
+        case
+            when o.row_type = 'breakage' then 'breakage'
+            when o.reduces_line_id is not null then t.kind
+            else l.kind
+        end as revenue_kind,
+        o.reduces_line_id,
+        o.entry_id,
+        o.row_type,
+        false as reversal,
+        l.customer_id,
+        l.subscription_id,
+        l.currency,
+        l.currency_exponent,
+        o.revenue_date,
+        l.billed_on,
+        o.amount_minor,
+        l.voided_on
+    from own o
+    join lines l on l.line_id = o.line_id
+    left join lines t on t.line_id = o.reduces_line_id and t.invoice_id = l.invoice_id
+    where o.amount_minor <> 0
+),
+
+voided as (
+    select * from rows_
+    where voided_on is not null and line_kind <> 'credit_purchase'
+),
+
+reversed_to_date as (
+    select
+        close_month, invoice_id, line_id, line_kind, revenue_kind, reduces_line_id,
+        cast(null as varchar) as entry_id, row_type, true as reversal, customer_id,
+        subscription_id, currency, currency_exponent, voided_on as revenue_date,
+        voided_on as billed_on, -sum(amount_minor) as amount_minor, voided_on
+    from voided
+    where revenue_date <= voided_on
+    group by all
+),
+
+cancelled_later as (
+    select * replace (true as reversal, voided_on as billed_on, -amount_minor as amount_minor)
+    from voided
+    where revenue_date > voided_on
+),
+
+final as (
+    select * from rows_
+    union all
+    select * from reversed_to_date where amount_minor <> 0
+    union all
+    select * from cancelled_later
+)
+
+select
+    close_month,
+    invoice_id,
+    line_id,
+    line_kind,
+    revenue_kind,
+    reduces_line_id,
+    entry_id,
+    row_type,
+    reversal,
+    customer_id,
+    subscription_id,
+    currency,
+    revenue_date,
+    billed_on,
+    {{ revenue_from_minor('amount_minor', 'currency_exponent') }} as amount
+from final
