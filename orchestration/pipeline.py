@@ -250,6 +250,10 @@ def finalize_period(ws: Workspace, close_month: str) -> RunOutcome:
     return _checked(run_job(ws, "finalize_invoices", close_month))
 
 
+def recognize_revenue(ws: Workspace, month: str) -> RunOutcome:
+    return _checked(run_job(ws, "recognize_revenue", month))
+
+
 def _checked(outcome: RunOutcome) -> RunOutcome:
     if not outcome.success:
         raise PipelineError(outcome.error or "run failed", outcome.run_id)

@@ -43,7 +43,12 @@ def prepare_home(ws: Workspace) -> None:
 
 
 def run_demo(ws: Workspace, say: Callable[[str], None], verbose: bool = False) -> None:
-    from orchestration.pipeline import activate, close_period, finalize_period  # noqa: PLC0415
+    from orchestration.pipeline import (  # noqa: PLC0415
+        activate,
+        close_period,
+        finalize_period,
+        recognize_revenue,
+    )
 
     os.environ["METERBOOK_NOW"] = DEMO_NOW
     prepare_home(ws)
@@ -59,6 +64,8 @@ def run_demo(ws: Workspace, say: Callable[[str], None], verbose: bool = False) -
     close_period(ws, october)
     say(f"finalizing {october} ...")
     finalize_period(ws, october)
+    say(f"recognizing {october}'s revenue ...")
+    recognize_revenue(ws, october)
     late = write_late_file(ws.landing_dir, customers, october, rng)
     say(f"a late file arrived with {late} events for {october} (already finalized)")
     say(f"closing {november} ...")
@@ -73,6 +80,7 @@ def _summary(ws: Workspace) -> None:
     _section("Summary")
     print(demo_summary_text(ws, list(MONTHS)))
     _wallet(ws)
+    _revenue(ws)
 
 
 # the customer whose wallet the demo prints: a paid pack, its auto top-up and a discount
@@ -87,6 +95,16 @@ def _wallet(ws: Workspace) -> None:
     print(format_wallets(wallet_document(ws, WALLET_SHOWN, None)))
 
 
+def _revenue(ws: Workspace) -> None:
+    from orchestration.billing.revenue.report import format_revenue  # noqa: PLC0415
+    from orchestration.reports import revenue_document  # noqa: PLC0415
+
+    october = MONTHS[0]
+    _section(f"Revenue recognized in {october} (its invoices are finalized)")
+    document, _journal = revenue_document(ws, october)
+    print(format_revenue(document, largest=5))
+
+
 def _everything(ws: Workspace) -> None:
     from orchestration.reports import events_text, invoices_text  # noqa: PLC0415
 
@@ -96,6 +114,7 @@ def _everything(ws: Workspace) -> None:
         _section(f"Invoices for {month}")
         print(invoices_text(ws, month, None, as_json=False))
     _wallet(ws)
+    _revenue(ws)
 
 
 def _next(ws: Workspace, verbose: bool) -> None:
@@ -108,6 +127,9 @@ def _next(ws: Workspace, verbose: bool) -> None:
         print(f"All of the above at once:  {meterbook} demo --verbose (builds the demo again)")
     print(f"JSON of one month:         {meterbook} invoices --period {MONTHS[-1]} --json")
     print(f"Every prepaid-credit wallet:  {meterbook} wallets")
+    print(
+        f"Revenue and its journal:   {meterbook} revenue --period {MONTHS[0]} --journal journal.csv"
+    )
     print(f"Invoice documents (HTML, PDF):  {ws.documents_dir}")
     print(f"The pipeline and its runs in the Dagster UI:  {meterbook} ui")
 

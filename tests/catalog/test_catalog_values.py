@@ -274,3 +274,39 @@ def test_every_value_mistake_is_listed_at_once(tmp_path):
         "exclusions[0].reason",
         "plans[pro].versions[0].fixed_fees[0].amount",
     } <= found
+
+
+# --- the revenue journal's accounts (SPEC 8) -------------------------------------------------
+
+
+def test_accounts_default_to_their_roles_and_may_be_renamed_or_shared(tmp_path):
+    text = BASE.replace(
+        "settings: {default_currency: USD}",
+        "settings:\n  default_currency: USD\n  accounts:\n"
+        '    receivable: "1200 Accounts receivable"\n'
+        '    revenue_usage: "4000 Revenue"\n'
+        '    revenue_fees: "4000 Revenue"\n',
+    )
+    write(tmp_path / "catalog", "a.yaml", text)
+    accounts = load_catalog(tmp_path / "catalog").settings.accounts
+    assert accounts.receivable == "1200 Accounts receivable"
+    assert accounts.revenue_usage == accounts.revenue_fees == "4000 Revenue"
+    assert accounts.deferred_revenue == "deferred_revenue"  # not named: the role's own name
+
+
+@pytest.mark.parametrize(
+    ("accounts", "path"),
+    [
+        ("{recievable: AR}", "settings.accounts.recievable"),
+        ('{breakage: ""}', "settings.accounts.breakage"),
+        ('{tax_payable: " 2200"}', "settings.accounts.tax_payable"),
+    ],
+)
+def test_an_unknown_role_or_a_blank_account_name_is_an_error_with_its_path(
+    tmp_path, accounts, path
+):
+    text = BASE.replace(
+        "settings: {default_currency: USD}",
+        f"settings: {{default_currency: USD, accounts: {accounts}}}",
+    )
+    one(issues(tmp_path, text), path)

@@ -58,6 +58,7 @@ def test_console_script_is_installed():
         "invoices",
         "sync-stripe",
         "wallets",
+        "revenue",
         "ui",
     ):
         assert command in result.stdout

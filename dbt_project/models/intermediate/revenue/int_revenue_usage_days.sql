@@ -2,10 +2,27 @@
 -- recognized on the days it happened, in proportion to daily quantity), per local day of the
 -- customer, from the events the invoice was built from (read_seq up to its finalization's).
 
-with lines as (
-    select line_id, customer_id, meter, group_key, period_start, period_end, timezone, raw_read_seq, aggregation
-    from {{ ref('int_revenue_lines') }}
-    where revenue_rule = 'daily_usage' and aggregation in ('count', 'sum') and amount_minor <> 0
+with meters as (
+    select meter_code, from_json(group_by, '["VARCHAR"]') as group_by
+    from {{ ref('stg_catalog__meters') }}
+),
+
+lines as (
+    select
+        l.line_id, l.customer_id, l.meter, l.period_start, l.period_end, l.timezone,
+        l.raw_read_seq, l.aggregation,
+        -- the ledger keeps a group's keys sorted; events name them in the meter's group_by
+        -- order (json_object): the line's key is rewritten in that order to match them
+        case when l.group_key is null then null else
+            '{' || array_to_string(list_transform(
+                m.group_by,
+                lambda k: to_json(k)::varchar || ':'
+                     || coalesce(json_extract(l.group_key, '$.' || to_json(k)::varchar)::varchar, 'null')
+            ), ',') || '}'
+        end as group_key
+    from {{ ref('int_revenue_lines') }} l
+    left join meters m on m.meter_code = l.meter
+    where l.revenue_rule = 'daily_usage' and l.aggregation in ('count', 'sum') and l.amount_minor <> 0
 ),
 
 events as (
