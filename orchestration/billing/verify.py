@@ -12,8 +12,14 @@ from orchestration.billing.reconciliation import (
     check_ledger,
     check_meter_totals,
 )
+from orchestration.billing.revenue.checks import (
+    check_balances,
+    check_deferred,
+    check_journal,
+    check_schedule_sums,
+)
 from orchestration.billing.usage_checks import usage_problems
-from orchestration.warehouse.models import model_exists
+from orchestration.warehouse.models import model_exists, relation
 from orchestration.warehouse.tables import table_exists
 
 
@@ -26,6 +32,24 @@ def verify_warehouse(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[bool, di
         results[f"events_in_one_line {month}"] = check_events_in_one_line(con, month)
         results[f"meter_totals {month}"] = check_meter_totals(con, month)
     results["ledger"] = check_ledger(con)
+    results.update(_revenue(con))
+    return results
+
+
+def _revenue(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """The revenue invariants, for every month the revenue job built (none before it ran)."""
+    if not model_exists(con, "fct_revenue_rollforward"):
+        return {}
+    results = {"revenue_schedule_sums": check_schedule_sums(con)}
+    months = con.execute(
+        "SELECT DISTINCT revenue_month FROM (SELECT revenue_month FROM"
+        f" {relation('fct_revenue_rollforward')} UNION ALL SELECT revenue_month FROM"
+        f" {relation('fct_revenue_journal')}) ORDER BY 1"
+    ).fetchall()
+    for (month,) in months:
+        results[f"revenue_balances {month}"] = check_balances(con, month)
+        results[f"revenue_journal {month}"] = check_journal(con, month)
+        results[f"revenue_deferred {month}"] = check_deferred(con, month)
     return results
 
 
