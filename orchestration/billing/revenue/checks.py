@@ -47,8 +47,11 @@ def check_schedule_sums(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str,
     problems = _problems(
         con,
         f"""
-        WITH lines AS (
-            SELECT line_id, kind, amount, voided_on FROM {_rel("int_revenue_lines")}
+        WITH lines AS (  -- from the ledger itself: a line revenue lost is a problem here
+            SELECT l.line_id, l.kind, l.amount, v.invoice_id IS NOT NULL AS voided
+            FROM meterbook_ledger.invoice_lines l
+            LEFT JOIN (SELECT DISTINCT invoice_id FROM meterbook_ledger.invoice_status_changes
+                       WHERE status = 'void') v USING (invoice_id)
         ),
         sums AS (
             SELECT line_id, reversal, sum(amount) AS scheduled
@@ -58,7 +61,7 @@ def check_schedule_sums(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str,
             SELECT line_id, kind, false AS reversal, amount FROM lines
             UNION ALL
             SELECT line_id, kind, true, -amount FROM lines
-            WHERE voided_on IS NOT NULL AND kind <> 'credit_purchase'
+            WHERE voided AND kind <> 'credit_purchase'
         )
         SELECT e.line_id, e.kind, e.reversal, e.amount, coalesce(s.scheduled, 0) AS scheduled
         FROM expected e LEFT JOIN sums s USING (line_id, reversal)
@@ -69,7 +72,7 @@ def check_schedule_sums(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str,
         """,
         [],
     )
-    lines = con.execute(f"SELECT count(*) FROM {_rel('int_revenue_lines')}").fetchone()[0]
+    lines = con.execute("SELECT count(*) FROM meterbook_ledger.invoice_lines").fetchone()[0]
     rows = con.execute(f"SELECT count(*) FROM {_rel('fct_revenue_schedule')}").fetchone()[0]
     return _result(problems, lines=lines, schedule_rows=rows)
 

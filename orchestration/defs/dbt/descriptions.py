@@ -36,6 +36,19 @@ FINANCE = {
         "The usage quantity billed per customer, meter and billing period of the month. "
         "Rebuilt by every month-end close."
     ),
+    "fct_revenue_schedule": (
+        "Revenue recognition: every finalized invoice line spread over the days it is earned "
+        "(usage by day, fees over their period, credits bought as they are drawn or expire). "
+        "Rebuilt from finalized invoices by the revenue job."
+    ),
+    "fct_revenue_rollforward": (
+        "The month's recognized revenue and its deferred and unbilled roll-forwards, per "
+        "customer and currency. Built by the revenue job, after finalization."
+    ),
+    "fct_revenue_journal": (
+        "The month's revenue journal: balanced debits and credits per day and account, "
+        "ready for the general ledger. Built by the revenue job, after finalization."
+    ),
     "line_kinds": (
         "The kinds of invoice lines (usage, fixed fees, adjustments, discounts, ...), their "
         "order on the invoice and how their revenue is recognised. Loaded by every close."
@@ -44,6 +57,7 @@ FINANCE = {
 STEP = {
     "usage": "A step of every ingest, nightly refresh and month-end close; not run on its own.",
     "billing": "A step of the month-end close; not run on its own.",
+    "revenue": "A step of the revenue job (after finalization); not run on its own.",
 }
 _INTERNAL = [
     (re.compile(r"\s*\((?:see |per )?SPEC [0-9.]+\)"), ""),  # references to the spec document
@@ -64,6 +78,8 @@ def model_description(props: Mapping[str, Any], group: str) -> str:
 def _kind(name: str) -> str:
     if name.startswith("stg_"):
         return "Inputs tidied for billing (catalog, usage files or earlier closes)."
+    if name.startswith("int_revenue"):
+        return "An intermediate result on the way to the month's revenue."
     if name.startswith("int_"):
         return "An intermediate result on the way to the month's invoices."
     return "A table the invoices are built from."
