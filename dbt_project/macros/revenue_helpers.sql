@@ -3,7 +3,9 @@
   cumulative rounding: part `upto` of `whole` gets round(A * upto / whole), half away from
   zero, computed exactly on HUGEINT (A * upto would overflow DECIMAL(38, 12) for large
   quantities, and a 12-decimal share first can round a half-cent the wrong way).
-  `upto` and `whole` are DECIMAL(38, 12) below 10^14 in magnitude, as everywhere (decimal.sql).
+  `upto` and `whole` are DECIMAL(38, 12) below 10^14 in magnitude, as everywhere (decimal.sql),
+  and amount (minor units) x total weight stays below about 1.7 x 10^26 (HUGEINT): past it
+  the build fails on an overflow, it never rounds wrong.
 #}
 {% macro revenue_scaled(value) -%}
 cast(cast({{ value }} as decimal(38, 12)) * 1000000000000 as hugeint)
@@ -30,12 +32,13 @@ cast(cast(cast({{ minor }} as hugeint) * cast(power(10, 12 - {{ exponent }}) as 
 {%- endmacro %}
 
 {# The calendar months the roll-forward and journal build: the partition's, or (unset) every
-   month from the first billed or recognized day to the last. #}
-{% macro revenue_months(schedule) -%}
+   month from the first day anything was billed or recognized to the last (`movements`: one
+   row per day with a `day` column, int_revenue_movements). #}
+{% macro revenue_months(movements) -%}
 {%- set month = billing_close_month() -%}
 {%- if month is none %}
 select cast(m as date) as month_start, cast(m + interval 1 month as date) as month_end
-from (select min(least(revenue_date, billed_on)) as first_day, max(greatest(revenue_date, billed_on)) as last_day from {{ schedule }}) b,
+from (select min(day) as first_day, max(day) as last_day from {{ movements }}) b,
      range(date_trunc('month', b.first_day), b.last_day + interval 1 day, interval 1 month) as t(m)
 where b.first_day is not null
 {%- else %}

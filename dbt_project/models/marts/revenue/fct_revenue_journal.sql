@@ -82,7 +82,7 @@ legs as (
 ),
 
 months as (
-    {{ revenue_months(ref('fct_revenue_schedule')) }}
+    {{ revenue_months(ref('int_revenue_movements')) }}
 ),
 
 netted as (

@@ -18,7 +18,7 @@ with movements as (
 ),
 
 months as (
-    {{ revenue_months(ref('fct_revenue_schedule')) }}
+    {{ revenue_months(ref('int_revenue_movements')) }}
 ),
 
 per_month as (
