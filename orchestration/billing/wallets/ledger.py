@@ -15,6 +15,13 @@ from orchestration.warehouse.ledger import ensure_ledger_schema
 from orchestration.warehouse.models import model_exists, relation
 
 PERMANENT = "meterbook_ledger.wallet_entries"
+# A month's draft entries of no invoice count only until the month is first finalized: then
+# its permanent ones are the month's. A later build of that month (the re-rate of a finalized
+# month for late usage rates only the subscriptions the late events touch) computes others,
+# and they must neither count nor be frozen.
+_MONTH_OPEN = (
+    "d.close_month NOT IN (SELECT close_month FROM meterbook_ledger.period_finalizations)"
+)
 _COLUMNS = (
     "close_month, seq, entry_id, entry_type, customer_id, grant_id, grant_kind, amount, "
     "entry_date, currency, invoice_id, line_id, charge_line_id, grant_source, "
@@ -23,8 +30,9 @@ _COLUMNS = (
 
 
 def freeze_entries(con: duckdb.DuckDBPyConnection, close_month: str, now: datetime) -> int:
-    """Inside finalization's transaction: the month's draft entries become permanent, those
-    of its finalized invoices and those of no invoice (grants, expiry, rollover, top-ups).
+    """Inside finalization's transaction, after the invoices are inserted with `now`: the
+    month's draft entries become permanent, those of the invoices finalized now and, at the
+    month's first finalization only, those of no invoice (grants, expiry, rollover, top-ups).
     An entry already permanent is left alone, so finalizing twice adds nothing."""
     if not model_exists(con, "int_wallet_draws"):
         return 0  # closed before wallets existed: nothing to freeze
@@ -35,12 +43,13 @@ def freeze_entries(con: duckdb.DuckDBPyConnection, close_month: str, now: dateti
         SELECT {_COLUMNS}, ? AS finalized_at
         FROM {relation("int_wallet_draws")} d
         WHERE d.close_month = ? AND d.record_type = 'entry'
-          AND (d.invoice_id IS NULL
-               OR d.invoice_id IN (SELECT invoice_id FROM meterbook_ledger.invoices))
+          AND (CASE WHEN d.invoice_id IS NULL THEN {_MONTH_OPEN}
+                    ELSE d.invoice_id IN (SELECT invoice_id FROM meterbook_ledger.invoices
+                                          WHERE finalized_at = ?) END)
           AND d.entry_id NOT IN (SELECT entry_id FROM {PERMANENT})
         ORDER BY d.seq
         """,
-        [now, close_month],
+        [now, close_month, now],
     )
     return con.execute(f"SELECT count(*) FROM {PERMANENT}").fetchone()[0] - before
 
@@ -48,8 +57,9 @@ def freeze_entries(con: duckdb.DuckDBPyConnection, close_month: str, now: dateti
 def ledger_sql(drafts: str | None) -> str:
     """The wallet ledger as one SELECT: the permanent entries, then the drafts' entries that
     are not permanent yet. A draft entry of an invoice already finalized is left out (the
-    frozen draws are the ones that count, even if a re-close computed others), as is one
-    whose id is already permanent. `drafts`: the relation holding int_wallet_draws, or None."""
+    frozen draws are the ones that count, even if a re-close computed others), as is one of
+    no invoice in a month already finalized, and one whose id is already permanent.
+    `drafts`: the relation holding int_wallet_draws, or None."""
     sql = f"SELECT {_COLUMNS}, false AS provisional FROM {PERMANENT}"
     if drafts:
         sql += f"""
@@ -57,8 +67,9 @@ def ledger_sql(drafts: str | None) -> str:
         SELECT {_COLUMNS}, true AS provisional FROM {drafts} d
         WHERE d.record_type = 'entry'
           AND d.entry_id NOT IN (SELECT entry_id FROM {PERMANENT})
-          AND (d.invoice_id IS NULL
-               OR d.invoice_id NOT IN (SELECT invoice_id FROM meterbook_ledger.invoices))"""
+          AND (CASE WHEN d.invoice_id IS NULL THEN {_MONTH_OPEN}
+                    ELSE d.invoice_id NOT IN (SELECT invoice_id FROM meterbook_ledger.invoices)
+               END)"""
     return sql
 
 
