@@ -19,9 +19,7 @@ PERMANENT = "meterbook_ledger.wallet_entries"
 # its permanent ones are the month's. A later build of that month (the re-rate of a finalized
 # month for late usage rates only the subscriptions the late events touch) computes others,
 # and they must neither count nor be frozen.
-_MONTH_OPEN = (
-    "d.close_month NOT IN (SELECT close_month FROM meterbook_ledger.period_finalizations)"
-)
+_MONTH_OPEN = "d.close_month NOT IN (SELECT close_month FROM meterbook_ledger.period_finalizations)"
 _COLUMNS = (
     "close_month, seq, entry_id, entry_type, customer_id, grant_id, grant_kind, amount, "
     "entry_date, currency, invoice_id, line_id, charge_line_id, grant_source, "
