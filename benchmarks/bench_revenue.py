@@ -33,7 +33,9 @@ and per line kind: usage, fixed_fee, the others), journal lines and roll-forward
 months recognized. It prints each figure, then one JSON line with all of them.
 
 `--measure-only` (with `--workdir`) skips the build and measures again on a fresh copy of the
-workdir's finalized workspace (the sizes are those it was built with, in build.json).
+workdir's finalized workspace (the sizes and wallets are those it was built with, build.json,
+written after every month: a build stopped after month k is measured with k months).
+`--no-wallets`: the same catalog without prepaid credits (METERBOOK_BENCH_WALLETS unset).
 """
 
 from __future__ import annotations
@@ -63,9 +65,12 @@ REVENUE_MARTS = ("fct_revenue_schedule", "fct_revenue_rollforward", "fct_revenue
 KIND_GROUPS = ("usage", "fixed_fee", "others")
 
 
-def environment() -> None:
+def environment(wallets: bool = True) -> None:
     """Set for this process and inherited by every job's process."""
-    os.environ[WALLETS_ENV] = "1"  # before the catalog is made: every customer has credits
+    if wallets:
+        os.environ[WALLETS_ENV] = "1"  # before the catalog is made: every customer has credits
+    else:
+        os.environ.pop(WALLETS_ENV, None)
     os.environ["METERBOOK_NOW"] = NOW
     os.environ["METERBOOK_PDF"] = "off"  # 10,000 PDFs a month would take half an hour each
 
@@ -75,7 +80,9 @@ def _guarded_job(home: str, job: str, partition: str | None, out) -> None:
     from a process that exited without sending any)."""
     try:
         _job_phase(home, job, partition, out)
-    except BaseException as exc:  # noqa: BLE001 (SystemExit carries the job's error)
+    except SystemExit as exc:  # _job_phase's: the job's own error
+        out.put({"error": str(exc)})
+    except BaseException as exc:  # noqa: BLE001
         out.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
@@ -83,7 +90,7 @@ def job(home: Path, name: str, partition: str) -> dict:
     """One Dagster job in a fresh process (its own CPU and peak RSS, dbt's included)."""
     figures = run_phase(_guarded_job, str(home), name, partition)
     if "error" in figures:
-        raise SystemExit(f"{name} {partition} failed in {home}: {figures['error']}")
+        raise SystemExit(f"in {home}: {figures['error']}")
     return figures
 
 
@@ -104,7 +111,8 @@ def build(work: Path, customers: int, k: int, n: int) -> dict:
     (home / "landing" / "events").mkdir(parents=True)
     (home / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(catalog_document(customers)))
     (work / "events").mkdir(exist_ok=True)
-    record = {"customers": customers, "months": k, "events_per_month": n, "now": NOW}
+    record = {"customers": customers, "months": 0, "months_asked": k, "events_per_month": n}
+    record["now"], record["wallets"] = NOW, bool(os.environ.get(WALLETS_ENV))
     record["closes"], record["finalizes"], started = {}, {}, time.perf_counter()
     for month in months(k):
         key = f"{month:%Y-%m}"
@@ -121,8 +129,12 @@ def build(work: Path, customers: int, k: int, n: int) -> dict:
             f"{key}: events {made:.1f} s, close {close['wall_s']:.1f} s, "
             f"finalize {final['wall_s']:.1f} s (build so far {_minutes(started)})"
         )
-    record["build_wall_s"] = time.perf_counter() - started
-    (work / "build.json").write_text(json.dumps(record))
+        # after every month: a build stopped later can still be measured (--measure-only)
+        record["months"], record["build_wall_s"] = (
+            len(record["closes"]),
+            time.perf_counter() - started,
+        )
+        (work / "build.json").write_text(json.dumps(record))
     return record
 
 
@@ -141,31 +153,33 @@ def measure(work: Path, record: dict) -> dict:
     say(f"copying {work / FINALIZED} to {home}")
     shutil.copytree(work / FINALIZED, home)
     warehouse = home / "warehouse.duckdb"
-    runs, checks = {}, {}
+    runs, checks, seen = {}, {}, {}
 
     say(f"recognize_revenue {last} (first)")
     runs["last_first"] = job(home, "recognize_revenue", last)
-    before = digests(warehouse, last)
+    before = seen["after_first"] = digests(warehouse, last)
     say(f"recognize_revenue {last} (re-run)")
     runs["last_rerun"] = job(home, "recognize_revenue", last)
-    after = digests(warehouse, last)
+    after = seen["after_rerun"] = digests(warehouse, last)
     checks["rerun_identical"] = _compare(before, after, REVENUE_MARTS)
     if middle != last:
         say(f"recognize_revenue {middle} (middle month)")
         runs["middle"] = job(home, "recognize_revenue", middle)
-        later = digests(warehouse, last)
+        later = seen["after_middle"] = digests(warehouse, last)
         kept = ("fct_revenue_schedule", "last_month_rollforward", "last_month_journal")
         checks["middle_run_keeps_last_month"] = _compare(after, later, kept)
     report = {
         "customers": record["customers"],
         "months": record["months"],
+        "months_asked": record["months_asked"],
         "events_per_month": record["events_per_month"],
+        "wallets": record["wallets"],
         "last_month": last,
         "middle_month": middle if middle != last else None,
         "build": {k: record[k] for k in ("closes", "finalizes", "build_wall_s")},
         "runs": runs,
         "checks": checks,
-        "digests": after,
+        "digests": seen,
         "warehouse": figures(warehouse, [last] + ([middle] if "middle" in runs else [])),
     }
     return report
@@ -204,12 +218,12 @@ def _digest(con, table: str, where: str | None = None) -> dict:
     ).fetchall()
     md5 = hashlib.md5(repr(columns).encode())
     order = ", ".join(f'"{c}"' for c, _ in columns)
-    result = con.execute(
+    result = con.sql(
         f"SELECT CAST(t AS VARCHAR) FROM {table} t"
         f"{' WHERE ' + where if where else ''} ORDER BY {order}"
     )
     rows = 0
-    for batch in result.fetch_record_batch(100_000):
+    for batch in result.to_arrow_reader(100_000):
         lines = batch.column(0).to_pylist()
         rows += len(lines)
         md5.update(("\n".join(lines) + "\n").encode())
@@ -295,7 +309,7 @@ def print_report(r: dict) -> None:
     w = r["warehouse"]
     print(
         f"\n{r['customers']:,} customers, {r['months']} months x {r['events_per_month']:,} events,"
-        f" wallets; recognized: {r['last_month']} (twice), {r['middle_month']}"
+        f" {'wallets' if r['wallets'] else 'no wallets'}; recognized: {r['last_month']} (twice), {r['middle_month']}"
     )
     print(f"{'build job (not measured)':<34}{'wall s':>9}{'cpu s':>9}{'peak MiB':>10}")
     for month in r["build"]["closes"]:
@@ -316,9 +330,11 @@ def print_report(r: dict) -> None:
         per = f"{f['rows_per_line']:.2f}" if f["rows_per_line"] is not None else "-"
         print(f"  {g:<12}{f['lines']:>12,} lines{f['schedule_rows']:>12,} rows{per:>8} rows/line")
     others = {k: v for k, v in w["lines_by_kind"].items() if k not in ("usage", "fixed_fee")}
-    print("  others: " + ", ".join(
-        f"{k} {v:,} lines / {w['schedule_rows_by_kind'].get(k, 0):,} rows" for k, v in others.items()
-    ))  # fmt: skip
+    if others:
+        print("  others: " + ", ".join(
+            f"{k} {v:,} lines / {w['schedule_rows_by_kind'].get(k, 0):,} rows"
+            for k, v in others.items()
+        ))  # fmt: skip
     for month, f in w["months"].items():
         print(
             f"{month}: journal lines {f['journal_lines']:,}, roll-forward rows "
@@ -342,6 +358,11 @@ def print_report(r: dict) -> None:
             f"{check}: "
             + ", ".join(f"{t} {'same' if same else 'DIFFERENT'}" for t, same in tables.items())
         )
+    for when, tables in r["digests"].items():
+        print(
+            f"  {when}: "
+            + ", ".join(f"{t} {d['rows']:,} rows {d['md5']}" for t, d in tables.items())
+        )
     print(json.dumps(r))
 
 
@@ -356,20 +377,30 @@ def main() -> None:
         action="store_true",
         help="measure again on the workdir's finalized workspace (sizes from its build.json)",
     )
+    parser.add_argument(
+        "--no-wallets",
+        action="store_true",
+        help="without METERBOOK_BENCH_WALLETS: no prepaid credits in the catalog",
+    )
     args = parser.parse_args()
     if not 1 <= args.months <= 12:
         parser.error("--months: 1 to 12 (the months of 2026)")
     if args.measure_only and args.workdir is None:
         parser.error("--measure-only needs the --workdir the workspace was built in")
-    environment()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-revenue-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         if args.measure_only:
             if not (work / "build.json").exists():
-                raise SystemExit(f"{work / 'build.json'} is missing: the build did not finish")
+                raise SystemExit(f"{work / 'build.json'} is missing: no month was finalized there")
             record = json.loads((work / "build.json").read_text())
+            if record["months"] < record["months_asked"]:
+                print(
+                    f"the build stopped after {record['months']} of {record['months_asked']} months"
+                )
+            environment(record["wallets"])
         else:
+            environment(not args.no_wallets)
             record = build(work, args.customers, args.months, args.events)
         print_report(measure(work, record))
     finally:
