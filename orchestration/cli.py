@@ -266,6 +266,63 @@ def cmd_sync_stripe(ws: Workspace, args) -> int:
     return 0
 
 
+def cmd_entitlements(ws: Workspace, args) -> int:
+    """What each customer may use and how much is left (SPEC 9), from the published snapshot:
+    the same answers `meterbook serve` gives, without opening the warehouse."""
+    from orchestration.billing.entitlements.publish import read_snapshot  # noqa: PLC0415
+    from orchestration.billing.entitlements.report import (  # noqa: PLC0415
+        UnknownCustomer,
+        entitlements_document,
+        format_entitlements,
+    )
+
+    snapshot = read_snapshot(ws.home)
+    if snapshot is None:
+        raise CommandError(
+            "no entitlements published yet: `meterbook ingest` (or a close) evaluates them"
+        )
+    try:
+        document = entitlements_document(snapshot, args.customer)
+    except UnknownCustomer as exc:
+        raise CommandError(str(exc)) from None
+    print(json.dumps(document, indent=2) if args.json else format_entitlements(document))
+    return 0
+
+
+def cmd_serve(ws: Workspace, args) -> int:
+    from orchestration.serve.server import serve  # noqa: PLC0415 (starts uvicorn)
+
+    serve(ws.home, args.host, args.port, on_ready=lambda url: progress(f"serving on {url}"))
+    return 0
+
+
+def cmd_notify(ws: Workspace, args) -> int:
+    """Delivers the alert notifications still pending in the outbox (SPEC 9)."""
+    from integrations.webhooks.delivery import (  # noqa: PLC0415
+        WebhookConfigError,
+        deliver_pending,
+        webhook_secret,
+    )
+    from orchestration.billing.alerts.outbox import Outbox, outbox_path  # noqa: PLC0415
+
+    webhook = _catalog(ws).settings.webhook
+    if webhook is None:
+        raise CommandError("settings.webhook is not set in the catalog: nowhere to deliver")
+    try:
+        secret = webhook_secret(webhook.secret_env)
+    except WebhookConfigError as exc:
+        raise CommandError(str(exc)) from None
+    report = deliver_pending(Outbox(outbox_path(ws.home)), webhook.url, secret)
+    if args.json:
+        print(json.dumps(report.metadata(), indent=2))
+    else:
+        print(
+            f"{report.delivered} delivered, {report.rejected} rejected (4xx, not retried), "
+            f"{report.pending} still pending, to {report.url}"
+        )
+    return 0 if report.pending == 0 else 1
+
+
 def cmd_demo(ws: Workspace, args) -> int:
     from orchestration.demo.run import run_demo  # noqa: PLC0415
 
@@ -336,6 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
         "sync-stripe", cmd_sync_stripe, "push finalized invoices to Stripe, pull payment status"
     )
     stripe.add_argument("--period", type=_period, required=True)
+    entitlements = add(
+        "entitlements", cmd_entitlements, "what each customer may use and how much is left"
+    )
+    entitlements.add_argument("--customer")
+    entitlements.add_argument("--json", action="store_true")
+    serve = add("serve", cmd_serve, "the read-only HTTP API: entitlements and usage so far")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to serve on (127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8484, help="the port to serve on (8484)")
+    notify = add("notify", cmd_notify, "deliver the alert notifications still pending")
+    notify.add_argument("--json", action="store_true")
     ui = add("ui", cmd_ui, "open the pipeline and its runs in the Dagster UI")
     ui.add_argument("--host", default="127.0.0.1", help="the address to serve on (127.0.0.1)")
     ui.add_argument("--port", type=_port, default=3000, help="the port to serve on (3000)")

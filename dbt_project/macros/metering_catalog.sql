@@ -29,24 +29,23 @@
 {%- endmacro %}
 
 {#
-  The span of the metering windows of var close_month (of every month when it is not set), as
+  The span of the metering windows of var close_month (of every month when it is not set; of
+  `windows` when given: metering_windows_of), as
   SQL predicates on `column`, read at compile time like the catalog: (from the first window's
   start, before the last window's end), or `false` twice when there is no window. A literal
   bound reaches the scan of the raw events inside int_events_metered; a bound read from a
   subquery does not, and DuckDB then joins and buffers every billable event with its
   properties first (152 s of a 100M-event usage build that had no windows at all).
 #}
-{% macro metering_window_bounds(column) %}
+{% macro metering_window_bounds(column, windows=none) %}
   {% if not execute %}
     {{ return(('false', 'false')) }}
   {% endif %}
-  {%- set month = metering_close_month_literal() -%}
   {%- set query -%}
     select
         strftime(timezone('UTC', min(window_start)), '%Y-%m-%d %H:%M:%S.%f'),
         strftime(timezone('UTC', max(window_end)), '%Y-%m-%d %H:%M:%S.%f')
-    from {{ ref('stg_billing__meter_windows') }}
-    {%- if month %} where close_month = {{ month }}{% endif %}
+    from {{ metering_windows_of(windows) }}
   {%- endset -%}
   {%- set row = run_query(query).rows[0] -%}
   {%- if row[0] is none -%}
@@ -65,14 +64,12 @@
   are never joined to their properties nor metered (at 30M events, a re-rate of 940 of
   10,000 customers spent 20 s metering everyone's events before the join dropped them).
 #}
-{% macro metering_window_customers(column, at_most=1000) %}
+{% macro metering_window_customers(column, at_most=1000, windows=none) %}
   {% if not execute %}
     {{ return('true') }}
   {% endif %}
-  {%- set month = metering_close_month_literal() -%}
   {%- set query -%}
-    select distinct billing_customer_id from {{ ref('stg_billing__meter_windows') }}
-    {%- if month %} where close_month = {{ month }}{% endif %}
+    select distinct billing_customer_id from {{ metering_windows_of(windows) }}
     order by 1 limit {{ at_most + 1 }}
   {%- endset -%}
   {%- set ids = run_query(query).columns[0].values() -%}
@@ -88,8 +85,8 @@
 
 {# The same span as UTC days, a predicate on the event_date `column`: a literal bound on the
    fates (stored in read order) skips the row groups of other months. #}
-{% macro metering_window_dates(column) %}
-  {%- set from_first_start, before_last_end = metering_window_bounds('x') -%}
+{% macro metering_window_dates(column, windows=none) %}
+  {%- set from_first_start, before_last_end = metering_window_bounds('x', windows) -%}
   {%- if from_first_start == 'false' -%}
     {{ return('false') }}
   {%- endif -%}
@@ -97,6 +94,18 @@
   {%- set last = before_last_end.split("'")[1][:10] -%}
   {{ return(column ~ " >= date '" ~ first ~ "' and " ~ column ~ " <= date '" ~ last ~ "'") }}
 {% endmacro %}
+
+{# The windows the bounds above read: `windows` (a relation of windows, all of them), else
+   the close's metering windows of var close_month (of every month when it is not set). #}
+{% macro metering_windows_of(windows) -%}
+  {%- if windows is not none -%}
+    {{ windows }}
+  {%- else -%}
+    {%- set month = metering_close_month_literal() -%}
+    (select * from {{ ref('stg_billing__meter_windows') }}
+    {%- if month %} where close_month = {{ month }}{% endif %})
+  {%- endif -%}
+{%- endmacro %}
 
 {# The months a fct_period_meter_quantities run recomputes, deleted before it inserts them. #}
 {% macro period_quantities_delete_months(relation) %}

@@ -22,7 +22,16 @@ from pydantic import ValidationError
 
 from orchestration.catalog.models import Catalog
 
-LIST_SECTIONS = ("exclusions", "meters", "plans", "customers", "subscriptions", "credit_grants")
+LIST_SECTIONS = (
+    "exclusions",
+    "meters",
+    "plans",
+    "customers",
+    "subscriptions",
+    "credit_grants",
+    "features",
+    "alerts",
+)
 SECTIONS = ("settings", *LIST_SECTIONS)
 # the field that names an entry of each section in paths; exclusions have none (position)
 NAMED_BY = {
@@ -31,6 +40,8 @@ NAMED_BY = {
     "customers": "id",
     "subscriptions": "id",
     "credit_grants": "id",
+    "features": "code",
+    "alerts": "code",
 }
 _PLAIN_NAME = re.compile(r"[\w.:@/+-]+")
 

@@ -115,6 +115,17 @@ class Accounts(Strict):
     tax_payable: AccountName = "tax_payable"
 
 
+# Only the variable's name is in the catalog: the secret itself never is (nor in logs).
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)]
+
+
+class Webhook(Strict):
+    """Where alert notifications are POSTed (SPEC 9), signed with the secret in `secret_env`."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2000)]
+    secret_env: EnvName
+
+
 class Settings(Strict):
     invoice_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")] = "MB"
     grace_days: Annotated[int, Field(ge=0, le=365)] = 3
@@ -130,6 +141,8 @@ class Settings(Strict):
     display_decimals: DisplayDecimals | None = None
     # the revenue journal's account names (meterbook revenue --journal)
     accounts: Accounts = Accounts()
+    # where alerts are delivered (SPEC 9); without it alerts are recorded but not sent
+    webhook: Webhook | None = None
 
 
 class Condition(Strict):
@@ -341,6 +354,35 @@ class PlanCreditGrant(Strict):
         return _default_scope(self.kind, self.applies_to)
 
 
+class Feature(Strict):
+    """Something a plan grants (SPEC 9): on or off, or a limit on a meter's period quantity."""
+
+    code: Code
+    name: str | None = None
+    type: Literal["boolean", "limit"]
+    meter: Code | None = None
+
+    @model_validator(mode="after")
+    def _meter_for_limits(self) -> Feature:
+        if self.type == "limit" and self.meter is None:
+            raise ValueError("a limit feature needs the meter it limits (meter: CODE)")
+        if self.type == "boolean" and self.meter is not None:
+            raise ValueError("a boolean feature has no meter (use type: limit to limit one)")
+        return self
+
+
+class LimitEntitlement(Strict):
+    """A limit on a feature's meter for the period; soft: going over is allowed (and billed)."""
+
+    limit: NonNegative
+    soft: bool = False
+
+
+# per plan version, by feature code: true/false for a boolean feature, {limit, soft} for a
+# limit feature (`true` there grants it with no limit, `false` denies it)
+EntitlementValue = bool | LimitEntitlement
+
+
 class PlanVersion(Strict):
     version: Annotated[int, Field(ge=1)]
     effective_from: date
@@ -351,6 +393,7 @@ class PlanVersion(Strict):
     maximum_spend: NonNegative | None = None
     # codes unique within the version: checked in validation.py, with the second one's path
     credit_grants: list[PlanCreditGrant] = []
+    entitlements: dict[Code, EntitlementValue] = {}
 
     @model_validator(mode="after")
     def _unique_codes(self) -> PlanVersion:
@@ -435,6 +478,65 @@ class AutoTopUp(Strict):
     amount: Positive
 
 
+class EntitlementOverride(Strict):
+    """A subscription's own value for a feature over [effective_from, effective_to): replaces
+    the plan's while in force (SPEC 9). `limit`/`soft` for a limit feature (a limit given
+    alone keeps the plan's `soft`), `enabled` to grant or deny any feature."""
+
+    feature: Code
+    limit: NonNegative | None = None
+    soft: bool | None = None
+    enabled: bool | None = None
+    effective_from: date
+    effective_to: date | None = None
+
+    @model_validator(mode="after")
+    def _something_and_dates(self) -> EntitlementOverride:
+        if self.limit is None and self.soft is None and self.enabled is None:
+            raise ValueError("an override sets limit, soft or enabled")
+        if self.effective_to is not None and self.effective_to <= self.effective_from:
+            raise ValueError("effective_to must be after effective_from (it is exclusive)")
+        return self
+
+    def in_force(self, day: date) -> bool:
+        return self.effective_from <= day and (self.effective_to is None or day < self.effective_to)
+
+
+# Thresholds as written ("80.00"): the text is what a notification names.
+Threshold = Annotated[Decimal, Field(gt=0, lt=Decimal("1e14"), decimal_places=12)]
+
+
+class Alert(Strict):
+    """Notify when a subscription's period usage of a meter, or its draft's total, crosses a
+    threshold (SPEC 9). `plan` and `customer_id` narrow which subscriptions it watches."""
+
+    code: Code
+    plan: Code | None = None
+    customer_id: Code | None = None
+    metric: Literal["usage", "spend"]
+    meter: Code | None = None
+    thresholds: Annotated[list[Threshold], Field(min_length=1, max_length=100)]
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ascending(cls, values: list[Decimal]) -> list[Decimal]:
+        for low, high in zip(values, values[1:], strict=False):
+            if high <= low:
+                raise ValueError(
+                    f"thresholds must be listed in increasing order without repeats: {high} "
+                    f"comes after {low}"
+                )
+        return values
+
+    @model_validator(mode="after")
+    def _meter_for_usage(self) -> Alert:
+        if self.metric == "usage" and self.meter is None:
+            raise ValueError("a usage alert needs the meter it watches (meter: CODE)")
+        if self.metric == "spend" and self.meter is not None:
+            raise ValueError("a spend alert watches the draft's total; it takes no meter")
+        return self
+
+
 class Subscription(Strict):
     id: Code
     customer_id: Code
@@ -448,6 +550,7 @@ class Subscription(Strict):
     price_overrides: list[PriceOverride] = []
     discounts: list[Discount] = []
     auto_top_up: AutoTopUp | None = None
+    entitlement_overrides: list[EntitlementOverride] = []
 
     @model_validator(mode="after")
     def _dates(self) -> Subscription:
@@ -493,6 +596,8 @@ class Catalog(Strict):
     customers: list[Customer] = []
     subscriptions: list[Subscription] = []
     credit_grants: list[CreditGrant] = []
+    features: list[Feature] = []
+    alerts: list[Alert] = []
 
     @cached_property
     def _index(self) -> dict[str, dict]:

@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from orchestration.catalog.currencies import minor_exponent
+from orchestration.catalog.entitlement_checks import entitlement_problems
 from orchestration.catalog.expressions import ExpressionError, literals_of, parse_expression
 from orchestration.catalog.models import Catalog, Plan, Subscription, decimal_problem
 
@@ -24,6 +25,7 @@ def cross_check(catalog: Catalog) -> list[Problem]:
         *_overlapping_subscriptions(catalog),
         *_credit_grants(catalog),
         *_top_ups(catalog),
+        *entitlement_problems(catalog),
     ]
 
 
@@ -34,6 +36,8 @@ def _duplicates(catalog: Catalog) -> Iterator[Problem]:
         ("customers", "id"),
         ("subscriptions", "id"),
         ("credit_grants", "id"),
+        ("features", "code"),
+        ("alerts", "code"),
     ):
         first: dict[str, int] = {}
         for i, entry in enumerate(getattr(catalog, section)):

@@ -6,8 +6,10 @@ It prints a summary per month, three sample invoices and the commands that show 
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import secrets
 import shutil
 from collections.abc import Callable
 
@@ -20,11 +22,13 @@ from orchestration.demo.generate import (
     write_late_file,
     write_month,
 )
+from orchestration.demo.receiver import Received, webhook_receiver
 from orchestration.workspace import Workspace
 
 MARKER = ".meterbook-demo"
 # The demo's "now": after both months, so no event is too far in the future, whatever the clock.
 DEMO_NOW = "2026-12-02T00:00:00Z"
+SECRET_ENV = "METERBOOK_WEBHOOK_SECRET"
 
 
 def prepare_home(ws: Workspace) -> None:
@@ -60,18 +64,73 @@ def run_demo(ws: Workspace, say: Callable[[str], None], verbose: bool = False) -
     say(f"workspace {ws.home}: {len(customers)} customers, events {counts}")
 
     october, november = MONTHS
-    say(f"closing {october} ...")
-    close_period(ws, october)
-    say(f"finalizing {october} ...")
-    finalize_period(ws, october)
-    say(f"recognizing {october}'s revenue ...")
-    recognize_revenue(ws, october)
-    late = write_late_file(ws.landing_dir, customers, october, rng)
-    say(f"a late file arrived with {late} events for {october} (already finalized)")
-    say(f"closing {november} ...")
-    close_period(ws, november)
+    # alerts go to a receiver the demo runs, for as long as it runs (SPEC 9)
+    with webhook_receiver(secrets.token_hex(16)) as received:
+        _point_webhook_at(ws, received)
+        say(f"closing {october} ...")
+        close_period(ws, october)
+        say(f"finalizing {october} ...")
+        finalize_period(ws, october)
+        say(f"recognizing {october}'s revenue ...")
+        recognize_revenue(ws, october)
+        late = write_late_file(ws.landing_dir, customers, october, rng)
+        say(f"a late file arrived with {late} events for {october} (already finalized)")
+        say(f"closing {november} ...")
+        close_period(ws, november)
+    _forget_webhook(ws)
     (_everything if verbose else _summary)(ws)
+    _entitlements_over_http(ws)
+    _alerts(received)
     _next(ws, verbose)
+
+
+WEBHOOK_FILE = "demo-webhook.yaml"
+
+
+def _point_webhook_at(ws: Workspace, received: Received) -> None:
+    os.environ[SECRET_ENV] = received.secret
+    (ws.catalog_dir / WEBHOOK_FILE).write_text(
+        "# written by `meterbook demo` for its own receiver, removed when the demo ends\n"
+        f'settings:\n  webhook: {{url: "{received.url}", secret_env: {SECRET_ENV}}}\n'
+    )
+
+
+def _forget_webhook(ws: Workspace) -> None:
+    """The receiver stops with the demo: later runs record alerts without trying to send."""
+    (ws.catalog_dir / WEBHOOK_FILE).unlink(missing_ok=True)
+
+
+def _entitlements_over_http(ws: Workspace) -> None:
+    import httpx  # noqa: PLC0415
+
+    from orchestration.billing.entitlements.publish import read_snapshot  # noqa: PLC0415
+    from orchestration.serve.server import running_server  # noqa: PLC0415
+
+    customer, feature = _denied_example(read_snapshot(ws.home))
+    path = f"/v1/customers/{customer}/entitlements/{feature}"
+    _section(f"Entitlements over HTTP: may {customer} use {feature}?")
+    with running_server(ws.home) as url:
+        print(f"$ curl {url}{path}")
+        print(json.dumps(httpx.get(url + path).json(), indent=2))
+    print(f"(the API ran for this request only; `meterbook --home {ws.home} serve` keeps it up)")
+
+
+def _denied_example(snapshot: dict) -> tuple[str, str]:
+    """A customer a hard limit stopped, the most telling answer; else the first one."""
+    for customer_id, entry in sorted(snapshot["customers"].items()):
+        for feature, answer in sorted(entry["entitlements"].items()):
+            if answer["subscription_id"] and not answer["has_access"] and answer["limit"]:
+                return customer_id, feature
+    first = min(snapshot["customers"])
+    return first, min(snapshot["customers"][first]["entitlements"] or {"-": None})
+
+
+def _alerts(received: Received) -> None:
+    _section("Usage alerts delivered to a webhook on 127.0.0.1")
+    valid = sum(received.signatures_valid)
+    print(f"{len(received.bodies)} notification(s) received, {valid} with a valid signature")
+    if received.bodies:
+        print(json.dumps(received.bodies[0], indent=2))
 
 
 def _summary(ws: Workspace) -> None:
@@ -130,7 +189,10 @@ def _next(ws: Workspace, verbose: bool) -> None:
     print(
         f"Revenue and its journal:   {meterbook} revenue --period {MONTHS[0]} --journal journal.csv"
     )
+    print(f"What each customer may use:  {meterbook} entitlements")
+    print(f"The same over HTTP:        {meterbook} serve   (then curl the address it prints)")
     print(f"Invoice documents (HTML, PDF):  {ws.documents_dir}")
+    print(f"Each customer's month so far:  {ws.documents_dir / 'usage'}")
     print(f"The pipeline and its runs in the Dagster UI:  {meterbook} ui")
 
 

@@ -11,5 +11,5 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
         "SELECT count(*) FROM information_schema.tables"
         " WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?",
         [schema, table],
-    ).fetchone()
-    return bool(found and found[0])
+    ).fetchall()  # all of it: a half-read result blocks con.register() on this connection
+    return bool(found[0][0])

@@ -111,6 +111,33 @@ def test_month_two_reads_no_row_of_month_one(tmp_path):
     events = [(table, rows) for table, rows in scans if table in ("raw_events", "int_events_fated")]
     assert events, scans
     assert all(0 < rows <= 5_000 for _, rows in events), scans
+    _current_period_reads_only_its_month(wh, tmp_path)
+
+
+def _current_period_reads_only_its_month(wh, tmp_path) -> None:
+    """Entitlements cost what the current period's usage costs (SPEC 9): the usage of the
+    current window (November) scans none of October's rows either."""
+    from orchestration.warehouse.entitlements import ensure_entitlements_schema  # noqa: PLC0415
+
+    with wh.connect() as con:
+        ensure_entitlements_schema(con)
+        con.execute(
+            "INSERT INTO meterbook_entitlements.current_windows VALUES ('sub:2026-11-01', 'sub', "
+            "'acme', '2026-11-01 00:00:00+00', '2026-12-01 00:00:00+00', '2026-11-28 00:00:00+00')"
+        )
+    wh.dbt(
+        "run",
+        "stg_entitlements__current_windows int_current_period_events fct_current_period_usage",
+    )
+    assert wh.rows(
+        "SELECT quantity, event_count FROM marts.fct_current_period_usage WHERE meter_code = 'calls'"
+    ) == [(5_000, 5_000)]
+    compiled = next(_DBT_TARGET.rglob("compiled/**/fct_current_period_usage.sql"))
+    with connect(wh.path) as con:
+        scans = _scans(con, compiled.read_text(), tmp_path / "current.json")
+    events = [(table, rows) for table, rows in scans if table in ("raw_events", "int_events_fated")]
+    assert events, scans
+    assert all(0 < rows <= 5_000 for _, rows in events), scans
 
 
 def _row_groups(con, schema: str, table: str) -> int:

@@ -9,6 +9,7 @@ from orchestration.defs.close.assets import (
     invoice_documents,
     rerated_finalized_months,
 )
+from orchestration.defs.entitlements.jobs import ENTITLEMENT_SELECTION
 from orchestration.defs.ingest.jobs import INGEST_SELECTION
 from orchestration.defs.wallets.assets import wallet_ledger
 
@@ -21,7 +22,8 @@ month_end_close = define_asset_job(
         *billing_models.keys,
         *invoice_documents.keys,
         *wallet_ledger.keys,
-    ),
+    )
+    | ENTITLEMENT_SELECTION,
     description=(
         "Month-end close: counts the month's usage, draws prepaid credits and builds its draft "
         "invoices and their documents, ready for review. Run it once the month has ended, and again whenever late "

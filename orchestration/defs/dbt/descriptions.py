@@ -36,6 +36,13 @@ FINANCE = {
         "The usage quantity billed per customer, meter and billing period of the month. "
         "Rebuilt by every month-end close."
     ),
+    "fct_current_period_usage": (
+        "What each active subscription has used of every meter in its current period so far: "
+        "what entitlements and usage alerts compare with their limits and thresholds."
+    ),
+    "fct_current_period_daily_usage": (
+        "Each active subscription's current period day by day, per meter: the month-so-far charts."
+    ),
     "fct_revenue_schedule": (
         "Revenue recognition: every finalized invoice line spread over the days it is earned "
         "(usage by day, fees over their period, credits bought as they are drawn or expire). "
@@ -58,6 +65,10 @@ STEP = {
     "usage": "A step of every ingest, nightly refresh and month-end close; not run on its own.",
     "billing": "A step of the month-end close; not run on its own.",
     "revenue": "A step of the revenue job (after finalization); not run on its own.",
+    "entitlements": (
+        "A step of every ingest, daily refresh and close: the current period's usage for "
+        "entitlements, alerts and the month-so-far views; not run on its own."
+    ),
 }
 _INTERNAL = [
     (re.compile(r"\s*\((?:see |per )?SPEC [0-9.]+\)"), ""),  # references to the spec document
@@ -78,6 +89,8 @@ def model_description(props: Mapping[str, Any], group: str) -> str:
 def _kind(name: str) -> str:
     if name.startswith("stg_"):
         return "Inputs tidied for billing (catalog, usage files or earlier closes)."
+    if name.startswith("int_current_period"):
+        return "An intermediate result on the way to entitlements and usage alerts."
     if name.startswith("int_revenue"):
         return "An intermediate result on the way to the month's revenue."
     if name.startswith("int_"):

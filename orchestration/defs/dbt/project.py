@@ -37,6 +37,7 @@ from orchestration.defs.dbt.runner import (
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.sql import connect
 from orchestration.warehouse.billing import add_later_invoice_line_columns, ensure_billing_schema
+from orchestration.warehouse.entitlements import ensure_entitlements_schema
 from orchestration.warehouse.ledger import ensure_ledger_schema
 from orchestration.warehouse.raw import ensure_raw_schema
 from orchestration.warehouse.usage import drop_fates_of_an_older_layout
@@ -47,6 +48,7 @@ BILLING_SELECT = "tag:billing"
 BUILD = ["build", "--exclude-resource-type", "unit_test"]
 USAGE_SELECT = "tag:usage"
 REVENUE_SELECT = "tag:revenue"
+ENTITLEMENTS_SELECT = "tag:entitlements"
 # two ledger tables revenue reads stand for the assets that write them, so the revenue models
 # show downstream of finalization and the wallet ledger (a key names one dbt resource only:
 # the other ledger tables keep keys of their own)
@@ -88,7 +90,7 @@ class MeterbookTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         tags = dbt_resource_props.get("tags", [])
-        return next((t for t in ("billing", "revenue") if t in tags), "usage")
+        return next((t for t in ("billing", "revenue", "entitlements") if t in tags), "usage")
 
     def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
         group = self.get_group_name(dbt_resource_props) or "billing"
@@ -177,6 +179,7 @@ def ensure_source_tables(warehouse: Path) -> None:
         # and the close's tables, which staging reads too (empty before any close: usage only)
         ensure_billing_schema(con)
         ensure_ledger_schema(con)  # the wallet models read the permanent wallet entries
+        ensure_entitlements_schema(con)
         drop_fates_of_an_older_layout(con)
         add_later_invoice_line_columns(con)
     finally:

@@ -3,6 +3,7 @@
 from dagster import AssetSelection, define_asset_job
 
 from orchestration.defs.catalog.assets import pricing_catalog
+from orchestration.defs.entitlements.jobs import ENTITLEMENT_SELECTION
 from orchestration.defs.ingest.assets import raw_events
 from orchestration.defs.usage.assets import usage_models
 
@@ -13,10 +14,10 @@ INGEST_SELECTION = AssetSelection.assets(
 
 ingest_landing_files = define_asset_job(
     "ingest_landing_files",
-    selection=INGEST_SELECTION,
+    selection=INGEST_SELECTION | ENTITLEMENT_SELECTION,
     description=(
         "Reads newly arrived usage files and sorts every event: billable, duplicate, excluded "
-        "or rejected, with the reason. Run it to see usage before the close; the close runs "
-        "it too."
+        "or rejected, with the reason, then re-evaluates entitlements and usage alerts. Run it "
+        "to see usage before the close; the close runs it too."
     ),
 )

@@ -6,6 +6,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from orchestration.defs.dbt.project import (
     BILLING_SELECT,
     DAILY_SELECT,
+    ENTITLEMENTS_SELECT,
     USAGE_SELECT,
     build_models,
     ensure_manifest,
@@ -20,7 +21,8 @@ from orchestration.warehouse.usage import fates_build_summary, fates_state
 
 @dbt_assets(
     manifest=ensure_manifest(),
-    select=USAGE_SELECT,
+    # the current periods' usage (entitlements) too: one dbt build, not two (~4 s a run)
+    select=f"{USAGE_SELECT} {ENTITLEMENTS_SELECT}",
     exclude=f"{DAILY_SELECT} {BILLING_SELECT}",
     name="usage_models",
     dagster_dbt_translator=translator,
@@ -29,7 +31,7 @@ def usage_models(
     context: AssetExecutionContext, dbt: DbtCliResource, meterbook: MeterbookWorkspace
 ):
     """Event fates and metered events: the events read since the last build are given
-    theirs; a change of meters, exclusions or customers fates every event again and rebuilds
+    theirs, and the current periods' usage is counted (entitlements); a change of meters, exclusions or customers fates every event again and rebuilds
     the daily usage of every day."""
     with meterbook.reader() as con:
         before = fates_state(con)

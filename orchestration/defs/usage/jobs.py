@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from orchestration.billing.month import BillingMonth
+from orchestration.defs.entitlements.jobs import ENTITLEMENT_SELECTION
 from orchestration.defs.ingest.jobs import INGEST_SELECTION
 from orchestration.defs.partitions import first_month
 from orchestration.defs.resources import MeterbookWorkspace
@@ -19,7 +20,9 @@ from orchestration.defs.usage.assets import daily_usage_models
 
 daily_usage_refresh = define_asset_job(
     "daily_usage_refresh",
-    selection=INGEST_SELECTION | AssetSelection.assets(*daily_usage_models.keys),
+    selection=INGEST_SELECTION
+    | AssetSelection.assets(*daily_usage_models.keys)
+    | ENTITLEMENT_SELECTION,
     description=(
         "Refreshes one day (UTC) of usage per customer and meter, for the month to date. Run "
         "by the nightly schedule; launch it for a past day after that day's files were "
