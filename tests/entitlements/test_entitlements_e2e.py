@@ -157,8 +157,11 @@ def test_entitlements_and_alerts_follow_ingested_usage(workspace):
             c2 = _answer(url, "2026-10-22T09:00:00Z", "c2", "emails")
             assert (c2["has_access"], c2["limit"], c2["used"]) == (False, "10", "14")
 
+        # an ingest refreshes the API only; the close also redraws the month-so-far pages
+        assert not (ws.documents_dir / "usage").exists()
         # the soft limit's overage is billed: 7 calls, 5 free, 2 at 1.00
         _run(ws, "month_end_close", "2026-10")
+        assert "c2" in (ws.documents_dir / "usage" / "c2.html").read_text()
     _assert_overage_billed(ws)
     _assert_alerts(received)
     _assert_secret_nowhere(ws.home)
