@@ -13,15 +13,21 @@ from orchestration.billing.entitlements.windows import CurrentPeriod
 from orchestration.billing.invoice_json import decimal_text, money_text
 from orchestration.warehouse.models import model_exists, with_refs
 
+# the month-so-far pages chart the meters with the most events, as invoices do
+CHARTED_METERS = 4
+
 
 def read_period_usage(
-    con: duckdb.DuckDBPyConnection, periods: list[CurrentPeriod]
+    con: duckdb.DuckDBPyConnection, periods: list[CurrentPeriod], daily: bool = False
 ) -> dict[str, PeriodUsage]:
+    """Quantities and drafts of the current periods; `daily`: the days of each period's
+    CHARTED_METERS busiest meters too (for the pages)."""
     usage = {p.window_id: PeriodUsage() for p in periods}
     if not periods:
         return usage
     _quantities(con, usage)
-    _daily(con, usage)
+    if daily:
+        _daily(con, usage)
     _drafts(con, periods, usage)
     return usage
 
@@ -43,12 +49,7 @@ def _quantities(con, usage: dict[str, PeriodUsage]) -> None:
 def _daily(con, usage: dict[str, PeriodUsage]) -> None:
     if not model_exists(con, "fct_current_period_daily_usage"):
         return
-    rows = con.execute(
-        with_refs(
-            "SELECT window_id, meter_code, usage_date, quantity "
-            "FROM {{ ref('fct_current_period_daily_usage') }} ORDER BY ALL"
-        )
-    ).fetchall()
+    rows = con.execute(with_refs(_DAILY), [CHARTED_METERS]).fetchall()
     for window_id, meter, day, quantity in rows:
         if window_id in usage:
             usage[window_id].daily.setdefault(meter, []).append((day, Decimal(quantity)))
@@ -94,6 +95,20 @@ def _drafts(con, periods: list[CurrentPeriod], usage: dict[str, PeriodUsage]) ->
                 }
             )
 
+
+_DAILY = """
+WITH charted AS (
+    SELECT window_id, meter_code
+    FROM {{ ref('fct_current_period_usage') }}
+    WHERE event_count > 0
+    QUALIFY row_number() OVER (
+        PARTITION BY window_id ORDER BY event_count DESC, meter_code) <= ?
+)
+SELECT d.window_id, d.meter_code, d.usage_date, d.quantity
+FROM {{ ref('fct_current_period_daily_usage') }} AS d
+JOIN charted USING (window_id, meter_code)
+ORDER BY ALL
+"""
 
 _INVOICES = """
 SELECT c.window_id, i.invoice_id, i.status, i.currency, i.currency_exponent,
