@@ -13,8 +13,9 @@ from orchestration.billing.entitlements.windows import CurrentPeriod
 from orchestration.billing.invoice_json import decimal_text, money_text
 from orchestration.warehouse.models import model_exists, with_refs
 
-# the month-so-far pages chart the meters with the most events, as invoices do
-CHARTED_METERS = 4
+# the month-so-far pages chart the busiest meter: a chart costs ~1.5 ms, 15 s at 10,000
+# customers (4 charts a page made the close of 10,000 customers 45 s longer)
+CHARTED_METERS = 1
 
 
 def read_period_usage(
