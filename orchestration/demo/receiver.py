@@ -3,14 +3,14 @@ signature, so the demo can show an alert arriving as a customer's endpoint would
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from integrations.webhooks.signing import verify
 
 
 @dataclass
@@ -29,8 +29,7 @@ def webhook_receiver(secret: str) -> Iterator[Received]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-            signed = hmac.compare_digest(expected, self.headers.get("Meterbook-Signature", ""))
+            signed = verify(secret, body, self.headers.get("Meterbook-Signature"))
             with lock:
                 received.bodies.append(json.loads(body))
                 received.signatures_valid.append(signed)

@@ -89,12 +89,8 @@ def evaluate(feature: Feature, grant: Grant, used: Decimal | None) -> Entitlemen
     return Entitlement(allowed, grant.limit, used, remaining, grant.soft)
 
 
-def most_generous(answers: list[Entitlement]) -> Entitlement:
-    """One answer for a customer with several active subscriptions: access if any gives it,
-    then no limit over a limit, then the most remaining."""
-
-    def rank(answer: Entitlement) -> tuple:
-        unlimited = answer.has_access and answer.limit is None
-        return (answer.has_access, unlimited, answer.remaining or Decimal(0))
-
-    return max(answers, key=rank)
+def generosity(answer: Entitlement) -> tuple:
+    """How much an answer gives, to pick one for a customer with several active
+    subscriptions: access first, then no limit over a limit, then the most remaining."""
+    unlimited = answer.has_access and answer.limit is None
+    return (answer.has_access, unlimited, answer.remaining or Decimal(0))

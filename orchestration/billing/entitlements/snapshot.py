@@ -13,8 +13,8 @@ from orchestration.billing.entitlements.publish import FORMAT
 from orchestration.billing.entitlements.resolve import (
     Entitlement,
     evaluate,
+    generosity,
     grant_of,
-    most_generous,
 )
 from orchestration.billing.entitlements.windows import CurrentPeriod
 from orchestration.billing.invoice_json import decimal_text
@@ -105,11 +105,11 @@ def _feature_answer(customer_id, feature, periods, usage, as_of) -> dict[str, An
         grant = grant_of(feature, period.version, period.subscription, day)
         used = used_of(period, feature.meter, usage) if feature.type == "limit" else None
         answers.append((evaluate(feature, grant, used), period))
-    if not answers:
-        answer, period = Entitlement(False, None, None, None, False), None
-    else:
-        best = most_generous([a for a, _ in answers])
-        answer, period = next((a, p) for a, p in answers if a is best)
+    answer, period = max(
+        answers,
+        key=lambda pair: generosity(pair[0]),
+        default=(Entitlement(False, None, None, None, False), None),
+    )
     return {
         "customer_id": customer_id,
         "feature": feature.code,
