@@ -106,6 +106,22 @@ def _period(value: str) -> str:
     return value
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86_400:
+        raise argparse.ArgumentTypeError(f"seconds from 0 to 86400, got {value!r}")
+    return seconds
+
+
+def _count(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of 1 or more, got {value!r}")
+    return int(value)
+
+
 def _port(value: str) -> int:
     if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 65535:
         raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {value!r}")
@@ -296,6 +312,30 @@ def cmd_serve(ws: Workspace, args) -> int:
     return 0
 
 
+def cmd_follow(ws: Workspace, args) -> int:
+    from orchestration.follow import follow  # noqa: PLC0415
+
+    _catalog(ws)
+    every = (
+        f"every {args.interval:g} s" if args.interval else "at settings.events_api.follow_seconds"
+    )
+    progress(f"following landing/events/ {every}; Ctrl-C to stop")
+    follow(ws, progress, args.interval, args.cycles)
+    return 0
+
+
+def cmd_api_key(ws: Workspace, args) -> int:
+    """Makes a key for a producer of events; only its hash goes into the catalog."""
+    from orchestration.serve.api_keys import key_hash, new_key  # noqa: PLC0415
+
+    key = new_key()
+    customers = f", customers: [{', '.join(args.customers)}]" if args.customers else ""
+    print(f"key (shown once; give it to the producer): {key}")
+    print("add to the catalog, under settings.api_keys:")
+    print(f"  - {{id: {args.id}, sha256: {key_hash(key)}{customers}}}")
+    return 0
+
+
 def cmd_notify(ws: Workspace, args) -> int:
     """Delivers the alert notifications still pending in the outbox (SPEC 9)."""
     from integrations.webhooks.delivery import (  # noqa: PLC0415
@@ -398,9 +438,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     entitlements.add_argument("--customer")
     entitlements.add_argument("--json", action="store_true")
-    serve = add("serve", cmd_serve, "the read-only HTTP API: entitlements and usage so far")
+    serve = add("serve", cmd_serve, "the HTTP API: entitlements, usage so far, events in")
     serve.add_argument("--host", default="127.0.0.1", help="the address to serve on (127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8484, help="the port to serve on (8484)")
+    follow = add(
+        "follow", cmd_follow, "the micro-batch loop: ingest new events and republish, until stopped"
+    )
+    follow.add_argument(
+        "--interval", type=_seconds, help="seconds between cycles (settings.events_api)"
+    )
+    follow.add_argument("--cycles", type=_count, help="stop after this many ingests")
+    api_key = add("api-key", cmd_api_key, "make a key for a producer of events (POST /v1/events)")
+    api_key.add_argument("id", help="the producer's name, the key's id in the catalog")
+    api_key.add_argument(
+        "--customers", nargs="+", metavar="ID", help="the only customers it may send events for"
+    )
     notify = add("notify", cmd_notify, "deliver the alert notifications still pending")
     notify.add_argument("--json", action="store_true")
     ui = add("ui", cmd_ui, "open the pipeline and its runs in the Dagster UI")

@@ -126,6 +126,38 @@ class Webhook(Strict):
     secret_env: EnvName
 
 
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ApiKey(Strict):
+    """One producer's key for `POST /v1/events` (SPEC 9). Only its SHA-256 is in the catalog
+    (`meterbook api-key` makes a key and prints the entry); `customers` limits what it may send
+    for; `revoked: true` refuses it with 403 while the others keep working."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+    sha256: Sha256Hex
+    customers: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = (
+        None
+    )
+    revoked: bool = False
+
+
+class EventsApi(Strict):
+    """How `POST /v1/events` writes landing files and when it pushes back (SPEC 9), and how
+    often `meterbook follow` ingests them."""
+
+    # the open file under landing/events/api/ is renamed (and so ingestible) after this long,
+    rotate_seconds: Annotated[Decimal, Field(gt=0, le=3600)] = Decimal(5)
+    # or after this many events, whichever comes first
+    rotate_events: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    max_batch_bytes: Annotated[int, Field(ge=1_024, le=1 << 30)] = 5 << 20  # else 413
+    max_batch_events: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000  # else 413
+    max_event_bytes: Annotated[int, Field(ge=256, le=10_000_000)] = 64 << 10  # else refused
+    # written but not ingested yet (open file included): above it, 429 with Retry-After
+    max_backlog_bytes: Annotated[int, Field(ge=1 << 20, le=1 << 40)] = 1 << 30
+    follow_seconds: Annotated[Decimal, Field(gt=0, le=86_400)] = Decimal(30)
+
+
 class Settings(Strict):
     invoice_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")] = "MB"
     grace_days: Annotated[int, Field(ge=0, le=365)] = 3
@@ -143,6 +175,9 @@ class Settings(Strict):
     accounts: Accounts = Accounts()
     # where alerts are delivered (SPEC 9); without it alerts are recorded but not sent
     webhook: Webhook | None = None
+    # who may POST events (SPEC 9), and how the events API writes and pushes back
+    api_keys: list[ApiKey] = []
+    events_api: EventsApi = EventsApi()
 
 
 class Condition(Strict):

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 
+from orchestration.catalog.api_key_checks import api_key_problems
 from orchestration.catalog.currencies import minor_exponent
 from orchestration.catalog.entitlement_checks import entitlement_problems
 from orchestration.catalog.expressions import ExpressionError, literals_of, parse_expression
@@ -26,6 +27,7 @@ def cross_check(catalog: Catalog) -> list[Problem]:
         *_credit_grants(catalog),
         *_top_ups(catalog),
         *entitlement_problems(catalog),
+        *api_key_problems(catalog),
     ]
 
 

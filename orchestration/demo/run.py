@@ -11,7 +11,10 @@ import os
 import random
 import secrets
 import shutil
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from orchestration.demo import DemoError
 from orchestration.demo.generate import (
@@ -80,6 +83,7 @@ def run_demo(ws: Workspace, say: Callable[[str], None], verbose: bool = False) -
     _forget_webhook(ws)
     (_everything if verbose else _summary)(ws)
     _entitlements_over_http(ws)
+    _events_over_http(ws, say)
     _alerts(received)
     _next(ws, verbose)
 
@@ -113,6 +117,100 @@ def _entitlements_over_http(ws: Workspace) -> None:
         print(f"$ curl {url}{path}")
         print(json.dumps(httpx.get(url + path).json(), indent=2))
     print(f"(the API ran for this request only; `meterbook --home {ws.home} serve` keeps it up)")
+
+
+API_KEY_FILE = "demo-api-key.yaml"
+
+
+def _events_over_http(ws: Workspace, say: Callable[[str], None]) -> None:
+    """A burst of events POSTed to the API, then one micro-batch cycle (`meterbook follow`):
+    the customer closest to a hard limit is refused once the burst has been counted."""
+    from orchestration.billing.entitlements.publish import read_snapshot  # noqa: PLC0415
+    from orchestration.follow import follow  # noqa: PLC0415
+    from orchestration.serve.server import running_server  # noqa: PLC0415
+
+    customer, feature, answer = _closest_to_hard_limit(read_snapshot(ws.home))
+    burst = int(answer["remaining"]) + 4
+    _section(f"Events over HTTP: {burst} API calls from {customer}, {answer['remaining']} left")
+    key = _demo_api_key(ws)
+    try:
+        with running_server(ws.home) as url:
+            _post_burst(url, key, customer, answer, burst)
+            started = time.monotonic()
+            follow(ws, say, interval=1, cycles=1)
+            after = _answer_after(url, customer, feature, answer["as_of"])
+            print(f"$ curl {url}/v1/customers/{customer}/entitlements/{feature}")
+            print(json.dumps(after, indent=2))
+            verdict = "refused" if not after["has_access"] else "still allowed"
+            print(f"{verdict} {time.monotonic() - started:.0f} s after the burst was acknowledged")
+    finally:
+        (ws.catalog_dir / API_KEY_FILE).unlink(missing_ok=True)
+
+
+def _closest_to_hard_limit(snapshot: dict) -> tuple[str, str, dict]:
+    allowed = [
+        (Decimal(a["remaining"]), customer_id, feature, a)
+        for customer_id, entry in snapshot["customers"].items()
+        for feature, a in entry["entitlements"].items()
+        if a["subscription_id"] and a["has_access"] and a["limit"] and not a["soft"]
+    ]
+    if not allowed:
+        raise DemoError("the demo's catalog has no customer under a hard limit")
+    _, customer_id, feature, answer = min(allowed, key=lambda row: row[:3])
+    return customer_id, feature, answer
+
+
+def _demo_api_key(ws: Workspace) -> str:
+    from orchestration.serve.api_keys import key_hash, new_key  # noqa: PLC0415
+
+    key = new_key()
+    (ws.catalog_dir / API_KEY_FILE).write_text(
+        "# written by `meterbook demo` for its own producer, removed when the demo ends\n"
+        f"settings:\n  api_keys: [{{id: demo, sha256: {key_hash(key)}}}]\n"
+        "  events_api: {rotate_seconds: 1}\n"
+    )
+    return key
+
+
+def _post_burst(url: str, key: str, customer: str, answer: dict, burst: int) -> None:
+    import httpx  # noqa: PLC0415
+
+    # one second after the watermark: the same period, and a new as_of to wait for
+    moment = datetime.fromisoformat(answer["as_of"].replace("Z", "+00:00")) + timedelta(seconds=1)
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    events = [
+        {
+            "event_id": f"demo-burst-{i}",
+            "customer_id": customer,
+            "event_name": "api.request",
+            "timestamp": stamp,
+            "properties": {"endpoint": "/v1/search"},
+        }
+        for i in range(burst)
+    ]
+    half = burst // 2
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
+    for part in (events[:half], events[half:]):
+        body = "".join(json.dumps(e) + "\n" for e in part)
+        print(
+            f"$ curl -X POST {url}/v1/events -H 'Authorization: Bearer $METERBOOK_API_KEY' "
+            f"-H 'Content-Type: application/x-ndjson' --data-binary @burst.ndjson  # {len(part)} events"
+        )
+        reply = httpx.post(f"{url}/v1/events", content=body, headers=headers).json()
+        print(f"202: {reply['accepted']} accepted, {reply['refused']} refused")
+
+
+def _answer_after(url: str, customer: str, feature: str, as_of: str) -> dict:
+    """The answer once the server has loaded a snapshot newer than `as_of` (within 0.2 s)."""
+    import httpx  # noqa: PLC0415
+
+    path = f"{url}/v1/customers/{customer}/entitlements/{feature}"
+    deadline = time.monotonic() + 10
+    while True:
+        after = httpx.get(path).json()
+        if after["as_of"] != as_of or time.monotonic() > deadline:
+            return after
+        time.sleep(0.1)
 
 
 def _denied_example(snapshot: dict) -> tuple[str, str]:

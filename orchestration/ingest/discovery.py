@@ -22,6 +22,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "ndjson", "json", "csv", "parquet")
+# where `meterbook serve` writes the events POSTed to it (serve/landing_writer.py); its files
+# appear whole (written under a hidden name, then renamed)
+API_FOLDER = "api"
 _HASH_CHUNK = 8 << 20
 
 

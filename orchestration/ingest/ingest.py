@@ -33,7 +33,12 @@ from pathlib import Path
 import duckdb
 
 from orchestration.ingest import keys, parse, store
-from orchestration.ingest.discovery import LandingFile, list_landing_files, sha256_file
+from orchestration.ingest.discovery import (
+    API_FOLDER,
+    LandingFile,
+    list_landing_files,
+    sha256_file,
+)
 from orchestration.ingest.readers import FileNotReadable, Limits, UnreadableFile, read_batches
 from orchestration.ingest.records import (
     DEFAULT_CHUNK_BYTES,
@@ -131,7 +136,8 @@ def pending_files(
 ) -> list[Path]:
     """Landing files whose content is not ingested yet; reads only (for the sensor). A file
     modified less than `settle_seconds` before `clock` (the wall clock: mtimes are real time,
-    whatever METERBOOK_NOW says) is left alone, as its producer may still be writing it."""
+    whatever METERBOOK_NOW says) is left alone, as its producer may still be writing it;
+    the events API's files (`api/`) are complete when they appear, and never wait."""
     candidates = _settled(list_landing_files(landing_dir), settle_seconds, clock)
     if not raw_schema_exists(con):
         return [f.path for f in candidates]
@@ -156,6 +162,9 @@ def _settled(
     settle_ns = int(settle_seconds * 1e9)
     settled = []
     for f in files:
+        if f.rel.startswith(f"{API_FOLDER}/"):  # the events API renames a file once it is whole
+            settled.append(f)
+            continue
         age_ns = now_ns - f.mtime_ns
         # an mtime far in the future (a producer's clock) would otherwise never settle
         if age_ns >= settle_ns or age_ns < -settle_ns:

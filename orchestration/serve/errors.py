@@ -1,6 +1,6 @@
 """Every error the API answers is JSON, `{"error": {"code", "message"}}`, with a stable code:
 the routes' own (unknown customer or feature, no snapshot yet) and the framework's (no such
-path, a method other than GET, a server error), never an HTML page."""
+path, a method the path does not take, a server error), never an HTML page."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ _CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
 
 
 def unknown_customer(customer_id: str) -> ApiError:
@@ -50,7 +53,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

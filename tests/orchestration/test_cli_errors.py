@@ -103,6 +103,10 @@ BAD_ARGUMENTS = [
     (["ui", "--port", "http"], 2, "a port is a number from 1 to 65535"),
     (["ui", "--port", "70000"], 2, "a port is a number from 1 to 65535"),
     (["demo", "--period", "2026-10"], 2, "unrecognized arguments"),
+    (["follow", "--interval", "0"], 2, "seconds from 0 to 86400, got '0'"),
+    (["follow", "--interval", "soon"], 2, "seconds from 0 to 86400, got 'soon'"),
+    (["follow", "--cycles", "0"], 2, "a whole number of 1 or more, got '0'"),
+    (["api-key"], 2, "required: id"),
     # the command's own errors: one line, exit 1
     (["void", "MB-2026-000002", "--reason", "x"], 1, "is an invoice number; its id is inv_"),
     (["void", "inv_nope", "--reason", "x"], 1, "inv_nope is not finalized: no ledger invoice"),

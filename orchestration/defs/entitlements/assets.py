@@ -33,6 +33,7 @@ from orchestration.billing.entitlements.windows import (
 from orchestration.defs.dbt.project import model_key, source_keys
 from orchestration.defs.ingest.assets import RAW_EVENTS
 from orchestration.defs.resources import MeterbookWorkspace
+from orchestration.ingest.refresh_status import record_refresh
 from orchestration.workspace import now_utc
 
 CURRENT_WINDOWS = AssetKey(["meterbook_entitlements", "current_windows"])
@@ -105,7 +106,12 @@ def entitlement_snapshot(
     if drawn:
         charted = build_snapshot(catalog, periods, usage, as_of, published_at, with_daily=True)
         pages = len(write_month_so_far_pages(ws.documents_dir, charted))
-    return MaterializeResult(metadata=snapshot_metadata(snapshot, path, pages))
+    metadata = snapshot_metadata(snapshot, path, pages)
+    refresh = record_refresh(ws.home, context.run_id, snapshot["as_of"])
+    if refresh is not None:  # this run ingested events: how long they took to show
+        metadata["lag_seconds"] = float(refresh["lag_seconds"])
+        metadata["oldest_arrival"] = refresh["oldest_arrival"]
+    return MaterializeResult(metadata=metadata)
 
 
 PAGES_SKIPPED_BY = ("ingest_landing_files",)

@@ -22,6 +22,7 @@ from orchestration.catalog.models import Settings
 from orchestration.defs.dbt.project import source_keys
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.ingest.ingest import pending_files, run_ingest
+from orchestration.ingest.refresh_status import record_ingest
 from orchestration.locking import WorkspaceLocked
 from orchestration.workspace import now_utc
 
@@ -66,6 +67,9 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
         totals = con.execute(
             "SELECT count(*), count(DISTINCT file_seq) FROM meterbook_raw.raw_events"
         ).fetchone()
+    status = record_ingest(
+        ws.home, ws.landing_dir, context.run_id, (f.path for f in result.files), result.lines_read
+    )
     for f in result.files:
         context.log.info(
             f"ingested {f.path}: {f.lines_read} lines" + (f" ({f.error})" if f.error else "")
@@ -80,6 +84,7 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
             "dagster/row_count": totals[0],
             "files_total": totals[1],
             "files": MetadataValue.md(_files_table(result.files)),
+            "oldest_arrival": status["oldest_arrival"] or "no new file",
         },
     )
     for key in context.selected_asset_keys - {RAW_EVENTS}:
@@ -95,12 +100,16 @@ def _files_table(files) -> str:
 
 @sensor(
     job_name="ingest_landing_files",
-    minimum_interval_seconds=60,
+    # the micro-batch loop's default cycle (settings.events_api.follow_seconds, which
+    # `meterbook follow` reads; a sensor's interval is fixed where it is defined)
+    minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.STOPPED,
     description=(
         "Counts usage as it arrives: starts an ingest when new files appear in "
         "landing/events/, once they have not changed for the catalog's landing_settle_seconds "
-        "(a sender may still be writing them). Turn it on to see usage before the close."
+        "(a sender may still be writing them; the events API's files in api/ are whole when "
+        "they appear and go at once), then entitlements and alerts are refreshed. Turn it on "
+        "to see usage before the close; `meterbook follow` does the same without the daemon."
     ),
 )
 def landing_files_sensor(context: SensorEvaluationContext, meterbook: MeterbookWorkspace):
