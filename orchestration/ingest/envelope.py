@@ -72,7 +72,7 @@ def split_batch(body: bytes) -> list[bytes | None]:
         return list(_array_elements(body))
     if head == b"{" and _one_object(body):
         return [body.strip()]
-    return [line.rstrip(b"\r") for line in body.split(b"\n") if line.strip()]
+    return [_utf8_or_none(line.rstrip(b"\r")) for line in body.split(b"\n") if line.strip()]
 
 
 def check_event(
@@ -84,13 +84,17 @@ def check_event(
     if len(text) > max_event_bytes:
         return Refused(index, "too_large", f"the event is over {max_event_bytes} bytes")
     try:
-        event = _loads(text)
+        # strict UTF-8 first: json.loads(bytes) would guess UTF-16 or take a lone surrogate,
+        # which the ingest then calls malformed
+        event = _loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        return Refused(index, "malformed", "the event is not UTF-8 text")
     except (ValueError, RecursionError):
         return Refused(index, "malformed", "the event is not valid JSON")
     if not isinstance(event, dict):
         return Refused(index, "malformed", "the event is not a JSON object")
-    fields = _fields(event)
-    problem = _envelope_problem(fields)
+    fields, names = _fields(event)
+    problem = _envelope_problem(fields, names)
     event_id = fields.get("event_id") if isinstance(fields.get("event_id"), str) else None
     if problem is not None:
         return Refused(index, *problem, event_id=event_id)
@@ -102,30 +106,40 @@ def check_event(
     return Accepted(index, event_id, customer_id, line)
 
 
-def _fields(event: dict[str, Any]) -> dict[str, Any]:
-    """SPEC 2.2's fields of the event, read under their CloudEvents names when it is one."""
-    if "specversion" not in event:
-        return event
-    return {ours: event.get(theirs) for ours, theirs in CLOUDEVENT_FIELDS.items()}
+def _fields(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """SPEC 2.2's fields of the event, read under their CloudEvents names when it is one (a
+    non-null `specversion`, as the ingest decides), and the names to use in messages."""
+    if event.get("specversion") is None:
+        return event, {}
+    fields = {ours: event.get(theirs) for ours, theirs in CLOUDEVENT_FIELDS.items()}
+    return fields, CLOUDEVENT_FIELDS
 
 
-def _envelope_problem(fields: dict[str, Any]) -> tuple[str, str] | None:
-    for name in _REQUIRED_TEXT:
-        problem = _text_problem(name, fields.get(name), required=True)
+def _envelope_problem(fields: dict[str, Any], names: dict[str, str]) -> tuple[str, str] | None:
+    for field in _REQUIRED_TEXT:
+        problem = _text_problem(names.get(field, field), fields.get(field), required=True)
         if problem is not None:
             return problem
-    timestamp = fields.get("timestamp")
+    timestamp, name = fields.get("timestamp"), names.get("timestamp", "timestamp")
     if timestamp is None or timestamp == "":
-        return "missing_field", "timestamp is required"
+        return "missing_field", f"{name} is required"
     if isinstance(timestamp, str):
         if len(timestamp) > MAX_TIMESTAMP_CHARS:
-            return "too_large", f"timestamp is over {MAX_TIMESTAMP_CHARS} characters"
+            return "too_large", f"{name} is over {MAX_TIMESTAMP_CHARS} characters"
     elif isinstance(timestamp, bool) or not isinstance(timestamp, int | Decimal):
-        return "bad_type", "timestamp must be an RFC 3339 string or epoch seconds/milliseconds"
+        return "bad_type", f"{name} must be an RFC 3339 string or epoch seconds/milliseconds"
     properties = fields.get("properties")
     if properties is not None and not isinstance(properties, dict):
-        return "bad_type", "properties must be an object"
-    return _text_problem("source", fields.get("source"), required=False)
+        return "bad_type", f"{names.get('properties', 'properties')} must be an object"
+    return _text_problem(names.get("source", "source"), fields.get("source"), required=False)
+
+
+def _utf8_or_none(line: bytes) -> bytes | None:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return line
 
 
 def _text_problem(name: str, value: Any, required: bool) -> tuple[str, str] | None:

@@ -48,7 +48,12 @@ def router(intake: Intake, store: SnapshotStore) -> APIRouter:
             try:
                 await run_in_threadpool(intake.writer.append, [a.line for a in accepted])
             except OSError as exc:
-                message = f"the events could not be written ({exc.strerror}); none was accepted"
+                # a failed write is cut back; a failed fsync may leave the batch in the file:
+                # either way a retry is safe, as the ingest bills a repeated event_id once
+                message = (
+                    f"the events could not be stored durably ({exc.strerror}); none is "
+                    "acknowledged: send the batch again"
+                )
                 raise ApiError(503, "write_failed", message) from None
         answer = {
             "accepted": len(accepted),

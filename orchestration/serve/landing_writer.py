@@ -80,8 +80,12 @@ class LandingWriter:
         for path in sorted(self.folder.glob(f"{OPEN_PREFIX}*.ndjson")):
             if _writer_alive(path.name):
                 continue
+            try:
+                name = _final_name(path.name[len(OPEN_PREFIX) :])
+            except ValueError:  # not a name a writer gives: someone else's file, left alone
+                log.warning("ignoring %s: not a file the events API opened", path.name)
+                continue
             _cut_half_line(path)
-            name = _final_name(path.name[len(OPEN_PREFIX) :])
             if path.stat().st_size == 0:
                 path.unlink()
                 continue
