@@ -50,12 +50,19 @@ def arrival_of(landing_dir: Path, rel: str) -> datetime | None:
 
 
 def record_ingest(
-    home: Path, landing_dir: Path, run_id: str, paths: Iterable[str], lines: int
+    home: Path,
+    landing_dir: Path,
+    run_id: str,
+    paths: Iterable[str],
+    lines: int,
+    copies: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """Writes `ingest.json` for a run that read `paths` (relative to the landing folder)."""
+    """Writes `ingest.json` for a run that read `paths` and recorded `copies` (files whose
+    bytes were ingested before: done with too), both relative to the landing folder."""
     paths = list(paths)
     previous = read_json(ingest_status_path(home)) or {}
-    api = [p[len(API_PREFIX) :] for p in paths if p.startswith(API_PREFIX)]
+    recorded = [*paths, *copies]
+    api = [p[len(API_PREFIX) :] for p in recorded if p.startswith(API_PREFIX)]
     through = max([*api, *filter(None, [previous.get("api_ingested_through")])], default=None)
     arrivals = [a for a in (arrival_of(landing_dir, p) for p in paths) if a is not None]
     status = {

@@ -8,7 +8,9 @@ appended and fsynced before its answer; the file is renamed to its final name
 `rotate_seconds` old or holds `rotate_events` events. A process killed with a file open
 leaves it hidden: the next writer on the same workspace (`recover`) cuts any line half
 written (never acknowledged: its batch had not been fsynced) and renames it, so nothing
-acknowledged is lost, and a producer's retry of the same batch is a duplicate for the ingest.
+acknowledged is lost, and a producer's retry of the same batch bills nothing twice: its
+events are duplicates for the ingest or, should its file hold exactly the bytes of an earlier
+one, the file is a copy (SPEC 2.1), recorded and not read again.
 
 Final names sort by the time the file was opened (its oldest event's arrival, which
 `ingest.refresh_status.arrival_of` reads back for the lag of a refresh) and, within one process, in writing order;

@@ -68,7 +68,12 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
             "SELECT count(*), count(DISTINCT file_seq) FROM meterbook_raw.raw_events"
         ).fetchone()
     status = record_ingest(
-        ws.home, ws.landing_dir, context.run_id, (f.path for f in result.files), result.lines_read
+        ws.home,
+        ws.landing_dir,
+        context.run_id,
+        (f.path for f in result.files),
+        result.lines_read,
+        copies=result.skipped_copies,
     )
     for f in result.files:
         context.log.info(
