@@ -320,8 +320,9 @@ def cmd_follow(ws: Workspace, args) -> int:
         f"every {args.interval:g} s" if args.interval else "at settings.events_api.follow_seconds"
     )
     progress(f"following landing/events/ {every}; Ctrl-C to stop")
-    follow(ws, progress, args.interval, args.cycles)
-    return 0
+    failed = follow(ws, progress, args.interval, args.cycles)
+    progress(f"stopped following ({failed} failed cycle(s))" if failed else "stopped following")
+    return 1 if failed else 0
 
 
 def cmd_api_key(ws: Workspace, args) -> int:

@@ -7,7 +7,8 @@ the current period's usage is counted again, the entitlement snapshot is republi
 alerts are checked. Each cycle's lag (the oldest new event's arrival to the publish) is the
 snapshot's `lag_seconds` metadata, `published/status.json` and `GET /v1/status`. A failed
 cycle is reported and the loop goes on (the next one retries the same files); SIGINT or
-SIGTERM ends it between or during cycles, as for any command.
+SIGTERM between cycles ends it normally; during a cycle, the run is stopped and marked
+failed, as for any command (the next `follow` or ingest reads the same files again).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.ingest.discovery import list_landing_files
 from orchestration.ingest.ingest import pending_files
 from orchestration.ingest.refresh_status import read_json, refresh_status_path
+from orchestration.interrupts import stopped
 from orchestration.locking import WorkspaceLocked
 from orchestration.pipeline import RunOutcome, run_job
 from orchestration.workspace import Workspace
@@ -46,7 +48,11 @@ def follow(
             say(_cycle_line(ws, outcome, waiting))
         pause = every - (time.monotonic() - started)
         if pause > 0 and (cycles is None or ran < cycles):
-            time.sleep(pause)
+            try:
+                time.sleep(pause)
+            except KeyboardInterrupt:  # SIGINT or SIGTERM between cycles: the normal end
+                stopped()
+                break
     return failed
 
 

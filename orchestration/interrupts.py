@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 PID_TAG = "meterbook/pid"
 HOST_TAG = "meterbook/host"
@@ -48,6 +50,23 @@ def sigterm_as_interrupt() -> None:
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     threading.Thread(target=_watch, args=(read_end,), name="meterbook-signals", daemon=True).start()
+
+
+@contextmanager
+def sigterm_kept() -> Iterator[None]:
+    """Puts SIGTERM's handler back as it was once the block ends.
+
+    Dagster, leaving a run, restores SIGINT's handler and gives SIGTERM the same one. A process
+    started with SIGINT ignored (a background job of a non-interactive shell, `nohup`) would
+    then ignore SIGTERM too: `meterbook follow`, between two runs, could no longer be stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, handler)
 
 
 def stopped() -> None:

@@ -16,6 +16,7 @@ from orchestration.interrupts import (
     RunInterrupted,
     fail_orphaned_runs,
     run_tags,
+    sigterm_kept,
     stop_requested,
     stopped,
 )
@@ -125,7 +126,8 @@ def _execute(instance, job, run_config: dict, tags: dict[str, str]):
         tags=tags,
         remote_job_origin=remote_job_origin(job.name),
     )
-    return execute_run(in_memory, run, instance, raise_on_error=False)
+    with sigterm_kept():
+        return execute_run(in_memory, run, instance, raise_on_error=False)
 
 
 def _run_tags(instance, job, partition_key: str | None, run_config: dict) -> dict[str, str]:

@@ -19,6 +19,7 @@ from orchestration.serve.app import create_app
 
 STARTUP_SECONDS = 60.0  # the first snapshot is loaded before the server listens
 SHUTDOWN_SECONDS = 10.0
+KEEP_ALIVE_SECONDS = 75
 
 
 def serve(
@@ -83,6 +84,9 @@ def _config(home: Path, host: str, port: int, poll_seconds: float = 0.2) -> uvic
         log_level="warning",
         access_log=False,
         lifespan="on",  # the lifespan loads the snapshot and starts and stops its poller
+        # uvicorn's 5 s closed idle keep-alive connections under producers that POST every
+        # few seconds, racing their next request; 75 s is what load balancers commonly keep
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -39,3 +40,45 @@ def test_no_repeat_once_the_command_has_stopped():
     code = SWALLOWED_ONCE.replace("pass  # dropped", "stopped()  # taken")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stdout + done.stderr  # slept its 8 s undisturbed
+
+
+AFTER_A_RUN = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from dagster._utils.interrupts import capture_interrupts
+    from orchestration.interrupts import sigterm_as_interrupt, sigterm_kept, stopped
+    sigterm_as_interrupt()
+    with sigterm_kept():
+        with capture_interrupts():  # what Dagster does around a run's execution
+            pass
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        stopped()
+        print("stopped")
+    """
+)
+
+
+def test_sigterm_still_stops_after_a_run_when_sigint_was_ignored_at_start():
+    """A background job of a non-interactive shell starts with SIGINT ignored; Dagster, after
+    a run, gives SIGTERM SIGINT's handler: without `sigterm_kept`, SIGTERM was then ignored
+    and `meterbook follow` could not be stopped between two cycles."""
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    for code, expected in ((AFTER_A_RUN, "stopped"), (_without_kept(AFTER_A_RUN), "")):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=ignore_sigint,
+        )
+        assert done.stdout.strip() == expected, done.stderr  # the second proves the first
+
+
+def _without_kept(code: str) -> str:
+    return code.replace("with sigterm_kept():", "if True:")
