@@ -27,7 +27,9 @@ def api_key_problems(catalog: Catalog) -> Iterator[Problem]:
         for c, customer_id in enumerate(key.customers or []):
             if customer_id not in customers:
                 yield (*at, "customers", c), f"unknown customer {customer_id!r}"
-    if settings.events_api.max_event_bytes > settings.max_line_bytes:
+    # only when set: by default the API takes the smaller of the two (KeyRing.of)
+    chosen = "max_event_bytes" in settings.events_api.model_fields_set
+    if chosen and settings.events_api.max_event_bytes > settings.max_line_bytes:
         yield (
             ("settings", "events_api", "max_event_bytes"),
             f"more than settings.max_line_bytes ({settings.max_line_bytes}): the ingest would "

@@ -44,7 +44,10 @@ class KeyRing:
         if catalog is None:
             return cls({}, EventsApi())
         settings = catalog.settings
-        return cls({k.sha256: k for k in settings.api_keys}, settings.events_api)
+        # an event longer than the ingest's line cap would be accepted, then malformed
+        cap = min(settings.events_api.max_event_bytes, settings.max_line_bytes)
+        events_api = settings.events_api.model_copy(update={"max_event_bytes": cap})
+        return cls({k.sha256: k for k in settings.api_keys}, events_api)
 
     def authenticate(self, authorization: str | None) -> ApiKey:
         """The key behind an `Authorization: Bearer <key>` header; ApiError 401 when there is

@@ -128,3 +128,13 @@ def test_a_revoked_key_still_counts_for_duplicates(tmp_path):
 def test_max_event_bytes_equal_to_max_line_bytes_is_allowed(tmp_path):
     text = BASE.replace("max_event_bytes: 32768", "max_event_bytes: 65536")
     assert _load(tmp_path, text).settings.events_api.max_event_bytes == 65536
+
+
+def test_a_small_line_cap_without_max_event_bytes_loads_and_caps_the_api(tmp_path):
+    # a catalog from before the events API, with a line cap under the API's default 64 KiB
+    text = BASE.replace("max_line_bytes: 65536", "max_line_bytes: 2048").replace(
+        "    max_event_bytes: 32768\n", ""
+    )
+    catalog = _load(tmp_path, text)
+    assert catalog.settings.events_api.max_event_bytes == 64 << 10  # the default, unchanged
+    assert KeyRing.of(catalog).settings.max_event_bytes == 2048  # what the API refuses above
