@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from orchestration.catalog import load_catalog_cached
+from orchestration.catalog import CatalogError, load_catalog_cached
+from orchestration.catalog.models import Settings
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.ingest.discovery import list_landing_files
 from orchestration.ingest.ingest import pending_files
@@ -56,15 +57,24 @@ def follow(
     return failed
 
 
+def _settings(ws: Workspace) -> Settings:
+    """The catalog's settings; its defaults while it does not load (the cycle's run then fails
+    on the catalog and says where: the loop reports it and goes on, as for any failed run)."""
+    try:
+        return load_catalog_cached(ws.catalog_dir).settings
+    except CatalogError:
+        return Settings()
+
+
 def _interval(ws: Workspace) -> float:
-    return float(load_catalog_cached(ws.catalog_dir).settings.events_api.follow_seconds)
+    return float(_settings(ws).events_api.follow_seconds)
 
 
 def _waiting(ws: Workspace) -> int:
     """How many landing files wait for an ingest (0 while another run holds the workspace)."""
     if not ws.warehouse_path.exists():
         return len(list_landing_files(ws.landing_dir))  # the first ingest makes the warehouse
-    settle = load_catalog_cached(ws.catalog_dir).settings.landing_settle_seconds
+    settle = _settings(ws).landing_settle_seconds
     resource = MeterbookWorkspace(home=str(ws.home))
     try:
         with resource.reader(wait_seconds=0) as con:
