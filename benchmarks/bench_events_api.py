@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import http.client
 import json
 import multiprocessing
@@ -77,7 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_ingest import EVENT_NAMES  # noqa: E402
 from bench_pipeline import catalog_document  # noqa: E402
-from bench_serve import Connection, Server, _head, percentile, say  # noqa: E402
+from bench_serve import Connection, Server, _head, percentile, run_generator, say  # noqa: E402
 
 from orchestration.serve.api_keys import key_hash, new_key  # noqa: E402
 
@@ -199,19 +198,7 @@ def generate(load: Load, out) -> None:
     # the parent stops it (SIGTERM, its default); a Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import uvloop  # noqa: PLC0415
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    if load.gc_off:
-        gc.disable()  # a phase's garbage is small (bench_serve: a collection stalled ~15 ms)
-    cpu, wall = time.process_time(), time.monotonic()
-    with runner:
-        figures = runner.run(_drive(load))
-    figures["cpu_s"], figures["wall_s"] = time.process_time() - cpu, time.monotonic() - wall
-    out.put(figures)
+    out.put(run_generator(lambda: _drive(load), gc_off=load.gc_off))
 
 
 async def _drive(load: Load) -> dict:

@@ -228,20 +228,27 @@ class Plan:
 
 def generate(plan: Plan, out) -> None:
     """One generator process: its share of the schedule, then its figures on `out`."""
+    out.put(run_generator(lambda: _drive(plan)))
+
+
+def run_generator(drive, gc_off: bool = True) -> dict:
+    """A generator's coroutine (`drive()`) on uvloop when installed; its figures, with the
+    process's CPU and wall seconds."""
     try:
         import uvloop  # noqa: PLC0415
 
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:
         runner = asyncio.Runner()
-    # a full collection among a phase's 20,000 requests stopped this process for ~15 ms: its
-    # requests would count it as the server's; a phase's garbage is small, kept until it ends
-    gc.disable()
+    if gc_off:
+        # a full collection among a phase's 20,000 requests stopped this process for ~15 ms:
+        # its requests would count it as the server's; a phase's garbage is small, kept
+        gc.disable()
     cpu, wall = time.process_time(), time.monotonic()
     with runner:
-        figures = runner.run(_drive(plan))
+        figures = runner.run(drive())
     figures["cpu_s"], figures["wall_s"] = time.process_time() - cpu, time.monotonic() - wall
-    out.put(figures)
+    return figures
 
 
 async def _drive(plan: Plan) -> dict:

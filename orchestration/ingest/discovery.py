@@ -17,6 +17,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ FORMATS = ("jsonl", "ndjson", "json", "csv", "parquet")
 # where `meterbook serve` writes the events POSTed to it (serve/landing_writer.py); its files
 # appear whole (written under a hidden name, then renamed)
 API_FOLDER = "api"
+# an API file is named `<opened>-<pid>-<seq>.ndjson`, <opened> when its first event was accepted
+API_STAMP = "%Y%m%dT%H%M%S%fZ"
 _HASH_CHUNK = 8 << 20
 
 
@@ -50,6 +53,14 @@ def detect_format(name: str) -> tuple[str, bool] | None:
         lower = lower[:-3]
     ext = lower.rpartition(".")[2] if "." in lower else ""
     return (ext, gzipped) if ext in FORMATS else None
+
+
+def api_file_opened(name: str) -> datetime | None:
+    """When the events API opened a file, read from its name; None for any other name."""
+    try:
+        return datetime.strptime(name.split("-", 1)[0], API_STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def list_landing_files(landing_dir: Path) -> list[LandingFile]:

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.billing.entitlements.publish import published_dir, write_atomically
-from orchestration.ingest.discovery import API_FOLDER
+from orchestration.ingest.discovery import API_FOLDER, api_file_opened
 
 API_PREFIX = f"{API_FOLDER}/"
-_STAMP = "%Y%m%dT%H%M%S%fZ"
 
 
 def ingest_status_path(home: Path) -> Path:
@@ -37,12 +36,9 @@ def arrival_of(landing_dir: Path, rel: str) -> datetime | None:
     """When the oldest event of a landing file arrived: an API file's name carries the time
     its first event was accepted (`api/<day>/<opened>-<pid>-<seq>.ndjson`); for any other
     file its mtime, the last write (a file dropped whole arrived then)."""
-    if rel.startswith(API_PREFIX):
-        stamp = rel.rsplit("/", 1)[-1].split("-", 1)[0]
-        try:
-            return datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC)
-        except ValueError:
-            pass
+    opened = api_file_opened(rel.rsplit("/", 1)[-1]) if rel.startswith(API_PREFIX) else None
+    if opened is not None:
+        return opened
     try:
         return datetime.fromtimestamp(os.stat(landing_dir / rel).st_mtime, UTC)
     except OSError:

@@ -13,8 +13,9 @@ events are duplicates for the ingest or, should its file hold exactly the bytes 
 one, the file is a copy (SPEC 2.1), recorded and not read again.
 
 Final names sort by the time the file was opened (its oldest event's arrival, which
-`ingest.refresh_status.arrival_of` reads back for the lag of a refresh) and, within one process, in writing order;
-the ingest reads files in path order, so events keep the order they were acknowledged in.
+`ingest.refresh_status.arrival_of` reads back for the lag of a refresh) and, within one
+process, in writing order; the ingest reads files in path order, so events keep the order
+they were acknowledged in.
 
 Appends from concurrent requests share fsyncs (group commit): each waits until the file is
 synced past its own bytes, and one fsync covers every batch written before it.
@@ -30,12 +31,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestration.ingest.discovery import API_FOLDER
+from orchestration.ingest.discovery import API_FOLDER, API_STAMP, api_file_opened
 
 log = logging.getLogger(__name__)
 
 OPEN_PREFIX = ".open-"
-_STAMP = "%Y%m%dT%H%M%S%fZ"
 
 
 @dataclass
@@ -43,11 +43,9 @@ class _OpenFile:
     path: Path
     fd: int
     opened: datetime
-    seq: int
     written: int = 0  # bytes
     synced: int = 0
     events: int = 0
-    closed: bool = False
 
 
 @dataclass
@@ -152,12 +150,12 @@ class LandingWriter:
     def _open(self) -> _OpenFile:
         self._seq += 1
         opened = datetime.now(UTC)
-        name = f"{OPEN_PREFIX}{opened.strftime(_STAMP)}-{os.getpid()}-{self._seq:06d}.ndjson"
+        name = f"{OPEN_PREFIX}{opened.strftime(API_STAMP)}-{os.getpid()}-{self._seq:06d}.ndjson"
         path = self.folder / name
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         _fsync_folder(self.folder)  # the file itself survives a crash, not only its bytes
-        self._file = _OpenFile(path, fd, opened, self._seq)
+        self._file = _OpenFile(path, fd, opened)
         return self._file
 
     def _rotate(self) -> str:
@@ -168,7 +166,6 @@ class LandingWriter:
             os.fsync(handle.fd)
             handle.synced = handle.written
             os.close(handle.fd)
-            handle.closed = True
         self._file = None
         name = _final_name(handle.path.name[len(OPEN_PREFIX) :])
         self._publish(handle.path, name)
@@ -193,8 +190,10 @@ class LandingWriter:
 
 def _final_name(stem: str) -> str:
     """`<opened>-<pid>-<seq>.ndjson` -> `<day>/<opened>-<pid>-<seq>.ndjson`"""
-    day = datetime.strptime(stem.split("-", 1)[0], _STAMP).date().isoformat()
-    return f"{day}/{stem}"
+    opened = api_file_opened(stem)
+    if opened is None:
+        raise ValueError(f"not a name the events API gives: {stem!r}")
+    return f"{opened.date().isoformat()}/{stem}"
 
 
 def _rel(folder: Path, path: Path) -> str:

@@ -4,11 +4,10 @@ ring `meterbook serve` uses; every mistake is named with its file, line and path
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
+from catalog_texts import issues_of, load_text
 
-from orchestration.catalog import CatalogError, load_catalog
 from orchestration.serve.api_keys import KeyRing, key_hash
 from orchestration.serve.errors import ApiError
 
@@ -40,15 +39,7 @@ settings:
 """
 
 
-def _load(tmp_path: Path, text: str):
-    (tmp_path / "catalog.yaml").write_text(text)
-    return load_catalog(tmp_path)
-
-
-def _issues(tmp_path: Path, text: str) -> list[str]:
-    with pytest.raises(CatalogError) as caught:
-        _load(tmp_path, text)
-    return [str(issue) for issue in caught.value.issues]
+_load, _issues = load_text, issues_of
 
 
 def test_keys_and_events_api_settings_load(tmp_path):

@@ -3,11 +3,8 @@ named with its file, line and path; nothing half-loaded."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-from orchestration.catalog import CatalogError, load_catalog
+from catalog_texts import issues_of, load_text
 
 BASE = """
 meters:
@@ -40,15 +37,7 @@ settings:
 """
 
 
-def _load(tmp_path: Path, text: str):
-    (tmp_path / "catalog.yaml").write_text(text)
-    return load_catalog(tmp_path)
-
-
-def _issues(tmp_path: Path, text: str) -> list[str]:
-    with pytest.raises(CatalogError) as caught:
-        _load(tmp_path, text)
-    return [str(issue) for issue in caught.value.issues]
+_load, _issues = load_text, issues_of
 
 
 def test_the_spec_example_loads(tmp_path):

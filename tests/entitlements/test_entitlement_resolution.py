@@ -6,7 +6,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from orchestration.billing.entitlements.resolve import evaluate, grant_of
-from orchestration.billing.entitlements.snapshot import PeriodUsage, build_snapshot
+from orchestration.billing.entitlements.snapshot import (
+    PeriodUsage,
+    build_snapshot,
+    without_daily,
+)
 from orchestration.billing.entitlements.windows import current_periods
 from orchestration.catalog.models import Catalog
 
@@ -115,3 +119,24 @@ def test_the_snapshot_uses_the_customers_local_period_and_answers_for_sub_accoun
         False, None, None,
     )  # fmt: skip
     assert snapshot["as_of"] == "2026-11-01T03:00:00Z"
+
+
+def test_the_published_form_is_the_document_built_without_days():
+    as_of = datetime(2026, 10, 20, tzinfo=UTC)
+    (period,) = current_periods(CATALOG, as_of)
+    usage = {
+        period.window_id: PeriodUsage(
+            quantities={"emails": (Decimal("7"), 7)},
+            daily={
+                "emails": [(date(2026, 10, 2), Decimal("3")), (date(2026, 10, 1), Decimal("4"))]
+            },
+        )
+    }
+    charted = build_snapshot(CATALOG, [period], usage, as_of, as_of, with_daily=True)
+    (meter,) = charted["customers"]["acme"]["usage"]["subscriptions"][0]["meters"]
+    assert meter["daily"] == [
+        {"date": "2026-10-01", "quantity": "4"},
+        {"date": "2026-10-02", "quantity": "3"},
+    ]
+    assert without_daily(charted) == build_snapshot(CATALOG, [period], usage, as_of, as_of)
+    assert "daily" in meter  # the pages' document is left as it was

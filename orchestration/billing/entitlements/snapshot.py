@@ -61,6 +61,20 @@ def build_snapshot(
     }
 
 
+def without_daily(document: dict[str, Any]) -> dict[str, Any]:
+    """A document built `with_daily`, as it is published: the same, without each meter's days
+    (the answers are built once for both)."""
+    customers = {}
+    for customer_id, entry in document["customers"].items():
+        usage = entry["usage"]
+        subscriptions = [
+            {**s, "meters": [{k: v for k, v in m.items() if k != "daily"} for m in s["meters"]]}
+            for s in usage["subscriptions"]
+        ]
+        customers[customer_id] = {**entry, "usage": {**usage, "subscriptions": subscriptions}}
+    return {**document, "customers": customers}
+
+
 def _feature_doc(feature: Feature) -> dict[str, Any]:
     return {
         "code": feature.code,

@@ -23,7 +23,7 @@ from orchestration.billing.entitlements.publish import (
     write_atomically,
 )
 from orchestration.billing.entitlements.reading import read_period_usage
-from orchestration.billing.entitlements.snapshot import build_snapshot, iso_z
+from orchestration.billing.entitlements.snapshot import build_snapshot, iso_z, without_daily
 from orchestration.billing.entitlements.windows import (
     current_periods,
     usage_as_of,
@@ -98,14 +98,11 @@ def entitlement_snapshot(
         # API only: a chart costs ~1.5 ms, a page up to CHARTED_METERS of them.
         drawn = context.job_name not in PAGES_SKIPPED_BY
         usage = read_period_usage(con, periods, daily=drawn)
-    published_at = now_utc()
-    snapshot = build_snapshot(catalog, periods, usage, as_of, published_at)
+    charted = build_snapshot(catalog, periods, usage, as_of, now_utc(), with_daily=drawn)
+    snapshot = without_daily(charted) if drawn else charted
     ws = meterbook.workspace
     path = write_atomically(snapshot_path(ws.home), snapshot)
-    pages = None
-    if drawn:
-        charted = build_snapshot(catalog, periods, usage, as_of, published_at, with_daily=True)
-        pages = len(write_month_so_far_pages(ws.documents_dir, charted))
+    pages = len(write_month_so_far_pages(ws.documents_dir, charted)) if drawn else None
     metadata = snapshot_metadata(snapshot, path, pages)
     refresh = record_refresh(ws.home, context.run_id, snapshot["as_of"])
     if refresh is not None:  # this run ingested events: how long they took to show
