@@ -16,12 +16,14 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn
 
 from orchestration.billing.finalize import FinalizeError
 from orchestration.billing.wallets.report import format_wallets
 from orchestration.catalog import Catalog, CatalogError, load_catalog
+from orchestration.cli_dunning import DunningRefused, cmd_dunning
 from orchestration.demo import DemoError
 from orchestration.ingest.fates_report import NoFatesYet
 from orchestration.interrupts import RunInterrupted, sigterm_as_interrupt, stopped
@@ -56,6 +58,7 @@ EXPECTED = (
     FinalizeError,
     DemoError,
     NoFatesYet,
+    DunningRefused,
 )
 _EXCEPTION_NAME = re.compile(r"^(?:\w+\.)+\w+: ")  # "package.module.SomeError: "
 
@@ -83,10 +86,12 @@ def _catalog(ws: Workspace, list_every_issue: bool = False) -> Catalog:
         ) from None
 
 
-def _run(ws: Workspace, job: str, partition: str | None = None) -> None:
+def _run(
+    ws: Workspace, job: str, partition: str | None = None, run_config: dict | None = None
+) -> None:
     _catalog(ws)
     started = f"running {job}" + (f" for {partition}" if partition else "") + " ..."
-    outcome = run_job(ws, job, partition, on_start=lambda: progress(started))
+    outcome = run_job(ws, job, partition, on_start=lambda: progress(started), run_config=run_config)
     if not outcome.success:
         # the step's own message, without the exception's module path before it
         error = _EXCEPTION_NAME.sub("", outcome.error or "")
@@ -270,6 +275,71 @@ def cmd_void(ws: Workspace, args) -> int:
     return 0
 
 
+def cmd_credit_note(ws: Workspace, args) -> int:
+    """Credits a finalized invoice (SPEC 11) through the `credit_note` job, as the UI would."""
+    import uuid  # noqa: PLC0415
+
+    from orchestration.billing.credit_notes.issue import (  # noqa: PLC0415
+        CreditNoteRequest,
+        credit_note,
+        preview_credit_note,
+    )
+    from orchestration.billing.credit_notes.plan import CreditNoteError  # noqa: PLC0415
+    from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
+    from orchestration.workspace import now_utc  # noqa: PLC0415
+
+    if not ws.warehouse_path.exists():
+        raise NoWarehouse(f"no warehouse at {ws.warehouse_path}: no invoice was ever finalized")
+    lines, amounts = args.line or [], args.amount or []
+    if len(lines) != len(amounts):
+        raise CommandError("each --line needs its --amount (and each --amount its --line)")
+    credit_note_id = f"cn_{uuid.uuid4().hex[:24]}"
+    request = CreditNoteRequest(
+        args.invoice_id, args.reason, _credit_lines(lines, amounts) or None, args.refund
+    )
+    _catalog(ws)
+    try:  # refused before any run starts: one line, no failed run in the history
+        with MeterbookWorkspace(home=str(ws.home)).warehouse() as con:
+            preview_credit_note(con, request, now_utc())
+    except CreditNoteError as exc:
+        raise CommandError(str(exc)) from None
+    config = {
+        "invoice_id": args.invoice_id,
+        "reason": args.reason,
+        "lines": [
+            {"line_id": line, "amount": amount} for line, amount in zip(lines, amounts, strict=True)
+        ],
+        "refund": args.refund,
+        "credit_note_id": credit_note_id,
+    }
+    _run(ws, "credit_note", run_config={"ops": {"issue_credit_note_op": {"config": config}}})
+    with MeterbookWorkspace(home=str(ws.home)).reader() as con:
+        note = credit_note(con, credit_note_id)
+    path = ws.documents_dir / "credit_notes" / f"{note['number']}.html"  # written by the job
+    if args.json:
+        print(json.dumps(note, indent=2, ensure_ascii=False))
+    else:
+        print(
+            f"{note['number']} credits {note['total']} {note['currency']} of invoice "
+            f"{note['invoice_number']} ({note['settlement'].replace('_', ' ')}): {path}"
+        )
+    return 0
+
+
+def _credit_lines(lines: list[str], amounts: list[str]) -> tuple[tuple[str, Decimal], ...]:
+    parsed = []
+    for line, amount in zip(lines, amounts, strict=True):
+        try:
+            parsed.append((line, Decimal(amount)))
+        except InvalidOperation:
+            raise CommandError(f"--amount {amount!r} of line {line} is not a number") from None
+    return tuple(parsed)
+
+
+def _cmd_dunning(ws: Workspace, args) -> int:
+    return cmd_dunning(ws, args, _catalog(ws), _run)
+
+
 def cmd_sync_stripe(ws: Workspace, args) -> int:
     from integrations.stripe.client import StripeConfig  # noqa: PLC0415
     from integrations.stripe.errors import StripeConfigError  # noqa: PLC0415
@@ -430,6 +500,17 @@ def build_parser() -> argparse.ArgumentParser:
     void = add("void", cmd_void, "void a finalized invoice (the original stays in the ledger)")
     void.add_argument("invoice_id", help="the invoice's id (inv_...), not its number")
     void.add_argument("--reason", required=True)
+    credit = add("credit-note", cmd_credit_note, "credit a finalized invoice, whole or by line")
+    credit.add_argument("invoice_id", help="the invoice's id (inv_...) or number")
+    credit.add_argument("--line", action="append", metavar="LINE_ID", help="a line to credit")
+    credit.add_argument(
+        "--amount", action="append", metavar="X", help="what to credit of the --line before it"
+    )
+    credit.add_argument("--reason", required=True, help="printed on the credit note")
+    credit.add_argument(
+        "--refund", action="store_true", help="refund a paid invoice through Stripe"
+    )
+    credit.add_argument("--json", action="store_true")
     stripe = add(
         "sync-stripe", cmd_sync_stripe, "push finalized invoices to Stripe, pull payment status"
     )
@@ -454,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     api_key.add_argument(
         "--customers", nargs="+", metavar="ID", help="the only customers it may send events for"
     )
+    dunning = add("dunning", _cmd_dunning, "the payment reminders due for overdue invoices")
+    dunning.add_argument("--send", action="store_true", help="send them (each exactly once)")
+    dunning.add_argument("--json", action="store_true")
     notify = add("notify", cmd_notify, "deliver the alert notifications still pending")
     notify.add_argument("--json", action="store_true")
     ui = add("ui", cmd_ui, "open the pipeline and its runs in the Dagster UI")

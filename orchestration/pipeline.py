@@ -52,9 +52,12 @@ def run_job(
     partition_key: str | None = None,
     verbose: bool = False,
     on_start: Callable[[], None] | None = None,
+    run_config: dict | None = None,
 ) -> RunOutcome:
     """Run a job as a run of the code location's job. `on_start` is called once the run's
-    arguments are accepted, just before it starts (a refused month never announces a run)."""
+    arguments are accepted, just before it starts (a refused month never announces a run).
+    `run_config`: the job's own config (e.g. the credit note's ops config), as the Launchpad
+    would send it."""
     activate(ws)
     from dagster._core.errors import DagsterExecutionInterruptedError  # noqa: PLC0415
 
@@ -69,7 +72,7 @@ def run_job(
     log_path.parent.mkdir(exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log, _instance(ws) as instance:
         fail_orphaned_runs(instance)
-        config = {} if verbose else QUIET
+        config = {**({} if verbose else QUIET), **(run_config or {})}
         tags = _run_tags(instance, job, partition_key, config)
         if on_start is not None:
             on_start()
@@ -254,6 +257,13 @@ def finalize_period(ws: Workspace, close_month: str) -> RunOutcome:
 
 def recognize_revenue(ws: Workspace, month: str) -> RunOutcome:
     return _checked(run_job(ws, "recognize_revenue", month))
+
+
+def issue_credit_note(ws: Workspace, config: dict) -> RunOutcome:
+    """Runs the `credit_note` job with `config` (its issue step's config, as the UI's Launchpad
+    takes it: invoice_id, reason, lines, refund, credit_note_id)."""
+    run_config = {"ops": {"issue_credit_note_op": {"config": config}}}
+    return _checked(run_job(ws, "credit_note", run_config=run_config))
 
 
 def _checked(outcome: RunOutcome) -> RunOutcome:

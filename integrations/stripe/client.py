@@ -262,17 +262,11 @@ class StripeGateway:
 
     def list_invoice_items(self, stripe_invoice_id: str) -> list[dict]:
         """Every item of one invoice (list endpoints are strongly consistent, search is not)."""
-        items: list[dict] = []
-        params: dict[str, Any] = {"invoice": stripe_invoice_id, "limit": 100}
-        while True:
-            page = self._call(
-                "GET /v1/invoiceitems",
-                lambda p=dict(params): self._sdk.v1.invoice_items.list(params=p),
-            )
-            items.extend(item.to_dict() for item in page.data)
-            if not page.has_more or not page.data:
-                return items
-            params["starting_after"] = page.data[-1].id
+        return self._list_all(
+            "GET /v1/invoiceitems",
+            lambda p: self._sdk.v1.invoice_items.list(params=p),
+            {"invoice": stripe_invoice_id},
+        )
 
     def create_invoice_item(self, params: dict, key: str) -> tuple[dict, bool]:
         return self._create(
@@ -282,7 +276,55 @@ class StripeGateway:
             ),
         )
 
+    # -- credit notes and refunds ---------------------------------------------------------
+
+    def list_credit_notes(self, stripe_invoice_id: str) -> list[dict]:
+        """Every credit note of one invoice (a list: strongly consistent, unlike search)."""
+        return self._list_all(
+            "GET /v1/credit_notes",
+            lambda p: self._sdk.v1.credit_notes.list(params=p),
+            {"invoice": stripe_invoice_id},
+        )
+
+    def create_credit_note(self, params: dict, key: str) -> tuple[dict, bool]:
+        return self._create(
+            "POST /v1/credit_notes",
+            lambda: self._sdk.v1.credit_notes.create(
+                params=params, options={"idempotency_key": key}
+            ),
+        )
+
+    def list_refunds(
+        self, *, payment_intent: str | None = None, charge: str | None = None
+    ) -> list[dict]:
+        """Every refund of one payment (by its payment intent, or its charge when it has none)."""
+        if (payment_intent is None) == (charge is None):
+            raise ValueError("list_refunds needs exactly one of payment_intent and charge")
+        target = {"payment_intent": payment_intent} if payment_intent else {"charge": charge}
+        return self._list_all(
+            "GET /v1/refunds", lambda p: self._sdk.v1.refunds.list(params=p), target
+        )
+
+    def create_refund(self, params: dict, key: str) -> tuple[dict, bool]:
+        return self._create(
+            "POST /v1/refunds",
+            lambda: self._sdk.v1.refunds.create(params=params, options={"idempotency_key": key}),
+        )
+
     # -- the retry loop ------------------------------------------------------------------
+
+    def _list_all(
+        self, label: str, list_page: Callable[[dict], Any], params: dict[str, Any]
+    ) -> list[dict]:
+        """Every page of a list endpoint, each page retried on its own."""
+        found: list[dict] = []
+        params = {**params, "limit": 100}
+        while True:
+            page = self._call(label, lambda p=dict(params): list_page(p))
+            found.extend(obj.to_dict() for obj in page.data)
+            if not page.has_more or not page.data:
+                return found
+            params["starting_after"] = page.data[-1].id
 
     def _create(self, label: str, send: Callable[[], Any]) -> tuple[dict, bool]:
         """The created object, and whether Stripe replayed it for a key seen before.

@@ -38,6 +38,18 @@ class StripeApiError(StripeError):
         self.request_id = request_id
         super().__init__(message)
 
+    @property
+    def refused(self) -> bool:
+        """Stripe looked at the request and said no (a 4xx): it created nothing. A conflict
+        (409), a rate limit (429) or an `idempotency_error` is not a refusal: there, something
+        may exist, or the same request may go through later under the same key."""
+        return (
+            self.status is not None
+            and 400 <= self.status < 500
+            and self.status not in (409, 429)
+            and self.error_type != "idempotency_error"
+        )
+
 
 class StripeUnavailable(StripeError):
     pass
@@ -45,3 +57,10 @@ class StripeUnavailable(StripeError):
 
 class SyncError(StripeError):
     """Our ledger and Stripe disagree; a person has to look (the message says where)."""
+
+
+def at_most_one(found: list[dict], what: str) -> None:
+    """Twins in Stripe (two objects carrying one of our ids) are reported, never chosen from."""
+    if len(found) > 1:
+        ids = ", ".join(sorted(obj["id"] for obj in found))
+        raise SyncError(f"Stripe holds {len(found)} {what} ({ids}); keep one and re-run")

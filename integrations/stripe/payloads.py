@@ -15,11 +15,17 @@ Prepaid credits (SPEC 7) need nothing of their own: a `promotional_credit` line 
 item and a `credit_purchase` line a positive one, like every line, and no item carries a
 Stripe tax rate (the ledger's tax, which leaves purchases out, is the `tax` item); paid
 credits drawn are the `credits` item.
+
+Credit notes (SPEC 11) go as Stripe credit notes of custom lines, one per credited line, and a
+`Tax` line for the tax credited (our Stripe invoices carry tax as an item of their own, so it
+is credited the same way); `credit_note_lines` says what becomes of the discounts a whole
+credit gives back.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -36,6 +42,8 @@ META_CUSTOMER = "meterbook_customer_id"
 META_INVOICE = "meterbook_invoice_id"
 META_NUMBER = "meterbook_invoice_number"
 META_LINE = "meterbook_line_id"
+META_CREDIT_NOTE = "meterbook_credit_note_id"
+META_CREDIT_NOTE_NUMBER = "meterbook_credit_note_number"
 TAX_REF = "meterbook:tax"
 CREDITS_REF = "meterbook:credits"
 # Stripe requires a due date for invoices it emails; 30 days when the catalog gives none.
@@ -44,6 +52,8 @@ MAX_ITEMS_PER_INVOICE = 250  # Stripe's limit of invoice items on one invoice
 _MAX_KEY_LENGTH = 255
 _MAX_INVOICE_DESCRIPTION = 1500
 _MAX_ITEM_DESCRIPTION = 5000
+_MAX_CREDIT_NOTE_TEXT = 5000  # a credit note line's description, and its memo
+CREDIT_NOTE_TAX_LINE = "Tax"
 
 
 @dataclass(frozen=True)
@@ -234,3 +244,88 @@ def _plain(value: Decimal) -> str:
 def from_minor_units(amount: int, currency_exponent: int) -> Decimal:
     """Stripe's integer amount back to the decimal amount (exact: a power-of-ten shift)."""
     return Decimal(amount).scaleb(-currency_exponent)
+
+
+# -- credit notes and refunds ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreditLine:
+    """One custom line of a Stripe credit note: quantity 1 at `amount_minor`."""
+
+    description: str
+    amount_minor: int
+
+
+def credit_note_lines(
+    lines: Sequence[tuple[str, Decimal]], tax: Decimal, currency: str
+) -> tuple[CreditLine, ...]:
+    """The Stripe lines of a credit note: `(description, pre-tax amount)` per credited line,
+    in order, then a `Tax` line when the tax credited is not zero.
+
+    A whole credit gives discounts back as negative lines. A custom line of a Stripe credit
+    note credits, it cannot charge, so each negative line is netted out of the positive lines,
+    first first, and named in the description of each line it lowers; the lines still add up
+    to the credit note's total, to the minor unit.
+    """
+    amounts = [(text, to_minor_units(amount, currency)) for text, amount in lines]
+    if tax:
+        amounts.append((CREDIT_NOTE_TAX_LINE, to_minor_units(tax, currency)))
+    positive = [[text, minor] for text, minor in amounts if minor > 0]
+    for text, minor in amounts:
+        if minor < 0:
+            _net_out(positive, -minor, text)
+    return tuple(
+        CreditLine(text[:_MAX_CREDIT_NOTE_TEXT], minor) for text, minor in positive if minor > 0
+    )
+
+
+def _net_out(positive: list[list], owed: int, text: str) -> None:
+    for line in positive:
+        taken = min(line[1], owed)
+        if taken:
+            line[1] -= taken
+            line[0] += f", net of {text}"
+            owed -= taken
+    if owed:
+        raise SyncError(f"its negative lines exceed the others by {owed} minor units")
+
+
+def credit_note_metadata(credit_note_id: str, number: str, invoice_id: str) -> dict[str, str]:
+    return {
+        META_CREDIT_NOTE: credit_note_id,
+        META_CREDIT_NOTE_NUMBER: number,
+        META_INVOICE: invoice_id,
+    }
+
+
+def credit_note_params(
+    stripe_invoice_id: str,
+    lines: Sequence[CreditLine],
+    *,
+    memo: str,
+    metadata: dict[str, str],
+    settlement: dict[str, str | int],
+) -> dict:
+    """`settlement`: empty for an open invoice (the credit lowers what it owes); for a paid
+    one, what covers the total: `{"refund": re_id}` or `{"out_of_band_amount": total}`."""
+    return {
+        "invoice": stripe_invoice_id,
+        "lines": [
+            {
+                "type": "custom_line_item",
+                "description": line.description,
+                "quantity": 1,
+                "unit_amount": line.amount_minor,
+            }
+            for line in lines
+        ],
+        "memo": memo[:_MAX_CREDIT_NOTE_TEXT],
+        "metadata": metadata,
+        **settlement,
+    }
+
+
+def refund_params(payment: dict[str, str], amount_minor: int, metadata: dict[str, str]) -> dict:
+    """`payment`: `{"payment_intent": pi}`, or `{"charge": ch}` for a charge without one."""
+    return {**payment, "amount": amount_minor, "metadata": metadata}

@@ -57,6 +57,14 @@ class Receivable:
     finalized_at: datetime | None
     paid_at: datetime | None
     voided_at: datetime | None
+    hosted_invoice_url: str | None = None  # Stripe's payment page (finalized invoices)
+
+    @property
+    def payment_failed(self) -> bool:
+        """An automatic charge failed at least once and the invoice is still owed. Stripe counts
+        attempts (a successful one too), but dates none of them: the pull that first sees this
+        records its own time (accounts_receivable.first_failed_at), from which dunning counts."""
+        return self.status in ("open", "uncollectible") and self.attempt_count > 0
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ def receivable_from_stripe(ours: Mapping[str, str], stripe_invoice: Mapping) -> 
         finalized_at=finalized_at,
         paid_at=_instant(transitions.get("paid_at")),
         voided_at=_instant(transitions.get("voided_at")),
+        hosted_invoice_url=stripe_invoice.get("hosted_invoice_url") or None,
     )
 
 
@@ -134,9 +143,20 @@ WHERE m.stripe_status <> 'deleted'
 ORDER BY m.close_month, m.number
 """
 
-_UPSERT_SQL = """
-INSERT OR REPLACE INTO meterbook_stripe.accounts_receivable
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+_COLUMNS = (
+    "invoice_id", "number", "close_month", "customer_id", "stripe_invoice_id", "currency",
+    "currency_exponent", "status", "collection_method", "total", "amount_due", "amount_paid",
+    "amount_remaining", "attempt_count", "next_payment_attempt", "due_date", "due_at",
+    "finalized_at", "paid_at", "voided_at", "pulled_at", "hosted_invoice_url", "first_failed_at",
+)  # fmt: skip
+# Every column is Stripe's latest word, except first_failed_at: once seen, it stays (the day
+# dunning counts from must not move with each pull).
+_UPSERT_SQL = f"""
+INSERT INTO meterbook_stripe.accounts_receivable ({", ".join(_COLUMNS)})
+VALUES ({", ".join("?" for _ in _COLUMNS)})
+ON CONFLICT (invoice_id) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:-1])},
+    first_failed_at = coalesce(accounts_receivable.first_failed_at, excluded.first_failed_at)
 """
 
 
@@ -180,7 +200,7 @@ def _save(con: duckdb.DuckDBPyConnection, r: Receivable, now: datetime) -> None:
             r.currency, r.currency_exponent, r.status, r.collection_method, r.total,
             r.amount_due, r.amount_paid, r.amount_remaining, r.attempt_count,
             r.next_payment_attempt, r.due_date, r.due_at, r.finalized_at, r.paid_at,
-            r.voided_at, now,
+            r.voided_at, now, r.hosted_invoice_url, now if r.payment_failed else None,
         ],
     )  # fmt: skip
     set_stripe_status(con, r.invoice_id, r.status)

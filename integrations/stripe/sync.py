@@ -13,6 +13,9 @@ For each ledger invoice of the month, in number order:
    item is there with exactly our amount.
 3. reconcile: Stripe's total must equal the ledger's amount due, to the minor unit.
 
+Then the credit notes of the month's invoices not in Stripe yet are pushed (credit_notes.py),
+so a re-run catches up any whose own push failed; their counts are in the result's metadata.
+
 A ledger invoice that is void is voided in Stripe if it reached Stripe (a draft there is
 deleted: Stripe cannot void drafts). A 4xx, or a 429/5xx that outlasts the retries, fails
 that invoice (its error is in the result) and the run goes on; if Stripe cannot be reached
@@ -31,21 +34,23 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
 
 import duckdb
 
 from integrations.stripe.client import StripeGateway
-from integrations.stripe.errors import StripeApiError, SyncError
+from integrations.stripe.credit_notes import (
+    CreditNoteSyncResult,
+    failure_lines,
+    push_credit_notes,
+)
+from integrations.stripe.errors import StripeApiError, SyncError, at_most_one
 from integrations.stripe.mapping import (
+    IdempotencyKeys,
     InvoiceMapping,
-    bump_key_generation,
     customer_mapping,
     invoice_mapping,
-    key_generations,
     save_customer,
     save_invoice,
     save_items,
@@ -57,7 +62,6 @@ from integrations.stripe.payloads import (
     InvoicePlan,
     customer_params,
     finalize_params,
-    idempotency_key,
     invoice_item_params,
     invoice_params,
     metadata_query,
@@ -70,8 +74,6 @@ from orchestration.warehouse.stripe import ensure_stripe_schema
 from orchestration.workspace import now_utc
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Stripe statuses of an invoice that has been finalized there.
 FINALIZED_IN_STRIPE = frozenset({"open", "paid", "uncollectible"})
@@ -93,9 +95,11 @@ class SyncResult:
     outcomes: tuple[InvoiceOutcome, ...]
     requests_sent: int
     creates_sent: int
+    credit_notes: CreditNoteSyncResult = CreditNoteSyncResult((), 0, 0)
 
     @property
     def failures(self) -> tuple[InvoiceOutcome, ...]:
+        """The invoices that failed (the credit notes' are `credit_notes.failures`)."""
         return tuple(o for o in self.outcomes if o.action == "failed")
 
     def metadata(self) -> dict[str, object]:
@@ -109,14 +113,26 @@ class SyncResult:
             "stripe_requests": self.requests_sent,
             "stripe_creates": self.creates_sent,
             "errors": [f"{o.number}: {o.error}" for o in self.failures],
+            "credit_notes": len(self.credit_notes.outcomes),
+            **{f"credit_notes_{a}": n for a, n in self.credit_notes.counts().items()},
+            "credit_note_errors": self.credit_notes.errors(),
         }
 
     def raise_for_failures(self) -> None:
+        parts = []
         if self.failures:
             lines = "\n".join(f"  {o.number} ({o.invoice_id}): {o.error}" for o in self.failures)
-            raise SyncError(
+            parts.append(
                 f"{len(self.failures)} invoice(s) of {self.period} not synced to Stripe:\n{lines}"
             )
+        notes = self.credit_notes.failures
+        if notes:
+            parts.append(
+                f"{len(notes)} credit note(s) of {self.period}'s invoices not pushed to "
+                f"Stripe:\n{failure_lines(notes)}"
+            )
+        if parts:
+            raise SyncError("\n".join(parts))
 
 
 def sync_period(
@@ -136,13 +152,20 @@ def sync_period(
     BillingMonth.parse(close_month)
     ensure_stripe_schema(con)
     requests_before, creates_before = client.requests_sent, client.creates_sent
-    run = _Run(con, catalog, client, now or now_utc(), collect, key_generations(con))
-    outcomes = tuple(run.sync_one(invoice) for invoice in load_period_invoices(con, close_month))
+    now = now or now_utc()
+    run = _Run(con, catalog, client, now, collect, IdempotencyKeys.load(con, now))
+    invoices = load_period_invoices(con, close_month)
+    outcomes = tuple(run.sync_one(invoice) for invoice in invoices)
+    # After the invoices: a credit note needs its invoice in Stripe.
+    credit_notes = push_credit_notes(
+        con, client, now=now, invoice_ids=[invoice.invoice_id for invoice in invoices]
+    )
     return SyncResult(
         close_month,
         outcomes,
         client.requests_sent - requests_before,
         client.creates_sent - creates_before,
+        credit_notes,
     )
 
 
@@ -153,7 +176,7 @@ class _Run:
     client: StripeGateway
     now: datetime
     collect: bool
-    generations: dict[str, int]  # idempotency keys moved on after a refusal
+    keys: IdempotencyKeys
     stripe_customers: dict[str, str] = field(default_factory=dict)
 
     def sync_one(self, invoice: LedgerInvoice) -> InvoiceOutcome:
@@ -184,7 +207,7 @@ class _Run:
         if status == "draft":
             self._push_items(plan, stripe_invoice, new)
             stripe_id, params = stripe_invoice["id"], finalize_params(self.collect)
-            stripe_invoice = self._keyed(
+            stripe_invoice = self.keys.send(
                 lambda key: self.client.finalize_invoice(stripe_id, params, key),
                 "finalize",
                 invoice.invoice_id,
@@ -219,10 +242,10 @@ class _Run:
 
     def _find_or_create_customer(self, customer: Customer) -> str:
         found = self.client.search_customers(metadata_query(META_CUSTOMER, customer.id))
-        _at_most_one(found, f"customers for {customer.id!r}")
+        at_most_one(found, f"customers for {customer.id!r}")
         if found:
             return found[0]["id"]
-        created, _ = self._keyed(
+        created, _ = self.keys.send(
             lambda key: self.client.create_customer(customer_params(customer), key),
             "customer",
             customer.id,
@@ -248,7 +271,7 @@ class _Run:
                 )
             return found, False
         params = invoice_params(invoice, customer, stripe_customer_id)
-        created, replayed = self._keyed(
+        created, replayed = self.keys.send(
             lambda key: self.client.create_invoice(params, key), "invoice", invoice.invoice_id
         )
         if replayed:
@@ -258,7 +281,7 @@ class _Run:
 
     def _search_invoice(self, invoice: LedgerInvoice) -> dict | None:
         found = self.client.search_invoices(metadata_query(META_INVOICE, invoice.invoice_id))
-        _at_most_one(found, f"invoices for {invoice.number}")
+        at_most_one(found, f"invoices for {invoice.number}")
         return found[0] if found else None
 
     def _push_items(self, plan: InvoicePlan, stripe_invoice: dict, new: bool) -> None:
@@ -272,7 +295,7 @@ class _Run:
                 params = invoice_item_params(
                     item, invoice, stripe_invoice["customer"], stripe_invoice["id"]
                 )
-                stripe_item, _ = self._keyed(
+                stripe_item, _ = self.keys.send(
                     lambda key, p=params: self.client.create_invoice_item(p, key),
                     "item",
                     invoice.invoice_id,
@@ -309,23 +332,6 @@ class _Run:
         pairs = [(item.ref, existing[item.ref]) for item in plan.items]
         save_items(self.con, plan.invoice.invoice_id, pairs, self.now)
 
-    def _keyed(self, send: Callable[[str], T], kind: str, *ids: str) -> T:
-        """`send(key)` with our idempotency key for (kind, ids).
-
-        After a 4xx refusal the key moves on a generation: Stripe created nothing, but would
-        replay the refusal for 24 hours, even once the cause is fixed. A conflict (409), a
-        rate limit (429) or an `idempotency_error` keeps the key: there, something may exist.
-        """
-        base = idempotency_key(kind, *ids)
-        key = idempotency_key(kind, *ids, generation=self.generations.get(base, 0))
-        try:
-            return send(key)
-        except StripeApiError as exc:
-            if _refused(exc):
-                bump_key_generation(self.con, base, str(exc), self.now)
-                self.generations[base] = self.generations.get(base, 0) + 1
-            raise
-
     # -- void ----------------------------------------------------------------------------
 
     def _void(self, invoice: LedgerInvoice) -> InvoiceOutcome:
@@ -341,7 +347,7 @@ class _Run:
             stripe_invoice = {**stripe_invoice, "status": "deleted"}
         elif status in ("open", "uncollectible"):
             stripe_id = stripe_invoice["id"]
-            stripe_invoice = self._keyed(
+            stripe_invoice = self.keys.send(
                 lambda key: self.client.void_invoice(stripe_id, key), "void", invoice.invoice_id
             )
         elif status != "void":
@@ -368,23 +374,8 @@ class _Run:
             }
 
 
-def _refused(exc: StripeApiError) -> bool:
-    return (
-        exc.status is not None
-        and 400 <= exc.status < 500
-        and exc.status not in (409, 429)
-        and exc.error_type != "idempotency_error"
-    )
-
-
 def _outcome(invoice: LedgerInvoice, action: str, stripe_id: str | None = None) -> InvoiceOutcome:
     return InvoiceOutcome(invoice.invoice_id, invoice.number, action, stripe_id)
-
-
-def _at_most_one(found: list[dict], what: str) -> None:
-    if len(found) > 1:
-        ids = ", ".join(sorted(obj["id"] for obj in found))
-        raise SyncError(f"Stripe holds {len(found)} {what} ({ids}); keep one and re-run")
 
 
 def _check_item(plan: InvoicePlan, stripe_item: dict, amount_minor: int) -> None:

@@ -197,12 +197,65 @@ def check_ledger(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str, Any]]:
         """
     ).fetchall()
     disagreeing = _document_disagreements(con)
-    passed = not gaps and not unstatused and not disagreeing
+    credit_notes = _credit_note_problems(con)
+    passed = not gaps and not unstatused and not disagreeing and not credit_notes
     return passed, {
         "sequences_with_gaps": [f"{p}-{y}: {n} numbers up to {m}" for p, y, n, m in gaps],
         "invoices_without_one_finalized_status": [r[0] for r in unstatused][:20],
         "documents_disagreeing": disagreeing[:20],
+        "credit_notes_disagreeing": credit_notes[:20],
     }
+
+
+# Credit notes add up (their lines to their totals), their numbers have no gaps, and no line
+# and no invoice was ever credited more than it billed (SPEC 11).
+_CREDIT_NOTE_PROBLEMS = """
+WITH notes AS (
+    SELECT n.credit_note_id, n.number, n.subtotal, n.tax_total, n.total,
+           coalesce(sum(l.amount), 0) AS line_sum, coalesce(sum(l.tax_amount), 0) AS tax_sum
+    FROM meterbook_ledger.credit_notes AS n
+    LEFT JOIN meterbook_ledger.credit_note_lines AS l USING (credit_note_id)
+    GROUP BY ALL
+),
+lines AS (
+    SELECT l.line_id, max(n.number) AS number, sum(l.amount) AS credited,
+           any_value(il.amount) AS billed
+    FROM meterbook_ledger.credit_note_lines AS l
+    JOIN meterbook_ledger.credit_notes AS n USING (credit_note_id)
+    JOIN meterbook_ledger.invoice_lines AS il
+      ON il.invoice_id = n.invoice_id AND il.line_id = l.line_id
+    GROUP BY l.line_id
+),
+invoices AS (
+    SELECT n.invoice_id, any_value(i.number) AS number, sum(n.total) AS credited,
+           any_value(i.total) AS billed
+    FROM meterbook_ledger.credit_notes AS n
+    JOIN meterbook_ledger.invoices AS i USING (invoice_id)
+    GROUP BY n.invoice_id
+),
+numbers AS (
+    SELECT number_year, count(*) AS n, max(number_seq) AS top
+    FROM meterbook_ledger.credit_note_numbers GROUP BY ALL
+)
+SELECT number || ': lines ' || line_sum || ' and tax ' || tax_sum || ' do not make '
+       || subtotal || ' + ' || tax_total || ' = ' || total
+FROM notes
+WHERE line_sum <> subtotal OR tax_sum <> tax_total OR subtotal + tax_total <> total
+UNION ALL
+SELECT 'line ' || line_id || ' credited ' || credited || ' of ' || billed || ' (last ' || number
+       || ')'
+FROM lines WHERE (billed >= 0 AND credited > billed) OR (billed < 0 AND credited < billed)
+UNION ALL
+SELECT 'invoice ' || number || ' credited ' || credited || ' of its ' || billed
+FROM invoices WHERE credited > billed
+UNION ALL
+SELECT 'CN-' || number_year || ': ' || n || ' numbers up to ' || top FROM numbers WHERE n <> top
+ORDER BY 1
+"""
+
+
+def _credit_note_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [row[0] for row in con.execute(_CREDIT_NOTE_PROBLEMS).fetchall()]
 
 
 def _document_disagreements(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -17,10 +17,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
 from pydantic import ValidationError
 
-from orchestration.catalog.models import Catalog
+from orchestration.catalog.models import DUNNING_TEMPLATES, DUNNING_TEMPLATES_DIR, Catalog
 
 LIST_SECTIONS = (
     "exclusions",
@@ -224,7 +225,9 @@ class _Locator:
         section, rest = loc[0], loc[1:]
         if section == "settings" and rest and rest[0] in self.origins["settings"]:
             origin = self.origins["settings"][rest[0]]
-            return CatalogIssue(origin.file, _fmt(loc), origin.lines.get(rest[1:]), message)
+            # nearest: a missing field is reported on the line of the setting that lacks it
+            line = _nearest_line(origin.lines, rest[1:])
+            return CatalogIssue(origin.file, _fmt(loc), line, message)
         if section in LIST_SECTIONS and rest and isinstance(rest[0], int):
             entries = self.origins[section]
             if rest[0] < len(entries):
@@ -296,6 +299,36 @@ def catalog_files(catalog_dir: Path) -> list[Path]:
     return sorted(catalog_dir.glob("*.yaml")) + sorted(catalog_dir.glob("*.yml"))
 
 
+def dunning_template_files(catalog_dir: Path) -> list[Path]:
+    """The files of catalog/templates/dunning/ (none when the folder is absent); hidden files
+    (an editor's swap file, .DS_Store) are not the catalog's."""
+    folder = catalog_dir.joinpath(*DUNNING_TEMPLATES_DIR)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _template_issues(catalog_dir: Path) -> list[CatalogIssue]:
+    """Dunning templates are catalog too (SPEC 11): a misspelt name or a Jinja syntax error is
+    reported with the YAML's mistakes, before anything runs, not when a reminder is due."""
+    issues = []
+    syntax = jinja2.Environment(autoescape=True)  # parses only: nothing is rendered here
+    for path in dunning_template_files(catalog_dir):
+        rel = path.relative_to(catalog_dir.parent).as_posix()
+        where = "dunning template"
+        if path.name not in DUNNING_TEMPLATES or not path.is_file():
+            known = ", ".join(DUNNING_TEMPLATES)
+            issues.append(CatalogIssue(rel, where, None, f"not a dunning template name ({known})"))
+            continue
+        try:
+            syntax.parse(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            issues.append(CatalogIssue(rel, where, None, f"not UTF-8 text ({exc.reason})"))
+        except jinja2.TemplateSyntaxError as exc:
+            issues.append(CatalogIssue(rel, where, exc.lineno, f"invalid template: {exc.message}"))
+    return issues
+
+
 # catalog folder -> (digest of its files, the catalog loaded from them)
 _LOADED: dict[Path, tuple[str, Catalog]] = {}
 
@@ -308,8 +341,11 @@ def load_catalog_cached(catalog_dir: Path) -> Catalog:
     tick of the file system would share an mtime.
     """
     digest = hashlib.sha256()
-    for path in catalog_files(catalog_dir):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in catalog_files(catalog_dir) + dunning_template_files(catalog_dir):
+        name = path.relative_to(catalog_dir).as_posix()
+        digest.update(
+            name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0"
+        )
     key, stamp = catalog_dir.resolve(), digest.hexdigest()
     known = _LOADED.get(key)
     if known is not None and known[0] == stamp:
@@ -355,9 +391,10 @@ def load_catalog(catalog_dir: Path) -> Catalog:
         catalog = Catalog.model_validate(merged)
     except ValidationError as exc:
         found = _without_nul_paths(_pydantic_issues(exc, locator), nul)
-        raise CatalogError(issues + found) from None
+        raise CatalogError(issues + found + _template_issues(catalog_dir)) from None
     if not unreadable:  # else every reference into the unread file would be "unknown"
         issues += _without_nul_paths(_cross_issues(catalog, locator), nul)
+    issues += _template_issues(catalog_dir)
     if issues:
         raise CatalogError(issues)
     return catalog

@@ -6,10 +6,12 @@ meter, a plan in another currency than its customer) live in `validation.py`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from datetime import date, timedelta
 from decimal import Decimal
+from email.utils import getaddresses
 from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -78,6 +80,17 @@ PropertyName = Annotated[str, AfterValidator(_property_name)]
 TaxRate = Annotated[Decimal, Field(ge=0, decimal_places=12), AfterValidator(_tax_fraction)]
 
 
+def strictly_increasing(name: str, values: list) -> list:
+    """`values` as given, or a ValueError naming the first pair out of order."""
+    for low, high in zip(values, values[1:], strict=False):
+        if high <= low:
+            raise ValueError(
+                f"{name} must be listed in increasing order without repeats: {high} "
+                f"comes after {low}"
+            )
+    return values
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -124,6 +137,150 @@ class Webhook(Strict):
 
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2000)]
     secret_env: EnvName
+
+
+# The files of catalog/templates/dunning/ that replace the shipped dunning templates (SPEC 11):
+# any other file there is a catalog error (a misspelt name would silently change nothing).
+DUNNING_TEMPLATES_DIR = ("templates", "dunning")
+DUNNING_TEMPLATES = (
+    "subject.txt",
+    "reminder.txt",
+    "reminder.html",
+    "final_notice.txt",
+    "final_notice.html",
+)
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+# Far enough for any real dunning plan, and a day count that stays a small integer.
+DunningDay = Annotated[int, Field(ge=1, le=3650)]
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: a connection that never leaves this machine."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# local@domain.tld: what the standard library's parser leaves of an address it understood
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;.]+")
+
+
+def _mail_address(value: str) -> str:
+    """One address, bare (`billing@example.com`) or with a name (`Billing <billing@...>`).
+
+    Parsed by the standard library, as the sender will; a line break could smuggle a header
+    into every message, so it is refused outright."""
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError("a mail address cannot contain a line break")
+    found = getaddresses([value])
+    if len(found) != 1 or not _ADDRESS.fullmatch(found[0][1]):
+        raise ValueError(f"{value!r} is not one mail address (like billing@example.com)")
+    return value
+
+
+MailAddress = Annotated[str, Field(max_length=320), AfterValidator(_mail_address)]
+
+
+def mail_recipients(value: str) -> list[str]:
+    """The bare addresses of a customer's `email` (one, or several separated by commas); empty
+    when any part is not an address or a line break is in it."""
+    if any(ch in value for ch in "\r\n"):
+        return []
+    found = [address for _, address in getaddresses([value])]
+    if not found or not all(_ADDRESS.fullmatch(address) for address in found):
+        return []
+    return found
+
+
+class Smtp(Strict):
+    """The mail server that sends dunning reminders (SPEC 11). Only the name of the variable
+    holding the password is in the catalog: the password itself is read when mail is sent and
+    is never stored, logged or shown."""
+
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\[\]-]+$", max_length=253)]
+    # None: the usual port of `security` (587 starttls, 465 ssl, 25 none)
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    # starttls: plain connection upgraded to TLS before anything is sent (refused if the
+    # server does not offer it); ssl: TLS from the first byte; none: loopback only
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    password_env: EnvName | None = None
+    timeout_seconds: Annotated[Decimal, Field(gt=0, le=600)] = Decimal(30)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password(cls, data: object) -> object:
+        # "extra inputs are not permitted" would not say where the password goes instead
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "the password is never written in the catalog: put it in an environment "
+                "variable and name that variable in password_env"
+            )
+        return data
+
+    @field_validator("security")
+    @classmethod
+    def _clear_text_stays_here(cls, security: str, info: ValidationInfo) -> str:
+        host = info.data.get("host")
+        if security == "none" and host is not None and not is_loopback_host(host):
+            # reminders name customers and what they owe (and a login would send the
+            # password): in clear text only to this machine, as for settings.webhook
+            raise ValueError(
+                f"security: none sends mail in clear text; allowed only to this machine "
+                f"(localhost, 127.0.0.1, ::1), not {host!r}: use starttls or ssl"
+            )
+        return security
+
+    @model_validator(mode="after")
+    def _login(self) -> Smtp:
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("give both username and password_env to log in, or neither")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 587, "ssl": 465, "none": 25}[self.security]
+
+
+class Dunning(Strict):
+    """Reminders for overdue invoices (SPEC 11): one on each of `reminder_days` after the due
+    date and a final notice after `final_notice_days`, for open invoices owing at least
+    `min_amount` (in the invoice's own currency), sent from `from`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    reminder_days: Annotated[list[DunningDay], Field(max_length=50)] = [1, 7, 14]
+    # checked against reminder_days when left at its default too
+    final_notice_days: Annotated[DunningDay | None, Field(validate_default=True)] = 30
+    min_amount: NonNegative = Decimal("1.00")
+    from_address: MailAddress = Field(alias="from")
+    reply_to: MailAddress | None = None
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _ascending(cls, days: list[int]) -> list[int]:
+        return strictly_increasing("reminder_days", days)
+
+    @field_validator("final_notice_days")
+    @classmethod
+    def _after_reminders(cls, days: int | None, info: ValidationInfo) -> int | None:
+        reminders = info.data.get("reminder_days") or [0]
+        if days is not None and days <= reminders[-1]:
+            # the final notice says no reminder follows: it must come after the last one
+            raise ValueError(
+                f"final_notice_days ({days}) must be after the last of reminder_days "
+                f"({reminders[-1]})"
+            )
+        return days
+
+    @model_validator(mode="after")
+    def _steps(self) -> Dunning:
+        if not self.reminder_days and self.final_notice_days is None:
+            raise ValueError("dunning needs reminder_days or final_notice_days: nothing to send")
+        return self
 
 
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -178,6 +335,10 @@ class Settings(Strict):
     # who may POST events (SPEC 9), and how the events API writes and pushes back
     api_keys: list[ApiKey] = []
     events_api: EventsApi = EventsApi()
+    # reminders for overdue invoices (SPEC 11) and the mail server that sends them; without
+    # smtp, what is due is recorded (and listed by `meterbook dunning`) but not sent
+    dunning: Dunning | None = None
+    smtp: Smtp | None = None
 
 
 class Condition(Strict):
@@ -555,13 +716,7 @@ class Alert(Strict):
     @field_validator("thresholds")
     @classmethod
     def _ascending(cls, values: list[Decimal]) -> list[Decimal]:
-        for low, high in zip(values, values[1:], strict=False):
-            if high <= low:
-                raise ValueError(
-                    f"thresholds must be listed in increasing order without repeats: {high} "
-                    f"comes after {low}"
-                )
-        return values
+        return strictly_increasing("thresholds", values)
 
     @model_validator(mode="after")
     def _meter_for_usage(self) -> Alert:

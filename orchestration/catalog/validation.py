@@ -11,7 +11,13 @@ from orchestration.catalog.api_key_checks import api_key_problems
 from orchestration.catalog.currencies import minor_exponent
 from orchestration.catalog.entitlement_checks import entitlement_problems
 from orchestration.catalog.expressions import ExpressionError, literals_of, parse_expression
-from orchestration.catalog.models import Catalog, Plan, Subscription, decimal_problem
+from orchestration.catalog.models import (
+    Catalog,
+    Plan,
+    Subscription,
+    decimal_problem,
+    mail_recipients,
+)
 
 Problem = tuple[tuple, str] | tuple[tuple, str, tuple]
 
@@ -28,6 +34,7 @@ def cross_check(catalog: Catalog) -> list[Problem]:
         *_top_ups(catalog),
         *entitlement_problems(catalog),
         *api_key_problems(catalog),
+        *_dunning_recipients(catalog),
     ]
 
 
@@ -319,3 +326,20 @@ def _top_ups(catalog: Catalog) -> Iterator[Problem]:
         for name in ("below", "amount"):
             if problem := _sub_minor(getattr(sub.auto_top_up, name), currency):
                 yield ("subscriptions", i, "auto_top_up", name), problem
+
+
+def _dunning_recipients(catalog: Catalog) -> Iterator[Problem]:
+    """With dunning on, a paying customer's `email` is where its reminders go: one that is
+    not an address would fail at every send, so it is refused here, before anything runs.
+    A customer without an email is allowed: its reminders wait, listed, until one is given."""
+    if catalog.settings.dunning is None:
+        return
+    for i, customer in enumerate(catalog.customers):
+        if customer.parent_id is not None or customer.email is None:
+            continue  # a sub-account's invoices go to its parent
+        if not mail_recipients(customer.email):
+            yield (
+                ("customers", i, "email"),
+                f"{customer.email!r} is not a mail address (settings.dunning sends reminders "
+                "to it); give one or more addresses separated by commas",
+            )

@@ -82,6 +82,7 @@ def run_demo(ws: Workspace, say: Callable[[str], None], verbose: bool = False) -
         close_period(ws, november)
     _forget_webhook(ws)
     (_everything if verbose else _summary)(ws)
+    _credit_note(ws, october)
     _entitlements_over_http(ws)
     _events_over_http(ws, say)
     _alerts(received)
@@ -262,6 +263,43 @@ def _revenue(ws: Workspace) -> None:
     print(format_revenue(document, largest=5))
 
 
+def _credit_note(ws: Workspace, month: str) -> None:
+    """Half the largest fixed fee of the month's finalized invoices credited (SPEC 11): unpaid
+    in the demo (no Stripe), so it lowers what the invoice owes."""
+    from orchestration.billing.credit_notes.issue import credit_note  # noqa: PLC0415
+    from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
+    from orchestration.pipeline import issue_credit_note  # noqa: PLC0415
+
+    meterbook = MeterbookWorkspace(home=str(ws.home))
+    with meterbook.reader() as con:
+        invoice_id, number, line_id, amount, currency = con.execute(
+            """
+            SELECT i.invoice_id, i.number, l.line_id, l.amount, i.currency
+            FROM meterbook_ledger.invoices AS i
+            JOIN meterbook_ledger.invoice_lines AS l USING (invoice_id)
+            WHERE i.close_month = ? AND l.kind = 'fixed_fee' AND i.currency_exponent = 2
+            ORDER BY l.amount DESC, i.number LIMIT 1
+            """,
+            [month],
+        ).fetchall()[0]
+    half = (amount / 2).quantize(Decimal("0.01"))
+    config = {
+        "invoice_id": invoice_id,
+        "reason": "Demo: half of the platform fee credited after an outage",
+        "lines": [{"line_id": line_id, "amount": str(half)}],
+        "credit_note_id": "cn_demo",
+    }
+    issue_credit_note(ws, config)
+    with meterbook.reader() as con:
+        note = credit_note(con, "cn_demo")
+    _section(f"A credit note on {number}")
+    print(
+        f"{note['number']}: {note['subtotal']} + tax {note['tax_total']} = {note['total']} "
+        f"{currency} credited on {number}; it lowers what the invoice owes (unpaid)"
+    )
+    print(f"Its document: {ws.documents_dir / 'credit_notes' / (note['number'] + '.html')}")
+
+
 def _everything(ws: Workspace) -> None:
     from orchestration.reports import events_text, invoices_text  # noqa: PLC0415
 
@@ -287,6 +325,8 @@ def _next(ws: Workspace, verbose: bool) -> None:
     print(
         f"Revenue and its journal:   {meterbook} revenue --period {MONTHS[0]} --journal journal.csv"
     )
+    print(f"Credit an invoice:         {meterbook} credit-note NUMBER --reason TEXT")
+    print(f"Reminders due (dunning):   {meterbook} dunning")
     print(f"What each customer may use:  {meterbook} entitlements")
     print(f"The same over HTTP:        {meterbook} serve   (then curl the address it prints)")
     print(f"Invoice documents (HTML, PDF):  {ws.documents_dir}")

@@ -88,6 +88,55 @@ CREATE TABLE IF NOT EXISTS meterbook_ledger.wallet_entries (
     grant_amount DECIMAL(38, 12),
     finalized_at TIMESTAMPTZ NOT NULL
 );
+-- Credit notes (SPEC 11): written once by billing/credit_notes/issue.py, never changed.
+CREATE TABLE IF NOT EXISTS meterbook_ledger.credit_notes (
+    credit_note_id VARCHAR PRIMARY KEY,
+    number VARCHAR NOT NULL UNIQUE,          -- CN-YYYY-NNNNNN, gapless per year of issue
+    invoice_id VARCHAR NOT NULL,             -- the finalized invoice it credits
+    invoice_number VARCHAR NOT NULL,
+    customer_id VARCHAR NOT NULL,
+    subscription_id VARCHAR NOT NULL,
+    currency VARCHAR NOT NULL,
+    currency_exponent INTEGER NOT NULL,
+    issued_on DATE NOT NULL,                 -- UTC day of issue: revenue reverses on it
+    issued_at TIMESTAMPTZ NOT NULL,
+    reason VARCHAR NOT NULL,
+    -- what the credit does: reduce_due (the invoice was unpaid: it owes less),
+    -- refund (paid: refunded through Stripe), wallet (paid: a paid grant in the wallet)
+    settlement VARCHAR NOT NULL CHECK (settlement IN ('reduce_due', 'refund', 'wallet')),
+    subtotal DECIMAL(38, 12) NOT NULL,       -- the lines credited, before tax
+    tax_total DECIMAL(38, 12) NOT NULL,      -- tax credited in proportion
+    total DECIMAL(38, 12) NOT NULL,          -- subtotal + tax_total
+    document JSON NOT NULL,                  -- the credit note as `meterbook credit-note --json`
+    html VARCHAR NOT NULL                    -- its HTML document, as issued
+);
+CREATE TABLE IF NOT EXISTS meterbook_ledger.credit_note_lines (
+    credit_note_id VARCHAR NOT NULL,
+    line_id VARCHAR NOT NULL,                -- the invoice line credited
+    position INTEGER NOT NULL,               -- its order in the credit note
+    kind VARCHAR NOT NULL,
+    description VARCHAR NOT NULL,
+    amount DECIMAL(38, 12) NOT NULL,         -- credited, before tax
+    tax_amount DECIMAL(38, 12) NOT NULL,     -- this line's share of the credit's tax
+    PRIMARY KEY (credit_note_id, line_id)
+);
+CREATE TABLE IF NOT EXISTS meterbook_ledger.credit_note_numbers (
+    number_year INTEGER NOT NULL,            -- the year of issued_on
+    number_seq INTEGER NOT NULL,             -- 1, 2, 3, ... per year, no gaps
+    number VARCHAR NOT NULL UNIQUE,
+    credit_note_id VARCHAR NOT NULL UNIQUE,
+    PRIMARY KEY (number_year, number_seq)
+);
+-- Per invoice: what its credit notes took, by settlement (no row: never credited).
+CREATE OR REPLACE VIEW meterbook_ledger.invoice_credits AS
+SELECT invoice_id,
+       count(*) AS credit_notes,
+       sum(total) AS credited_total,
+       sum(total) FILTER (WHERE settlement = 'reduce_due') AS reduced_due,
+       sum(total) FILTER (WHERE settlement = 'refund') AS refunded,
+       sum(total) FILTER (WHERE settlement = 'wallet') AS to_wallet
+FROM meterbook_ledger.credit_notes
+GROUP BY invoice_id;
 CREATE OR REPLACE VIEW meterbook_ledger.current_invoice_status AS
 SELECT invoice_id,
        CASE WHEN bool_or(status = 'void') THEN 'void' ELSE 'finalized' END AS status,

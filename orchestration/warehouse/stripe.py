@@ -44,6 +44,25 @@ CREATE TABLE IF NOT EXISTS meterbook_stripe.idempotency_generations (
     last_error VARCHAR NOT NULL,
     refused_at TIMESTAMPTZ NOT NULL
 );
+-- Credit notes and refunds pushed (integrations/stripe/credit_notes.py), one row each, written
+-- right after Stripe answered; like the invoices, Stripe's objects carry our id in metadata.
+CREATE TABLE IF NOT EXISTS meterbook_stripe.credit_notes (
+    credit_note_id VARCHAR PRIMARY KEY,      -- meterbook_ledger.credit_notes
+    number VARCHAR NOT NULL,
+    invoice_id VARCHAR NOT NULL,
+    stripe_invoice_id VARCHAR NOT NULL,
+    stripe_credit_note_id VARCHAR NOT NULL,
+    stripe_refund_id VARCHAR,                -- settlement 'refund' only
+    total_minor BIGINT NOT NULL,             -- Stripe's total, checked against ours
+    pushed_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meterbook_stripe.refunds (
+    credit_note_id VARCHAR PRIMARY KEY,
+    stripe_refund_id VARCHAR NOT NULL,
+    amount_minor BIGINT NOT NULL,
+    status VARCHAR NOT NULL,
+    refunded_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meterbook_stripe.accounts_receivable (
     invoice_id VARCHAR PRIMARY KEY,
     number VARCHAR NOT NULL,
@@ -65,8 +84,15 @@ CREATE TABLE IF NOT EXISTS meterbook_stripe.accounts_receivable (
     finalized_at TIMESTAMPTZ,
     paid_at TIMESTAMPTZ,
     voided_at TIMESTAMPTZ,
-    pulled_at TIMESTAMPTZ NOT NULL
+    pulled_at TIMESTAMPTZ NOT NULL,
+    hosted_invoice_url VARCHAR,          -- Stripe's payment page, linked from dunning reminders
+    -- when a pull first saw a failed automatic charge (attempt_count > 0 on an open invoice):
+    -- Stripe's invoice gives no date for it, and dunning counts the days overdue from it
+    first_failed_at TIMESTAMPTZ
 );
+-- warehouses made before these columns (appended, so old and new tables have one column order)
+ALTER TABLE meterbook_stripe.accounts_receivable ADD COLUMN IF NOT EXISTS hosted_invoice_url VARCHAR;
+ALTER TABLE meterbook_stripe.accounts_receivable ADD COLUMN IF NOT EXISTS first_failed_at TIMESTAMPTZ;
 """
 
 

@@ -59,6 +59,8 @@ def test_console_script_is_installed():
         "sync-stripe",
         "wallets",
         "revenue",
+        "credit-note",
+        "dunning",
         "ui",
     ):
         assert command in result.stdout

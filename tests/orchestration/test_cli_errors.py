@@ -107,6 +107,8 @@ BAD_ARGUMENTS = [
     (["follow", "--interval", "soon"], 2, "seconds from 0 to 86400, got 'soon'"),
     (["follow", "--cycles", "0"], 2, "a whole number of 1 or more, got '0'"),
     (["api-key"], 2, "required: id"),
+    (["credit-note"], 2, "required: invoice_id, --reason"),
+    (["credit-note", "inv_x"], 2, "required: --reason"),
     # the command's own errors: one line, exit 1
     (["void", "MB-2026-000002", "--reason", "x"], 1, "is an invoice number; its id is inv_"),
     (["void", "inv_nope", "--reason", "x"], 1, "inv_nope is not finalized: no ledger invoice"),
@@ -123,6 +125,28 @@ BAD_ARGUMENTS = [
     (["finalize", "--period", "2026-12"], 1, "nothing to finalize: 2026-12 has no invoices"),
     (["events"], 1, "no event fates in this warehouse yet"),
     (["sync-stripe", "--period", "2026-10"], 1, "STRIPE_API_KEY is not set"),
+    (["credit-note", "inv_nope", "--reason", "x"], 1, "invoice inv_nope is not finalized"),
+    (
+        ["credit-note", "MB-2026-000001", "--line", "li_x", "--reason", "x"],
+        1,
+        "each --line needs its --amount",
+    ),
+    (
+        ["credit-note", "MB-2026-000001", "--line", "li_x", "--amount", "ten", "--reason", "x"],
+        1,
+        "--amount 'ten' of line li_x is not a number",
+    ),
+    (
+        ["credit-note", "MB-2026-000001", "--line", "li_x", "--amount", "1", "--reason", "x"],
+        1,
+        "invoice MB-2026-000001 has no line li_x",
+    ),
+    (["credit-note", "MB-2026-000002", "--reason", " "], 1, "needs a reason"),
+    (
+        ["credit-note", "MB-2026-000001", "--reason", "x", "--refund"],
+        1,
+        "is not paid (Stripe: never pulled): nothing to refund",
+    ),
     # refused before any run starts (no progress line): before the first subscription
     (["close", "--period", "2020-01"], 1, "2020-01 is outside this workspace's"),
 ]
@@ -172,6 +196,7 @@ def test_void_by_id_works_after_the_number_was_refused(home, capfd, tmp_path):
         ["verify"],
         ["void", "inv_x", "--reason", "x"],
         ["sync-stripe", "--period", "2026-10"],
+        ["credit-note", "inv_x", "--reason", "x"],
         ["ui"],
     ],
 )
@@ -190,6 +215,7 @@ def test_a_missing_workspace_is_one_line_and_is_not_created(capfd, tmp_path, arg
         ["verify"],
         ["void", "inv_x", "--reason", "x"],
         ["finalize", "--period", "2026-10"],
+        ["credit-note", "inv_x", "--reason", "x"],
     ],
 )
 def test_a_workspace_without_a_warehouse_is_one_line(capfd, tmp_path, argv):

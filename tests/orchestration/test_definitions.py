@@ -123,8 +123,14 @@ def test_the_loader_finds_every_job_schedule_and_sensor_the_stages_declare(defs)
         "recognize_revenue",
         "stripe_sync",
         "stripe_payment_status",
+        "credit_note",
+        "dunning",
     }
-    assert {s.name for s in defs.schedules} == {"nightly_refresh", "stripe_payment_status_schedule"}
+    assert {s.name for s in defs.schedules} == {
+        "nightly_refresh",
+        "stripe_payment_status_schedule",
+        "dunning_schedule",
+    }
     assert {s.name for s in defs.sensors} == {"landing_files_sensor", "backfill_touched_days"}
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert {

@@ -4,7 +4,20 @@ It keeps customers, invoices and invoice items; follows Stripe's documented idem
 (same key and same request: the stored response is replayed with `Idempotent-Replayed: true`;
 same key, other request: 400 `idempotency_error`; injected faults and requests that fail
 validation store nothing); answers metadata searches and filtered lists; finalizes (total =
-sum of items), voids, deletes drafts; and lets a test pay an invoice or fail a payment.
+sum of items), voids, deletes drafts; and lets a test pay an invoice (which gives it a payment
+intent and a charge) or fail a payment.
+
+Credit notes and refunds, with the rules of Stripe's API reference (2024-04-10) that matter:
+- a credit note (custom lines only: quantity x unit_amount, never negative, total > 0) goes
+  on an open, uncollectible or paid invoice, and all of an invoice's credit notes total at
+  most the invoice's total;
+- on an open (or uncollectible) invoice it lowers amount_due and amount_remaining, never below
+  zero, and takes no refund, credit_amount or out_of_band_amount (those settle a paid
+  invoice). Credited down to zero, the invoice becomes `paid` with amount_paid 0: the double's
+  reading of Stripe, which marks an invoice with nothing left to collect paid;
+- on a paid invoice, refund + refund_amount + credit_amount + out_of_band_amount must equal
+  the credit note's total; a linked refund must be of that invoice's charge and not linked yet;
+- a refund (of a payment intent or a charge) is at most what is paid less earlier refunds.
 
 Every request is checked against Stripe's OpenAPI description first; a violation is recorded
 in `violations` and answered with a 400, so a test sees it twice.
@@ -22,6 +35,7 @@ request; the connection is closed unanswered).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 import socket
@@ -102,6 +116,9 @@ class StripeDouble:
             self.customers: dict[str, dict] = {}
             self.invoices: dict[str, dict] = {}
             self.items: dict[str, dict] = {}
+            self.credit_notes: dict[str, dict] = {}
+            self.refunds: dict[str, dict] = {}
+            self.charges: dict[str, dict] = {}
             self.keys: dict[str, tuple[tuple, _Answer]] = {}
             self.log: list[Recorded] = []
             self.violations: list[str] = []
@@ -131,6 +148,18 @@ class StripeDouble:
         with self._lock:
             self.keys.clear()
 
+    def snapshot(self) -> dict:
+        """The account's state (objects, keys, log), for `restore`: a test that needs the same
+        starting point many times builds it once."""
+        with self._lock:
+            return copy.deepcopy({name: getattr(self, name) for name in _STATE})
+
+    def restore(self, snapshot: dict) -> None:
+        with self._lock:
+            for name, value in copy.deepcopy(snapshot).items():
+                setattr(self, name, value)
+            self.faults, self.dead = {}, False
+
     def index_search(self) -> None:
         with self._lock:
             self._searchable |= set(self.customers) | set(self.invoices)
@@ -139,7 +168,10 @@ class StripeDouble:
         with self._lock:
             invoice = self.invoices[invoice_id]
             assert invoice["status"] in ("open", "uncollectible"), invoice["status"]
-            invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0)
+            paid = invoice["amount_remaining"]
+            invoice.update(status="paid", amount_paid=paid, amount_remaining=0)
+            if paid > 0:
+                self._charge(invoice, paid)
             invoice["attempt_count"] += 1
             invoice["next_payment_attempt"] = None
             invoice["status_transitions"]["paid_at"] = self.clock()
@@ -171,6 +203,13 @@ class StripeDouble:
 
     def items_of(self, stripe_invoice_id: str) -> list[dict]:
         return [item for item in self.items.values() if item["invoice"] == stripe_invoice_id]
+
+    def credit_notes_for(self, stripe_invoice_id: str) -> list[dict]:
+        return [cn for cn in self.credit_notes.values() if cn["invoice"] == stripe_invoice_id]
+
+    def refunds_for(self, stripe_invoice_id: str) -> list[dict]:
+        charge = self.invoices[stripe_invoice_id]["charge"]
+        return [refund for refund in self.refunds.values() if refund["charge"] == charge]
 
     # -- handling one request ------------------------------------------------------------
 
@@ -266,6 +305,11 @@ class StripeDouble:
             ("POST", r"/v1/invoices/(?P<id>[^/]+)/void", self._void),
             ("POST", r"/v1/invoiceitems", self._create_item),
             ("GET", r"/v1/invoiceitems", self._list_items),
+            ("POST", r"/v1/credit_notes", self._create_credit_note),
+            ("GET", r"/v1/credit_notes", self._list_credit_notes),
+            ("GET", r"/v1/credit_notes/(?P<id>[^/]+)", self._get_credit_note),
+            ("POST", r"/v1/refunds", self._create_refund),
+            ("GET", r"/v1/refunds", self._list_refunds),
         ]
         for method, pattern, action in routes:
             matched = re.fullmatch(pattern, p)
@@ -354,18 +398,7 @@ class StripeDouble:
         return item
 
     def _list_items(self, params: dict) -> dict:
-        items = [
-            item
-            for item in self.items.values()
-            if all(item.get(f) == params[f] for f in ("invoice", "customer") if f in params)
-        ]
-        if "starting_after" in params:
-            ids = [item["id"] for item in items]
-            items = items[ids.index(params["starting_after"]) + 1 :]
-        limit = params.get("limit", 10)
-        page = items[:limit]
-        return {"object": "list", "data": page, "has_more": len(items) > limit,
-                "url": "/v1/invoiceitems"}  # fmt: skip
+        return _page(self.items, params, ("invoice", "customer"), "/v1/invoiceitems")
 
     def _finalize(self, params: dict, id: str) -> dict:
         invoice = self._invoice(id)
@@ -411,6 +444,222 @@ class StripeDouble:
         return {"object": "search_result", "data": found[:limit],
                 "has_more": len(found) > limit, "next_page": None, "url": "/v1/search"}  # fmt: skip
 
+    # -- payments, credit notes and refunds ----------------------------------------------
+
+    def _charge(self, invoice: dict, amount: int) -> None:
+        charge = {
+            "id": self._new_id("ch"),
+            "payment_intent": self._new_id("pi"),
+            "amount": amount,
+            "amount_refunded": 0,
+            "currency": invoice["currency"],
+        }
+        self.charges[charge["id"]] = charge
+        invoice.update(charge=charge["id"], payment_intent=charge["payment_intent"])
+
+    def _create_credit_note(self, params: dict) -> dict:
+        invoice = self._referenced_invoice(params.get("invoice"))
+        if invoice["status"] not in ("open", "uncollectible", "paid"):
+            raise _invalid(f"Credit notes cannot be issued on a {invoice['status']} invoice")
+        lines = [_credit_note_line(line) for line in params.get("lines") or []]
+        total = sum(line["amount"] for line in lines)
+        if total <= 0:
+            raise _invalid("A credit note must credit a positive amount")
+        left = invoice["total"] - _credited(invoice)
+        if total > left:
+            raise _invalid(f"The credit note ({total}) exceeds what is left to credit ({left})")
+        paid = invoice["status"] == "paid"
+        if paid:
+            refund = self._settle_paid(invoice, params, total)
+        else:
+            refund = None
+            self._reduce_due(invoice, params, total)
+        credit_note = _credit_note(self._new_id("cn"), self.clock(), invoice, params, lines)
+        credit_note["type"] = "post_payment" if paid else "pre_payment"
+        credit_note["refund"] = refund["id"] if refund else None
+        self.credit_notes[credit_note["id"]] = credit_note
+        return credit_note
+
+    def _reduce_due(self, invoice: dict, params: dict, total: int) -> None:
+        settling = [name for name in _SETTLING if name in params]
+        if settling:
+            raise _invalid(f"{', '.join(settling)}: only a paid invoice's credit is settled")
+        if total > invoice["amount_remaining"]:
+            remaining = invoice["amount_remaining"]
+            raise _invalid(f"The credit note ({total}) exceeds the amount remaining ({remaining})")
+        invoice["pre_payment_credit_notes_amount"] += total
+        invoice["amount_due"] -= total
+        invoice["amount_remaining"] -= total
+        if invoice["amount_remaining"] == 0:
+            invoice["status"] = "paid"
+            invoice["status_transitions"]["paid_at"] = self.clock()
+
+    def _settle_paid(self, invoice: dict, params: dict, total: int) -> dict | None:
+        """Check that the settlement covers the total exactly; the refund it links or makes."""
+        linked = self._linked_refund(invoice, params.get("refund"))
+        amounts = [params.get(name, 0) for name in _SETTLING if name != "refund"]
+        settled = sum(amounts) + (linked["amount"] if linked else 0)
+        if settled != total:
+            raise _invalid(
+                f"The refund, credit and out of band amounts ({settled}) must equal the credit "
+                f"note's total ({total})"
+            )
+        if params.get("refund_amount"):
+            linked = self._refund(self._invoice_charge(invoice), params["refund_amount"], {})
+        invoice["post_payment_credit_notes_amount"] += total
+        return linked
+
+    def _linked_refund(self, invoice: dict, refund_id: str | None) -> dict | None:
+        if refund_id is None:
+            return None
+        refund = self.refunds.get(refund_id)
+        if refund is None:
+            raise _invalid(f"No such refund: '{refund_id}'", "resource_missing")
+        if refund["charge"] != invoice["charge"]:
+            raise _invalid(f"Refund {refund_id} is not a refund of this invoice's payment")
+        if any(cn["refund"] == refund_id for cn in self.credit_notes.values()):
+            raise _invalid(f"Refund {refund_id} is already linked to a credit note")
+        return refund
+
+    def _list_credit_notes(self, params: dict) -> dict:
+        return _page(self.credit_notes, params, ("invoice", "customer"), "/v1/credit_notes")
+
+    def _get_credit_note(self, params: dict, id: str) -> dict:
+        if id not in self.credit_notes:
+            message = f"No such credit note: '{id}'"
+            raise StripeFailure(404, "invalid_request_error", message, "resource_missing")
+        return self.credit_notes[id]
+
+    def _create_refund(self, params: dict) -> dict:
+        charge = self._refunded_charge(params)
+        amount = params.get("amount", charge["amount"] - charge["amount_refunded"])
+        return self._refund(charge, amount, params.get("metadata") or {})
+
+    def _refund(self, charge: dict, amount: int, metadata: dict) -> dict:
+        left = charge["amount"] - charge["amount_refunded"]
+        if amount <= 0:
+            raise _invalid("Invalid positive integer", "parameter_invalid_integer")
+        if amount > left:
+            raise _invalid(
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
+            )
+        charge["amount_refunded"] += amount
+        refund = {
+            "id": self._new_id("re"),
+            "object": "refund",
+            "amount": amount,
+            "charge": charge["id"],
+            "payment_intent": charge["payment_intent"],
+            "currency": charge["currency"],
+            "created": self.clock(),
+            "metadata": dict(metadata),
+            "reason": None,
+            "status": "succeeded",
+            "balance_transaction": None,
+        }
+        self.refunds[refund["id"]] = refund
+        return refund
+
+    def _refunded_charge(self, params: dict) -> dict:
+        if ("charge" in params) == ("payment_intent" in params):
+            raise _invalid("Refund one charge or one payment_intent")
+        for charge in self.charges.values():
+            if params.get("charge") == charge["id"]:
+                return charge
+            if params.get("payment_intent") == charge["payment_intent"]:
+                return charge
+        target = params.get("charge") or params.get("payment_intent")
+        raise _invalid(f"No such payment: '{target}'", "resource_missing")
+
+    def _invoice_charge(self, invoice: dict) -> dict:
+        if invoice["charge"] is None:
+            raise _invalid("This invoice has no payment to refund")
+        return self.charges[invoice["charge"]]
+
+    def _list_refunds(self, params: dict) -> dict:
+        return _page(self.refunds, params, ("payment_intent", "charge"), "/v1/refunds")
+
+    def _referenced_invoice(self, stripe_id: str | None) -> dict:
+        if stripe_id not in self.invoices:
+            raise _invalid(f"No such invoice: '{stripe_id}'", "resource_missing")
+        return self.invoices[stripe_id]
+
+
+# What settles a credit note on a paid invoice (and nothing may on an open one).
+_SETTLING = ("refund", "refund_amount", "credit_amount", "out_of_band_amount")
+
+
+def _invalid(message: str, code: str | None = None) -> StripeFailure:
+    return StripeFailure(400, "invalid_request_error", message, code)
+
+
+def _page(objects: dict[str, dict], params: dict, filters: tuple[str, ...], url: str) -> dict:
+    """One page of a list endpoint: filtered, after `starting_after`, at most `limit`."""
+    wanted = {f: params[f] for f in filters if f in params}
+    found = [o for o in objects.values() if all(o.get(f) == v for f, v in wanted.items())]
+    if "starting_after" in params:
+        ids = [o["id"] for o in found]
+        found = found[ids.index(params["starting_after"]) + 1 :]
+    limit = params.get("limit", 10)
+    return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": url}
+
+
+def _credited(invoice: dict) -> int:
+    return invoice["pre_payment_credit_notes_amount"] + invoice["post_payment_credit_notes_amount"]
+
+
+def _credit_note_line(line: dict) -> dict:
+    if line.get("type") != "custom_line_item":
+        raise _invalid("The double credits custom_line_item lines only")
+    quantity, unit_amount = line.get("quantity", 1), line.get("unit_amount")
+    # Our reading of Stripe: a credit note's line credits, it cannot charge.
+    if not isinstance(unit_amount, int) or unit_amount < 0 or quantity < 0:
+        raise _invalid("A custom line needs a unit_amount and a quantity that are not negative")
+    if not line.get("description"):
+        raise _invalid("A custom line needs a description")
+    return {
+        "object": "credit_note_line_item",
+        "type": "custom_line_item",
+        "description": line["description"],
+        "quantity": quantity,
+        "unit_amount": unit_amount,
+        "amount": quantity * unit_amount,
+    }
+
+
+def _credit_note(stripe_id: str, now: int, invoice: dict, params: dict, lines: list) -> dict:
+    total = sum(line["amount"] for line in lines)
+    return {
+        "id": stripe_id,
+        "object": "credit_note",
+        "created": now,
+        "effective_at": now,
+        "livemode": False,
+        "customer": invoice["customer"],
+        "invoice": invoice["id"],
+        "currency": invoice["currency"],
+        "number": f"{invoice['number']}-CN-{stripe_id[-6:]}",
+        "status": "issued",
+        "amount": total,
+        "subtotal": total,
+        "total": total,
+        "amount_shipping": 0,
+        "discount_amount": 0,
+        "discount_amounts": [],
+        "tax_amounts": [],
+        "lines": {
+            "object": "list",
+            "data": [dict(line, id=f"cnli_{stripe_id[3:]}_{i}") for i, line in enumerate(lines)],
+            "has_more": False,
+            "url": f"/v1/credit_notes/{stripe_id}/lines",
+        },
+        "memo": params.get("memo"),
+        "metadata": dict(params.get("metadata") or {}),
+        "reason": params.get("reason"),
+        "out_of_band_amount": params.get("out_of_band_amount"),
+        "pdf": f"https://double.invalid/{stripe_id}.pdf",
+    }
+
 
 def _blank_invoice(stripe_id: str, now: int, params: dict, method: str) -> dict:
     return {
@@ -433,6 +682,10 @@ def _blank_invoice(stripe_id: str, now: int, params: dict, method: str) -> dict:
         "amount_due": 0,
         "amount_paid": 0,
         "amount_remaining": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "post_payment_credit_notes_amount": 0,
+        "payment_intent": None,
+        "charge": None,
         "attempt_count": 0,
         "attempted": False,
         "next_payment_attempt": None,
@@ -443,6 +696,13 @@ def _blank_invoice(stripe_id: str, now: int, params: dict, method: str) -> dict:
             "marked_uncollectible_at": None,
         },
     }
+
+
+# What `snapshot` keeps: every object, key and request, not the faults or rejections.
+_STATE = (
+    "customers", "invoices", "items", "credit_notes", "refunds", "charges", "keys", "log",
+    "violations", "_searchable", "_ids",
+)  # fmt: skip
 
 
 def _canonical(params: dict) -> str:

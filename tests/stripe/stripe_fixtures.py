@@ -165,3 +165,41 @@ def assert_stripe_matches_ledger(double, invoice_ids: list[str] | None = None) -
         assert stripe_invoice["currency"] == currency.lower()
         assert stripe_invoice["total"] == sum(expected.values())
         assert stripe_invoice["metadata"]["meterbook_invoice_number"] == number
+
+
+ISSUED_AT = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
+
+
+def insert_credit_note(
+    con: duckdb.DuckDBPyConnection,
+    credit_note_id: str,
+    number: str,
+    invoice_id: str,
+    settlement: str,
+    lines: list[tuple[str, str, str, str]],
+    *,
+    reason: str = "Outage credit, ticket 4711",
+) -> None:
+    """A ledger credit note as billing/credit_notes/issue.py keeps it; `lines` are
+    (line_id, description, amount before tax, its tax), written by hand like the invoices."""
+    invoice_number, customer_id, currency = con.execute(
+        "SELECT number, customer_id, currency FROM meterbook_ledger.invoices WHERE invoice_id = ?",
+        [invoice_id],
+    ).fetchall()[0]
+    subtotal = sum((Decimal(line[2]) for line in lines), Decimal(0))
+    tax = sum((Decimal(line[3]) for line in lines), Decimal(0))
+    document = {"credit_note_id": credit_note_id, "number": number, "settlement": settlement}
+    con.execute(
+        "INSERT INTO meterbook_ledger.credit_notes VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            credit_note_id, number, invoice_id, invoice_number, customer_id, f"sub_{customer_id}",
+            currency, EXPONENTS.get(currency, 2), ISSUED_AT.date(), ISSUED_AT, reason, settlement,
+            subtotal, tax, subtotal + tax, json.dumps(document), "<html></html>",
+        ],
+    )  # fmt: skip
+    for position, (line_id, description, amount, line_tax) in enumerate(lines, 1):
+        con.execute(
+            "INSERT INTO meterbook_ledger.credit_note_lines VALUES (?, ?, ?, 'usage', ?, ?, ?)",
+            [credit_note_id, line_id, position, description, Decimal(amount), Decimal(line_tax)],
+        )

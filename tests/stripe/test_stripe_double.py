@@ -165,3 +165,59 @@ def test_wrong_key_is_401(stripe_double):
         timeout=5,
     )
     assert response.status_code == 401
+
+
+def open_invoice(double, amount: int) -> str:
+    customer = post(double, "/v1/customers", {"name": "A"}).json()["id"]
+    invoice = post(double, "/v1/invoices", {"customer": customer, "currency": "usd"}).json()["id"]
+    item = {"customer": customer, "invoice": invoice, "currency": "usd", "amount": amount}
+    post(double, "/v1/invoiceitems", item)
+    post(double, f"/v1/invoices/{invoice}/finalize", {})
+    return invoice
+
+
+def credit(double, invoice: str, *amounts: int, **settlement) -> requests.Response:
+    data = {"invoice": invoice, **settlement}
+    for i, amount in enumerate(amounts):
+        data |= {f"lines[{i}][type]": "custom_line_item", f"lines[{i}][description]": "x",
+                 f"lines[{i}][quantity]": 1, f"lines[{i}][unit_amount]": amount}  # fmt: skip
+    return post(double, "/v1/credit_notes", data)
+
+
+def test_credit_notes_lower_an_open_invoice_within_what_it_owes(stripe_double):
+    invoice = open_invoice(stripe_double, 1000)
+    assert credit(stripe_double, invoice, 300, 100).status_code == 200
+    assert credit(stripe_double, invoice, -1).status_code == 400  # a line never charges
+    assert credit(stripe_double, invoice, 601).status_code == 400  # more than owed
+    assert credit(stripe_double, invoice, 100, out_of_band_amount=100).status_code == 400
+    state = get(stripe_double, f"/v1/invoices/{invoice}").json()
+    assert (state["status"], state["amount_remaining"], state["amount_due"]) == ("open", 600, 600)
+    assert credit(stripe_double, invoice, 600).status_code == 200
+    state = get(stripe_double, f"/v1/invoices/{invoice}").json()
+    assert (state["status"], state["amount_remaining"], state["amount_paid"]) == ("paid", 0, 0)
+    listed = get(stripe_double, "/v1/credit_notes", {"invoice": invoice, "limit": 1}).json()
+    assert len(listed["data"]) == 1 and listed["has_more"] is True
+    one = listed["data"][0]
+    assert get(stripe_double, f"/v1/credit_notes/{one['id']}").json() == one
+
+
+def test_a_paid_invoice_takes_credit_notes_settled_exactly_and_refunds_up_to_the_payment(
+    stripe_double,
+):
+    invoice = open_invoice(stripe_double, 1000)
+    stripe_double.pay(invoice)
+    payment = stripe_double.invoices[invoice]["payment_intent"]
+    assert credit(stripe_double, invoice, 300).status_code == 400  # nothing settles it
+    assert credit(stripe_double, invoice, 300, out_of_band_amount=200).status_code == 400
+    refund = post(stripe_double, "/v1/refunds", {"payment_intent": payment, "amount": 400})
+    assert refund.status_code == 200
+    too_much = post(stripe_double, "/v1/refunds", {"payment_intent": payment, "amount": 601})
+    assert "greater than unrefunded amount" in too_much.json()["error"]["message"]
+    linked = credit(stripe_double, invoice, 400, refund=refund.json()["id"])
+    assert linked.status_code == 200 and linked.json()["refund"] == refund.json()["id"]
+    assert credit(stripe_double, invoice, 400, refund=refund.json()["id"]).status_code == 400
+    assert credit(stripe_double, invoice, 600, out_of_band_amount=600).status_code == 200
+    assert credit(stripe_double, invoice, 1, out_of_band_amount=1).status_code == 400  # all gone
+    listed = get(stripe_double, "/v1/refunds", {"payment_intent": payment}).json()["data"]
+    assert [r["id"] for r in listed] == [refund.json()["id"]]
+    assert stripe_double.refunds_for(invoice) == listed

@@ -13,6 +13,9 @@ from integrations.stripe.payloads import (
     CREDITS_REF,
     MAX_ITEMS_PER_INVOICE,
     TAX_REF,
+    CreditLine,
+    credit_note_lines,
+    credit_note_params,
     customer_params,
     finalize_params,
     from_minor_units,
@@ -234,3 +237,54 @@ def test_receivable_from_a_stripe_invoice():
     assert r.next_payment_attempt == datetime.fromtimestamp(1_800_000_000, UTC)
     charge = receivable_from_stripe(ours, {**stripe_invoice, "due_date": None})
     assert charge.due_at == datetime.fromtimestamp(1_780_000_000, UTC)
+
+
+def credit_lines(currency: str, tax: str, *pairs: tuple[str, str]) -> list[tuple[str, int]]:
+    lines = credit_note_lines([(d, Decimal(a)) for d, a in pairs], Decimal(tax), currency)
+    return [(line.description, line.amount_minor) for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("currency", "tax", "pairs", "expected"),
+    [
+        ("USD", "1.67", [("fee", "9.99")], [("fee", 999), ("Tax", 167)]),
+        ("USD", "0.00", [("fee", "9.99")], [("fee", 999)]),
+        ("JPY", "50", [("tokens", "500")], [("tokens", 500), ("Tax", 50)]),
+        ("KWD", "0.125", [("tokens", "1.234")], [("tokens", 1234), ("Tax", 125)]),
+    ],
+    ids=["usd", "no_tax_line", "jpy", "kwd"],
+)
+def test_credit_note_lines_are_minor_units_plus_a_tax_line(currency, tax, pairs, expected):
+    assert credit_lines(currency, tax, *pairs) == expected
+
+
+def test_a_discount_given_back_is_netted_out_of_the_first_lines_and_named():
+    lines = credit_lines("USD", "2.00", ("a", "1.00"), ("b", "5.00"), ("promo", "-3.00"))
+    assert lines == [("b, net of promo", 300), ("Tax", 200)]  # a is used up: 1.00 + 2.00
+    assert sum(amount for _, amount in lines) == 100 + 500 - 300 + 200
+
+
+def test_credit_note_lines_refuse_what_stripe_cannot_hold():
+    with pytest.raises(ValueError, match="not rounded"):
+        credit_lines("JPY", "0", ("tokens", "5.5"))
+    with pytest.raises(SyncError, match="exceed the others by 100 minor units"):
+        credit_lines("USD", "0", ("a", "1.00"), ("promo", "-2.00"))
+
+
+def test_credit_note_params_settle_as_told_and_carry_our_ids():
+    params = credit_note_params(
+        "in_1",
+        [CreditLine("fee", 999)],
+        memo="why",
+        metadata={"meterbook_credit_note_id": "cn_1"},
+        settlement={"out_of_band_amount": 999},
+    )
+    assert params == {
+        "invoice": "in_1",
+        "lines": [
+            {"type": "custom_line_item", "description": "fee", "quantity": 1, "unit_amount": 999}
+        ],
+        "memo": "why",
+        "metadata": {"meterbook_credit_note_id": "cn_1"},
+        "out_of_band_amount": 999,
+    }

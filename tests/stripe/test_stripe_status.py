@@ -102,3 +102,48 @@ def test_a_stripe_error_on_one_invoice_does_not_stop_the_pull(
     assert len(result.pulled) == 2
     assert result.failures[0][0] == "MB-2026-000002"
     assert "No such invoice" in result.metadata()["errors"][0]
+
+
+def dunning_columns(con) -> dict[str, tuple]:
+    rows = con.execute(
+        "SELECT invoice_id, first_failed_at, hosted_invoice_url "
+        "FROM meterbook_stripe.accounts_receivable"
+    ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_the_first_failed_charge_is_dated_by_the_pull_that_saw_it_and_kept(
+    warehouse, gateway, stripe_double, synced
+):
+    acme = synced["inv_acme_2026_10"]
+    stripe_double.invoices[acme]["hosted_invoice_url"] = f"https://invoice.stripe.test/{acme}"
+    pull_payment_status(warehouse, gateway, NOW)
+    assert dunning_columns(warehouse)["inv_acme_2026_10"] == (
+        None,
+        f"https://invoice.stripe.test/{acme}",
+    )  # fmt: skip  (no attempt failed yet: dunning has no day to count from)
+    stripe_double.fail_payment(acme, None)
+    seen = NOW + timedelta(hours=6)
+    pull_payment_status(warehouse, gateway, seen)
+    stripe_double.fail_payment(acme, None)  # a retry fails too: the date does not move
+    pull_payment_status(warehouse, gateway, seen + timedelta(days=3))
+    assert dunning_columns(warehouse)["inv_acme_2026_10"][0] == seen
+    stripe_double.pay(acme)  # a successful attempt counts too, but the invoice is paid
+    pull_payment_status(warehouse, gateway, seen + timedelta(days=4))
+    assert receivables(warehouse)["inv_acme_2026_10"][0] == "paid"
+    assert dunning_columns(warehouse)["inv_acme_2026_10"][0] == seen
+    assert dunning_columns(warehouse)["inv_tokyo_2026_10"] == (None, None)  # none given
+
+
+def test_a_warehouse_made_before_the_dunning_columns_gets_them(warehouse):
+    from orchestration.warehouse.stripe import ensure_stripe_schema
+
+    ensure_stripe_schema(warehouse)
+    warehouse.execute(
+        "ALTER TABLE meterbook_stripe.accounts_receivable DROP COLUMN first_failed_at"
+    )
+    warehouse.execute(
+        "ALTER TABLE meterbook_stripe.accounts_receivable DROP COLUMN hosted_invoice_url"
+    )
+    ensure_stripe_schema(warehouse)
+    assert dunning_columns(warehouse) == {}

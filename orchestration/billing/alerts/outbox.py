@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 from orchestration.billing.alerts.firing import (
@@ -36,15 +35,11 @@ from orchestration.billing.alerts.firing import (
     notifications_due,
 )
 from orchestration.warehouse.outbox import OUTBOX_DDL
-from orchestration.workspace import now_utc
+from orchestration.warehouse.sqlite_file import SqliteFile
 
 __all__ = ["STATUSES", "Outbox", "OutboxRow", "outbox_path"]
 
 STATUSES = ("pending", "delivered", "rejected")
-SCHEMA_VERSION = 1
-# Long enough to outwait another process's write (each is milliseconds), short enough that a
-# wedged writer surfaces as an error rather than a hung close.
-BUSY_TIMEOUT_SECONDS = 30.0
 
 _COLUMNS = (
     "key, alert, customer_id, subscription_id, period_start, metric, meter, value, threshold,"
@@ -55,10 +50,6 @@ _COLUMNS = (
 
 def outbox_path(home: Path) -> Path:
     return Path(home) / "alerts" / "outbox.sqlite"
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -91,72 +82,13 @@ class OutboxRow:
         return cls(*values)
 
 
-class Outbox:
+class Outbox(SqliteFile):
     """The outbox file. Each call opens its own short connection, so an `Outbox` can be shared
     across threads and processes hold no lock between calls."""
 
-    def __init__(
-        self,
-        path: Path | str,
-        *,
-        clock: Callable[[], datetime] = now_utc,
-        busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS,
-    ) -> None:
-        self.path = Path(path)
-        self._clock = clock
-        self._busy_timeout = busy_timeout_seconds
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._create()
-
-    def __repr__(self) -> str:
-        return f"Outbox({str(self.path)!r})"
-
-    # --- connections --------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: we issue BEGIN ourselves, so a write takes the lock up front
-        con = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
-        # FULL: a 'delivered' that was committed survives a power cut too, or the receiver
-        # would see the same key again (harmless) but the report would be wrong
-        con.execute("PRAGMA synchronous = FULL")
-        con.execute("PRAGMA foreign_keys = ON")
-        return con
-
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        con = self._connect()
-        try:
-            yield con
-        finally:
-            con.close()
-
-    @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """One transaction that holds the write lock from its first statement (IMMEDIATE), so
-        what it read cannot change under it before it commits."""
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        finally:
-            con.close()
-
-    def _create(self) -> None:
-        with self._reading() as con:
-            # WAL is a property of the file: set once, every later connection uses it
-            con.execute("PRAGMA journal_mode = WAL")
-        with self._writing() as con:
-            for statement in OUTBOX_DDL:
-                con.execute(statement)
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    def _now(self) -> str:
-        return _timestamp(self._clock())
+    DDL = OUTBOX_DDL
+    SCHEMA_VERSION = 1
+    FOREIGN_KEYS = True
 
     # --- filling --------------------------------------------------------------------------
 

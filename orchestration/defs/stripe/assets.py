@@ -1,4 +1,5 @@
-"""Stripe in Dagster: push the month's finalized invoices; pull payment status on a schedule."""
+"""Stripe in Dagster: push the month's finalized invoices; pull payment status on a schedule
+and show what is owed (after credit notes), how late, and the last reminder sent."""
 
 from dagster import (
     AssetExecutionContext,
@@ -7,7 +8,9 @@ from dagster import (
     asset,
 )
 
-from integrations.stripe import overdue_invoices, pull_payment_status, sync_period
+from integrations.stripe import pull_payment_status, sync_period
+from orchestration.billing.dunning.outbox import DunningOutbox, dunning_outbox_path
+from orchestration.billing.dunning.receivables import read_receivables, receivables_view
 from orchestration.defs.partitions import ONE_PARTITION_PER_RUN, monthly_billing
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.defs.stripe.resource import StripeResource
@@ -43,9 +46,10 @@ def stripe_invoices(
     group_name="stripe",
     deps=["stripe_invoices"],
     description=(
-        "Which invoices sent to Stripe are paid, open, overdue, uncollectible or void, with "
-        "the amount paid and the next payment attempt. Read by the Stripe sync and every six "
-        "hours by its schedule."
+        "Which invoices sent to Stripe are paid, open, overdue, uncollectible or void: per "
+        "invoice what is still owed after credit notes, days overdue and the last payment "
+        "reminder sent. Read by the Stripe sync, by dunning before it sends reminders, and "
+        "every six hours by its schedule."
     ),
     kinds={"stripe", "duckdb"},
 )
@@ -55,21 +59,26 @@ def accounts_receivable(
     now = now_utc()
     with meterbook.warehouse() as con:
         result = pull_payment_status(con, stripe.gateway(), now)
-        overdue = overdue_invoices(con, now)
-    rows = [
-        f"| {o.number} | {o.customer_id} | {o.currency} | {o.amount_remaining} | {o.due_at:%Y-%m-%d} |"
-        for o in overdue[:50]
-    ]
-    table = "\n".join(
-        ["| invoice | customer | currency | remaining | due |", "|---|---|---|---|---|", *rows]
-    )
+        states = read_receivables(con)
+    view = receivables_view(states, _last_reminders(meterbook.workspace.home), now)
+    ar = view.metadata()
     return MaterializeResult(
         metadata={
             **{k: _value(v) for k, v in result.metadata().items()},
-            "overdue": len(overdue),
-            "overdue_invoices": MetadataValue.md(table if rows else "none overdue"),
+            "overdue": view.counts.get("overdue", 0),
+            **{k: v for k, v in ar.items() if k.startswith("invoices_")},
+            "owed": MetadataValue.json(ar["owed"]),
+            "overdue_amount": MetadataValue.json(ar["overdue_amount"]),
+            "receivables": MetadataValue.md(ar["receivables"]),
         }
     )
+
+
+def _last_reminders(home) -> dict[str, tuple[str, str]]:
+    """The last reminder sent per invoice, from the dunning outbox (none before dunning ran:
+    the view does not create the file)."""
+    path = dunning_outbox_path(home)
+    return DunningOutbox(path).last_sent() if path.exists() else {}
 
 
 def _value(v):

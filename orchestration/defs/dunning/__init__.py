@@ -1,0 +1,1 @@
+"""Dunning in Dagster (SPEC 11): reminders for overdue invoices, decided and sent daily."""

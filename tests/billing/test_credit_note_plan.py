@@ -1,0 +1,96 @@
+"""The credit-note arithmetic (billing/credit_notes/plan.py), pure: whatever sequence of
+partial and whole credits is asked, no line and no invoice is ever credited more than it
+billed, and an invoice credited in full gives back exactly its lines and its tax."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestration.billing.credit_notes.plan import (
+    CreditedSoFar,
+    CreditNoteError,
+    InvoiceLine,
+    plan_credit_note,
+)
+from orchestration.billing.money import round_money
+
+KINDS = ["usage", "fixed_fee", "minimum_true_up", "discount", "credit_purchase"]
+
+
+@st.composite
+def invoices(draw):
+    currency = draw(st.sampled_from(["USD", "JPY", "KWD"]))
+    exponent = {"USD": 2, "JPY": 0, "KWD": 3}[currency]
+    lines = []
+    for i in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(KINDS))
+        minor = draw(st.integers(1, 500_000))
+        amount = Decimal(minor).scaleb(-exponent)
+        lines.append(
+            InvoiceLine(f"li_{i}", kind, f"{kind} {i}", -amount if kind == "discount" else amount)
+        )
+    taxable = sum((x.amount for x in lines if x.taxable), Decimal(0))
+    rate = draw(st.sampled_from(["0", "0.07", "0.2", "0.125"]))
+    tax = round_money(max(taxable, Decimal(0)) * Decimal(rate), currency)
+    return currency, lines, tax
+
+
+def _requests(draw, lines, currency):
+    """A few credits: a list of (line, amount) asks, or None for the whole rest."""
+    asks = []
+    for _ in range(draw(st.integers(0, 5))):
+        if draw(st.booleans()):
+            line = draw(st.sampled_from(lines))
+            share = draw(st.sampled_from(["0.1", "0.33", "0.5", "1", "1.2"]))
+            amount = round_money(abs(line.amount) * Decimal(share), currency)
+            asks.append(((line.line_id, amount),))
+        else:
+            asks.append(None)
+    asks.append(None)  # finally, everything left
+    return asks
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_credits_never_exceed_what_was_billed_and_a_full_credit_returns_it_exactly(data):
+    currency, lines, tax = data.draw(invoices())
+    by_line: dict[str, Decimal] = {}
+    tax_credited = Decimal(0)
+    for ask in _requests(data.draw, lines, currency):
+        earlier = CreditedSoFar(dict(by_line), tax_credited)
+        try:
+            plan = plan_credit_note("MB-1", currency, lines, tax, earlier, ask)
+        except CreditNoteError:
+            continue  # refused: nothing changes
+        assert sum((x.amount for x in plan.lines), Decimal(0)) == plan.subtotal
+        assert sum((x.tax_amount for x in plan.lines), Decimal(0)) == plan.tax_total
+        assert plan.total == plan.subtotal + plan.tax_total
+        for x in plan.lines:
+            by_line[x.line_id] = by_line.get(x.line_id, Decimal(0)) + x.amount
+        tax_credited += plan.tax_total
+        for line in lines:
+            credited = by_line.get(line.line_id, Decimal(0))
+            assert abs(credited) <= abs(line.amount) and credited * line.amount >= 0
+        assert 0 <= tax_credited <= tax
+
+    billed = [x for x in lines if x.kind != "credit_purchase"]
+    if sum((x.amount for x in billed), Decimal(0)) > 0:
+        # the last ask took the whole rest: every line and the tax are given back exactly
+        assert all(by_line.get(x.line_id, Decimal(0)) == x.amount for x in billed)
+        if sum((x.amount for x in billed if x.taxable), Decimal(0)) > 0:
+            assert tax_credited == tax
+
+
+def test_a_line_amount_with_more_digits_than_the_currency_is_refused():
+    lines = [InvoiceLine("li_1", "usage", "Usage", Decimal("100"))]
+    try:
+        plan_credit_note(
+            "MB-1", "JPY", lines, Decimal(0), CreditedSoFar({}), (("li_1", Decimal("1.5")),)
+        )
+    except CreditNoteError as exc:
+        assert "whole minor units of JPY" in str(exc)
+    else:
+        raise AssertionError("1.5 JPY was accepted")
