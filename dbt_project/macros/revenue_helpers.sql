@@ -55,3 +55,16 @@ select cast('{{ month }}-01' as date) as month_start, cast(cast('{{ month }}-01'
     delete from {{ this }}
 {%- endif -%}
 {%- endmacro %}
+
+{# Pre-hook of an incremental revenue mart that gained columns (`columns`: name -> type):
+   a table built before them is given them, 0 in the months it holds, so the build's schema
+   check finds the table and the model alike (each of those months is rebuilt when it is run
+   again). A new table, or a full refresh, has them already. #}
+{% macro revenue_add_columns(columns) -%}
+{%- if is_incremental() -%}
+    {%- set have = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+    {%- for name, type in columns.items() if name not in have %}
+    alter table {{ this }} add column {{ name }} {{ type }} default 0;
+    {%- endfor -%}
+{%- endif -%}
+{%- endmacro %}

@@ -326,7 +326,6 @@ def _next(ws: Workspace, verbose: bool) -> None:
         f"Revenue and its journal:   {meterbook} revenue --period {MONTHS[0]} --journal journal.csv"
     )
     print(f"Credit an invoice:         {meterbook} credit-note NUMBER --reason TEXT")
-    print(f"Reminders due (dunning):   {meterbook} dunning")
     print(f"What each customer may use:  {meterbook} entitlements")
     print(f"The same over HTTP:        {meterbook} serve   (then curl the address it prints)")
     print(f"Invoice documents (HTML, PDF):  {ws.documents_dir}")

@@ -19,22 +19,36 @@ The oracle works in minor units (integers), two ways:
   line spread evenly over N days has recognized round(A * d / N) after d of them (cumulative
   rounding telescopes), and a discount's part p of a line of amount a has recognized
   round(p * r / a) once the line has recognized r.
+
+Credit notes (SPEC 11; tests/revenue/test_revenue_credit_notes.py) are written beside a ledger
+(write_credit_notes), and what they must reverse is computed from the expected schedule
+(expected_credit_rows): the notes up to k on a line of amount A take round(C_k * S_d / A) -
+round(C_k * S_(d-1) / A) of its day d, note k the difference from the notes before it.
+The base workspace (catalog and events ingested, line_kinds seeded) is base_warehouse().
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import random
+import subprocess
+import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
+
+from orchestration.defs.dbt.runner import run_dbt
+from orchestration.sql import connect
+from orchestration.warehouse.models import relation
 
 
 @dataclass(frozen=True)
@@ -439,6 +453,9 @@ LEDGER_TABLES = (
     "invoice_numbers",
     "period_finalizations",
     "wallet_entries",
+    "credit_notes",
+    "credit_note_lines",
+    "credit_note_numbers",
 )
 
 
@@ -705,3 +722,157 @@ def service_over(ledger: Ledger, day: date) -> bool:
     )
     grants_done = all(g.drawn_by(day) + g.broken_by(day) == g.line.amount for g in ledger.grants)
     return lines_done and grants_done
+
+
+# --- credit notes (SPEC 11) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreditNote:
+    """A credit note as `meterbook credit-note` keeps it in the ledger: the lines it credits
+    and how much of each (minor units, before tax). Notes are issued in the order given."""
+
+    credit_note_id: str
+    invoice: Invoice
+    issued_on: date
+    lines: tuple[tuple[Line, int], ...]
+    tax: int = 0  # minor units
+    settlement: str = "reduce_due"
+
+    @property
+    def subtotal(self) -> int:
+        return sum(amount for _, amount in self.lines)
+
+
+def write_credit_notes(con, notes: Sequence[CreditNote]) -> None:
+    """Add `notes` to the ledger (after write_ledger), numbered CN-YYYY-NNNNNN in the order
+    given, each issued at noon UTC of its day plus its position in seconds."""
+    seq: dict[int, int] = defaultdict(int)
+    for n, note in enumerate(notes):
+        inv, exp = note.invoice, note.invoice.customer.exponent
+        year = note.issued_on.year
+        seq[year] += 1
+        number = f"CN-{year}-{seq[year]:06d}"
+        noon = datetime(year, note.issued_on.month, note.issued_on.day, 12, tzinfo=UTC)
+        (invoice_number,) = con.execute(
+            "SELECT number FROM meterbook_ledger.invoices WHERE invoice_id = ?", [inv.invoice_id]
+        ).fetchone()
+        money = [to_money(v, exp) for v in (note.subtotal, note.tax, note.subtotal + note.tax)]
+        con.execute(
+            "INSERT INTO meterbook_ledger.credit_notes VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                note.credit_note_id, number, inv.invoice_id, invoice_number,
+                inv.customer.customer_id, f"sub_{inv.customer.customer_id}",
+                inv.customer.currency, exp, note.issued_on, noon + timedelta(seconds=n),
+                "test", note.settlement, *money, "{}", "<html></html>",
+            ],
+        )  # fmt: skip
+        shares = cumulative_split(note.tax, [max(a, 0) for _, a in note.lines])
+        if not any(a > 0 for _, a in note.lines):
+            shares = [0] * len(note.lines)
+        con.executemany(
+            "INSERT INTO meterbook_ledger.credit_note_lines VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (note.credit_note_id, line.line_id, position, line.kind, line.description,
+                 to_money(amount, exp), to_money(share, exp))
+                for position, ((line, amount), share) in enumerate(
+                    zip(note.lines, shares, strict=True), 1
+                )
+            ],
+        )  # fmt: skip
+        con.execute(
+            "INSERT INTO meterbook_ledger.credit_note_numbers VALUES (?, ?, ?, ?)",
+            [year, seq[year], number, note.credit_note_id],
+        )
+
+
+def line_schedule(inv: Invoice, line: Line) -> list[tuple[date, str | None, int]]:
+    """A line's own schedule rows (day, line reduced, minor units), in the order a credit note
+    spreads over them: by day, then by the line reduced."""
+    if line.kind == "credit_purchase":
+        return []
+    if line.kind == "discount":
+        rows = [(day, reduces, a) for (reduces, day), a in discount_days(inv, line).items()]
+    else:
+        rows = [(day, None, a) for day, a in line_days(inv, line).items()]
+    return sorted(rows, key=lambda r: (r[0], r[1] or ""))
+
+
+def expected_credit_rows(notes: Sequence[CreditNote]) -> dict[tuple, Decimal]:
+    """What the notes must reverse, (credit note, line, line reduced, revenue kind, day) ->
+    amount: the notes up to k on a line take round(C_k * S_d / A) - round(C_k * S_(d-1) / A)
+    of its day d (A the line's schedule in all, S_d up to day d, C_k what notes 1..k
+    credited), note k the difference from the notes before it; a day up to the note's date is
+    reversed on that date, a later day on itself."""
+    out: dict[tuple, int] = defaultdict(int)
+    exponents: dict[str, int] = {}
+    credited: dict[str, int] = defaultdict(int)
+    for note in notes:
+        inv = note.invoice
+        exponents[note.credit_note_id] = inv.customer.exponent
+        kinds = {li.line_id: li.kind for li in inv.lines}
+        for line, amount in note.lines:
+            before = credited[line.line_id]
+            after = credited[line.line_id] = before + amount
+            rows = line_schedule(inv, line)
+            whole = sum(a for *_, a in rows)
+            if whole == 0:
+                continue
+            upto = 0
+            for day, reduces, weight in rows:
+                prior, upto = upto, upto + weight
+                # what the credits up to this note take of the day, less those before it
+                share = (
+                    round_half_up(after * upto, whole) - round_half_up(after * prior, whole)
+                ) - (round_half_up(before * upto, whole) - round_half_up(before * prior, whole))
+                kind = kinds[reduces] if reduces else line.kind
+                when = max(day, note.issued_on)
+                out[(note.credit_note_id, line.line_id, reduces, kind, when)] -= share
+    return {k: to_money(v, exponents[k[0]]) for k, v in out.items() if v}
+
+
+# --- the base workspace, ingested -----------------------------------------------------------
+
+WAREHOUSE_NOW = "2027-02-01T00:00:00Z"  # after the base workspace's last event
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    path: Path
+    target: Path  # one dbt target folder: later builds parse only what changed
+    raw_read_seq: int
+
+    def dbt(self, *args: str, close_month: str | None = None) -> None:
+        """dbt in this process (as the product's reports run it), for every month when
+        `close_month` is None."""
+        partition = {"close_month": close_month} if close_month else None
+        run_dbt(self.path, [*args, "--quiet"], partition, target_path=self.target)
+
+    def build(self, close_month: str | None = None) -> None:
+        """The revenue models: `dbt run --select tag:revenue`."""
+        self.dbt("run", "--select", "tag:revenue", close_month=close_month)
+
+
+def base_warehouse(home: Path) -> Warehouse:
+    """A workspace with the base catalog and events, ingested (customers, meters, metered
+    events) and the line_kinds seed loaded; the tests write the ledger themselves."""
+    (home / "catalog").mkdir(parents=True)
+    (home / "catalog" / "catalog.yaml").write_text(CATALOG)
+    (home / "landing" / "events").mkdir(parents=True)
+    (home / "landing" / "events" / "usage.jsonl").write_text(landing_events())
+    env = dict(os.environ, METERBOOK_NOW=WAREHOUSE_NOW)
+    env.pop("DAGSTER_HOME", None)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "meterbook"), "ingest", "--home", str(home)],
+        env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"ingest failed:\n{done.stderr[-3000:]}"
+    path = home / "warehouse.duckdb"
+    with connect(path, read_only=True) as con:
+        (seq,) = con.execute("SELECT max(read_seq) FROM meterbook_raw.raw_events").fetchone()
+        metered = con.execute(f"SELECT count(*) FROM {relation('int_events_metered')}").fetchone()
+    assert metered[0] > 0, "the base events were not metered"
+    base = Warehouse(path, home.parent / "dbt", seq)
+    base.dbt("seed", "--select", "line_kinds")
+    return base

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
@@ -31,12 +29,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from revenue_ledger import (
     BY_ID,
-    CATALOG,
     Ledger,
+    Warehouse,
     add_months,
+    base_warehouse,
     credits_bought_last,
     expected_schedule,
-    landing_events,
     ledgers,
     month_range,
     month_text,
@@ -52,7 +50,6 @@ from orchestration.billing.revenue.checks import (
     check_journal,
     check_schedule_sums,
 )
-from orchestration.defs.dbt.runner import run_dbt
 from orchestration.sql import connect
 from orchestration.warehouse.models import relation
 from orchestration.workspace import DBT_PROJECT_DIR
@@ -157,7 +154,6 @@ def test_cumulative_parts_sum_to_the_amount_and_round_half_up(duck, amount, weig
 
 # --- 2. the ledger --------------------------------------------------------------------------
 
-NOW = "2027-02-01T00:00:00Z"  # after the base workspace's last event
 # CI runs a few ledgers, the same ones every time (each is three dbt builds); more, at random:
 # METERBOOK_REVENUE_EXAMPLES=50 METERBOOK_REVENUE_RANDOM=1
 EXAMPLES = int(os.environ.get("METERBOOK_REVENUE_EXAMPLES", "5"))
@@ -165,47 +161,11 @@ RANDOM = bool(os.environ.get("METERBOOK_REVENUE_RANDOM"))
 MARTS = ("fct_revenue_schedule", "fct_revenue_rollforward", "fct_revenue_journal")
 
 
-@dataclass(frozen=True)
-class Warehouse:
-    path: Path
-    target: Path  # one dbt target folder: later builds parse only what changed
-    raw_read_seq: int
-
-    def dbt(self, *args: str, close_month: str | None = None) -> None:
-        """dbt in this process (as the product's reports run it), for every month when
-        `close_month` is None."""
-        partition = {"close_month": close_month} if close_month else None
-        run_dbt(self.path, [*args, "--quiet"], partition, target_path=self.target)
-
-    def build(self, close_month: str | None = None) -> None:
-        """The revenue models: `dbt run --select tag:revenue`."""
-        self.dbt("run", "--select", "tag:revenue", close_month=close_month)
-
-
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory) -> Warehouse:
     """A workspace with the base catalog and events, ingested (customers, meters, metered
     events) and the line_kinds seed loaded; the examples write the ledger themselves."""
-    home = tmp_path_factory.mktemp("revenue_properties") / "home"
-    (home / "catalog").mkdir(parents=True)
-    (home / "catalog" / "catalog.yaml").write_text(CATALOG)
-    (home / "landing" / "events").mkdir(parents=True)
-    (home / "landing" / "events" / "usage.jsonl").write_text(landing_events())
-    env = dict(os.environ, METERBOOK_NOW=NOW)
-    env.pop("DAGSTER_HOME", None)
-    done = subprocess.run(
-        [str(BIN / "meterbook"), "ingest", "--home", str(home)],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, f"ingest failed:\n{done.stderr[-3000:]}"
-    path = home / "warehouse.duckdb"
-    with connect(path, read_only=True) as con:
-        (seq,) = con.execute("SELECT max(read_seq) FROM meterbook_raw.raw_events").fetchone()
-        metered = con.execute(f"SELECT count(*) FROM {relation('int_events_metered')}").fetchone()
-    assert metered[0] > 0, "the base events were not metered"
-    base = Warehouse(path, home.parent / "dbt", seq)
-    base.dbt("seed", "--select", "line_kinds")
-    return base
+    return base_warehouse(tmp_path_factory.mktemp("revenue_properties") / "home")
 
 
 def snapshot(con) -> dict[str, list[tuple]]:

@@ -2,9 +2,11 @@
 schedule and billings and compared with what the marts say. Each check returns
 (passed, metadata) with the first problems found; the revenue job runs them as asset checks.
 
-- every line's schedule sums to its amount (a voided line's reversal to minus it);
-- per line at the month's end: recognized + drawn + deferred - unbilled = billed, and per
-  customer those lines' deferred and unbilled are the roll-forward's closing balances;
+- every line's schedule sums to its amount; its reversals to minus what its credit notes
+  credited (each note's rows to minus what that note credited), or minus its amount once its
+  invoice is voided;
+- per line at the month's end: recognized + drawn + deferred - unbilled = billed - credited,
+  and per customer those lines' deferred and unbilled are the roll-forward's closing balances;
 - every journal day balances per currency, and the journal moves the deferred and unbilled
   accounts by exactly what the roll-forward says;
 - deferred revenue is never negative, and is zero for a customer with no service day ahead
@@ -42,8 +44,10 @@ def _result(problems: list[dict[str, Any]], **extra: Any) -> tuple[bool, dict[st
 
 
 def check_schedule_sums(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str, Any]]:
-    """Each finalized line's schedule adds up to its amount to the cent; paid credits bought
-    never leave deferred revenue for more than was bought."""
+    """Each finalized line's schedule adds up to its amount to the cent, and its reversals to
+    minus what its credit notes credited (each note's own rows too), or to minus its amount
+    once its invoice is voided; paid credits bought never leave deferred revenue for more
+    than was bought."""
     problems = _problems(
         con,
         f"""
@@ -53,22 +57,36 @@ def check_schedule_sums(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str,
             LEFT JOIN (SELECT DISTINCT invoice_id FROM meterbook_ledger.invoice_status_changes
                        WHERE status = 'void') v USING (invoice_id)
         ),
+        credited AS (
+            SELECT line_id, credit_note_id, amount FROM meterbook_ledger.credit_note_lines
+        ),
         sums AS (
-            SELECT line_id, reversal, sum(amount) AS scheduled
+            SELECT line_id, reversal, coalesce(credit_note_id, '') AS credit_note_id,
+                   sum(amount) AS scheduled
             FROM {_rel("fct_revenue_schedule")} GROUP BY ALL
         ),
         expected AS (
-            SELECT line_id, kind, false AS reversal, amount FROM lines
+            SELECT line_id, kind, false AS reversal, '' AS credit_note_id, amount FROM lines
+            UNION ALL  -- a void: what the line still stood for after its credit notes
+            SELECT l.line_id, l.kind, true, '', -(l.amount - coalesce(c.amount, 0))
+            FROM lines l
+            LEFT JOIN (SELECT line_id, sum(amount) AS amount FROM credited GROUP BY ALL) c
+                USING (line_id)
+            WHERE l.voided AND l.kind <> 'credit_purchase'
             UNION ALL
-            SELECT line_id, kind, true, -amount FROM lines
-            WHERE voided AND kind <> 'credit_purchase'
+            SELECT c.line_id, coalesce(l.kind, '(no such line)'), true, c.credit_note_id, -c.amount
+            FROM credited c LEFT JOIN lines l USING (line_id)
+        ),
+        compared AS (
+            SELECT line_id, e.kind, reversal, nullif(credit_note_id, '') AS credit_note_id,
+                   coalesce(e.amount, 0) AS amount, coalesce(s.scheduled, 0) AS scheduled
+            FROM expected e FULL JOIN sums s USING (line_id, reversal, credit_note_id)
         )
-        SELECT e.line_id, e.kind, e.reversal, e.amount, coalesce(s.scheduled, 0) AS scheduled
-        FROM expected e LEFT JOIN sums s USING (line_id, reversal)
-        WHERE CASE WHEN e.kind = 'credit_purchase'
-                   THEN coalesce(s.scheduled, 0) > e.amount OR coalesce(s.scheduled, 0) < 0
-                   ELSE coalesce(s.scheduled, 0) <> e.amount END
-        ORDER BY e.line_id, e.reversal
+        SELECT * FROM compared
+        WHERE CASE WHEN kind = 'credit_purchase' AND NOT reversal
+                   THEN scheduled > amount OR scheduled < 0
+                   ELSE scheduled <> amount END
+        ORDER BY line_id, reversal, credit_note_id NULLS FIRST
         """,
         [],
     )
@@ -78,18 +96,22 @@ def check_schedule_sums(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str,
 
 
 def _line_positions() -> str:
-    """Per line (and reversal) at the month's last day: billed, recognized (revenue and
-    breakage), drawn (paid credits leaving), deferred and unbilled, each from the rows."""
+    """Per line at the month's last day: billed (its invoice, less a void), credited (by its
+    credit notes), recognized (revenue and breakage), drawn (paid credits leaving), deferred
+    and unbilled, each from the rows."""
     return f"""
         WITH t AS (SELECT cast(? AS DATE) AS last_day),
         billed AS (
-            SELECT line_id, reversal, any_value(customer_id) AS customer_id,
+            SELECT line_id, any_value(customer_id) AS customer_id,
                    any_value(currency) AS currency, any_value(line_kind) AS line_kind,
-                   sum(amount) FILTER (WHERE billed_on <= (SELECT last_day FROM t)) AS billed
+                   sum(amount) FILTER (WHERE credit_note_id IS NULL
+                                         AND billed_on <= (SELECT last_day FROM t)) AS billed,
+                   -sum(amount) FILTER (WHERE credit_note_id IS NOT NULL
+                                          AND billed_on <= (SELECT last_day FROM t)) AS credited
             FROM {_rel("fct_revenue_billings")} GROUP BY ALL
         ),
         rows_ AS (
-            SELECT line_id, reversal,
+            SELECT line_id,
                    sum(amount) FILTER (WHERE row_type IN ('revenue', 'breakage')
                                          AND revenue_date <= (SELECT last_day FROM t)) AS recognized,
                    sum(amount) FILTER (WHERE row_type IN ('drawn', 'voided')
@@ -100,30 +122,31 @@ def _line_positions() -> str:
                                          AND billed_on > (SELECT last_day FROM t)) AS unbilled
             FROM {_rel("fct_revenue_schedule")} GROUP BY ALL
         )
-        SELECT b.line_id, b.reversal, b.customer_id, b.currency, b.line_kind,
+        SELECT b.line_id, b.customer_id, b.currency, b.line_kind,
                coalesce(b.billed, 0) AS billed,
+               coalesce(b.credited, 0) AS credited,
                coalesce(r.recognized, 0) AS recognized,
                coalesce(r.drawn, 0) AS drawn,
                CASE WHEN b.line_kind = 'credit_purchase'
                     THEN coalesce(b.billed, 0) - coalesce(r.recognized, 0) - coalesce(r.drawn, 0)
                     ELSE coalesce(r.ahead, 0) END AS deferred,
                coalesce(r.unbilled, 0) AS unbilled
-        FROM billed b LEFT JOIN rows_ r USING (line_id, reversal)
+        FROM billed b LEFT JOIN rows_ r USING (line_id)
     """
 
 
 def check_balances(con: duckdb.DuckDBPyConnection, month: str) -> tuple[bool, dict[str, Any]]:
-    """recognized to date + deferred = billed for every line (less what it recognized
-    before it was billed, which is unbilled), and the lines' balances add up to the
-    roll-forward's closing balances per customer and currency."""
+    """recognized to date + deferred = billed - credited for every line (less what it
+    recognized before it was billed, which is unbilled), and the lines' balances add up to
+    the roll-forward's closing balances per customer and currency."""
     day = BillingMonth.parse(month).end - timedelta(days=1)
     positions = _line_positions()
     problems = _problems(
         con,
         f"""
         SELECT * FROM ({positions}) p
-        WHERE recognized + drawn + deferred - unbilled <> billed
-        ORDER BY line_id, reversal
+        WHERE recognized + drawn + deferred - unbilled <> billed - credited
+        ORDER BY line_id
         """,
         [day],
     )

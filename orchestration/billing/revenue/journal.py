@@ -19,7 +19,7 @@ from orchestration.warehouse.models import relation
 
 HEADER = ("date", "currency", "entry", "account", "debit", "credit")
 # within a day and currency: the order the entries happen in, debits before credits
-ENTRY_ORDER = ("invoice", "tax", "revenue", "credits_applied", "breakage")
+ENTRY_ORDER = ("invoice", "tax", "revenue", "credits_applied", "breakage", "credit_note")
 
 
 def journal_rows(

@@ -1,6 +1,12 @@
 """`meterbook revenue --period M` (SPEC 8): the month's recognized revenue by kind, the
 deferred and unbilled roll-forwards per currency and customer, and the largest deferred
-balances, read from the revenue marts the revenue job built."""
+balances, read from the revenue marts the revenue job built.
+
+Credit notes (SPEC 11) add two figures to a currency's block, only in a month where that
+currency has some (so a month without any reads exactly as before): `recognized_credited`,
+the revenue they reversed (already subtracted from `recognized` and `recognized_by_kind`),
+and `deferred.credited`, what they took out of deferred revenue (opening + billed -
+recognized - breakage - credited = closing)."""
 
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ _ROLLFORWARD = (
     "recognized",
     *(f"deferred_{k}" for k in ("opening", "billed", "recognized", "breakage", "closing")),
     *(f"unbilled_{k}" for k in UNBILLED),
+    "recognized_credited",
+    "deferred_credited",
 )
 
 
@@ -56,12 +64,25 @@ def _currency_block(currency: str, sums: dict, by_kind: dict[str, Decimal]) -> d
     def money(value: Decimal) -> str:
         return format_money(value, currency)
 
-    return {
+    block = {
         "recognized": money(sums["recognized"]),
         "recognized_by_kind": {kind: money(v) for kind, v in sorted(by_kind.items())},
         "deferred": {k: money(sums[f"deferred_{k}"]) for k in DEFERRED},
         "unbilled": {k: money(sums[f"unbilled_{k}"]) for k in UNBILLED},
     }
+    if sums["recognized_credited"] or sums["deferred_credited"]:  # credit notes this month
+        block = {
+            "recognized": block["recognized"],
+            "recognized_by_kind": block["recognized_by_kind"],
+            "recognized_credited": money(sums["recognized_credited"]),
+            "deferred": {
+                **{k: block["deferred"][k] for k in DEFERRED if k != "closing"},
+                "credited": money(sums["deferred_credited"]),
+                "closing": block["deferred"]["closing"],
+            },
+            "unbilled": block["unbilled"],
+        }
+    return block
 
 
 def _rollforward(con: duckdb.DuckDBPyConnection, month: str) -> list[dict[str, Any]]:
@@ -102,9 +123,15 @@ def format_revenue(document: dict[str, Any], largest: int = 10) -> str:
         for kind, amount in block["recognized_by_kind"].items():
             lines.append(f"  {kind:<22}{amount:>16}")
         d, u = block["deferred"], block["unbilled"]
+        if "recognized_credited" in block:
+            lines.append(
+                f"  (credit notes reversed {block['recognized_credited']} of revenue already recognized)"
+            )
+        credited = f" - credited {d['credited']}" if "credited" in d else ""
         lines.append(
             f"  deferred: opening {d['opening']} + billed in advance {d['billed']}"
-            f" - recognized {d['recognized']} - breakage {d['breakage']} = closing {d['closing']}"
+            f" - recognized {d['recognized']} - breakage {d['breakage']}{credited}"
+            f" = closing {d['closing']}"
         )
         lines.append(
             f"  unbilled: opening {u['opening']} + recognized {u['recognized']}"

@@ -17,8 +17,9 @@ from orchestration.defs.resources import MeterbookWorkspace
 @asset_check(
     asset=model_key("fct_revenue_schedule"),
     description=(
-        "Every finalized line's schedule adds up to its amount to the cent (a voided "
-        "invoice's reversal to minus it), and no more paid credits leave deferred revenue "
+        "Every finalized line's schedule adds up to its amount to the cent, its credit "
+        "notes' reversals to minus what each credited, a voided invoice's reversal to minus "
+        "what the line still stood for, and no more paid credits leave deferred revenue "
         "than were bought."
     ),
 )
@@ -29,9 +30,10 @@ def schedule_sums_to_lines(meterbook: MeterbookWorkspace) -> AssetCheckResult:
 @asset_check(
     asset=model_key("fct_revenue_rollforward"),
     description=(
-        "For every line at the month's end, recognized to date + deferred = billed (what "
-        "was recognized before its invoice is unbilled), and the lines' deferred and "
-        "unbilled balances add up to the roll-forward's closing balances per customer."
+        "For every line at the month's end, recognized to date + deferred = billed - "
+        "credited by credit notes (what was recognized before its invoice is unbilled), and "
+        "the lines' deferred and unbilled balances add up to the roll-forward's closing "
+        "balances per customer."
     ),
 )
 def rollforward_matches_lines(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
