@@ -16,7 +16,6 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn
 
@@ -281,6 +280,7 @@ def cmd_credit_note(ws: Workspace, args) -> int:
 
     from orchestration.billing.credit_notes.issue import (  # noqa: PLC0415
         CreditNoteRequest,
+        credit_lines,
         credit_note,
         preview_credit_note,
     )
@@ -294,11 +294,10 @@ def cmd_credit_note(ws: Workspace, args) -> int:
     if len(lines) != len(amounts):
         raise CommandError("each --line needs its --amount (and each --amount its --line)")
     credit_note_id = f"cn_{uuid.uuid4().hex[:24]}"
-    request = CreditNoteRequest(
-        args.invoice_id, args.reason, _credit_lines(lines, amounts) or None, args.refund
-    )
     _catalog(ws)
     try:  # refused before any run starts: one line, no failed run in the history
+        pairs = list(zip(lines, amounts, strict=True))
+        request = CreditNoteRequest(args.invoice_id, args.reason, credit_lines(pairs), args.refund)
         with MeterbookWorkspace(home=str(ws.home)).warehouse() as con:
             preview_credit_note(con, request, now_utc())
     except CreditNoteError as exc:
@@ -324,16 +323,6 @@ def cmd_credit_note(ws: Workspace, args) -> int:
             f"{note['invoice_number']} ({note['settlement'].replace('_', ' ')}): {path}"
         )
     return 0
-
-
-def _credit_lines(lines: list[str], amounts: list[str]) -> tuple[tuple[str, Decimal], ...]:
-    parsed = []
-    for line, amount in zip(lines, amounts, strict=True):
-        try:
-            parsed.append((line, Decimal(amount)))
-        except InvalidOperation:
-            raise CommandError(f"--amount {amount!r} of line {line} is not a number") from None
-    return tuple(parsed)
 
 
 def _cmd_dunning(ws: Workspace, args) -> int:

@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import duckdb
@@ -36,7 +36,7 @@ from orchestration.billing.credit_notes.plan import (
     plan_credit_note,
 )
 from orchestration.billing.finalize import format_number
-from orchestration.billing.money import format_money, round_money
+from orchestration.billing.money import format_money, minor_exponent, round_money
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog.models import Catalog
 from orchestration.sql import insert_values, transaction
@@ -72,6 +72,20 @@ class _Invoice:
 
     def money(self, key: str) -> Decimal:
         return Decimal(self.document[key])
+
+
+def credit_lines(pairs: list[tuple[str, str]]) -> tuple[tuple[str, Decimal], ...] | None:
+    """(line id, amount as typed) pairs as the request's lines; None (the whole invoice) when
+    there are none. Amounts are decimal text: never a float near money."""
+    parsed = []
+    for line_id, amount in pairs:
+        try:
+            parsed.append((line_id, Decimal(amount)))
+        except InvalidOperation:
+            raise CreditNoteError(
+                f"--amount {amount!r} of line {line_id} is not a number"
+            ) from None
+    return tuple(parsed) or None
 
 
 def issue_credit_note(
@@ -268,7 +282,7 @@ def _insert(con, document: dict, plan: CreditNotePlan, invoice: _Invoice, now, h
         "meterbook_ledger.credit_notes",
         [[
             cn_id, number, doc["invoice_id"], doc["number"], doc["customer_id"],
-            doc["subscription_id"], doc["currency"], _exponent(con, doc["invoice_id"]),
+            doc["subscription_id"], doc["currency"], minor_exponent(doc["currency"]),
             issued_on, now.astimezone(UTC), document["reason"], document["settlement"],
             plan.subtotal, plan.tax_total, plan.total,
             json.dumps(document, ensure_ascii=False), html,
@@ -288,13 +302,6 @@ def _insert(con, document: dict, plan: CreditNotePlan, invoice: _Invoice, now, h
         "meterbook_ledger.credit_note_numbers",
         [[issued_on.year, int(number.rsplit("-", 1)[1]), number, cn_id]],
     )
-
-
-def _exponent(con: duckdb.DuckDBPyConnection, invoice_id: str) -> int:
-    return con.execute(
-        "SELECT currency_exponent FROM meterbook_ledger.invoices WHERE invoice_id = ?",
-        [invoice_id],
-    ).fetchall()[0][0]
 
 
 def _grant_to_wallet(con, document: dict, plan: CreditNotePlan, now: datetime) -> None:

@@ -15,7 +15,6 @@ note a failed push left behind, exactly once.
 """
 
 import os
-from decimal import Decimal, InvalidOperation
 
 from dagster import Config, Failure, In, MetadataValue, OpExecutionContext, Out, job, op
 
@@ -23,6 +22,7 @@ from integrations.stripe.client import ENV_API_KEY
 from integrations.stripe.credit_notes import push_credit_notes
 from orchestration.billing.credit_notes.issue import (
     CreditNoteRequest,
+    credit_lines,
     credit_note_html,
     issue_credit_note,
 )
@@ -54,14 +54,14 @@ class CreditNoteConfig(Config):
 def issue_credit_note_op(
     context: OpExecutionContext, config: CreditNoteConfig, meterbook: MeterbookWorkspace
 ) -> str:
-    request = CreditNoteRequest(
-        invoice=config.invoice_id,
-        reason=config.reason,
-        lines=_lines(config.lines) if config.lines else None,
-        refund=config.refund,
-        credit_note_id=config.credit_note_id or None,
-    )
     try:
+        request = CreditNoteRequest(
+            invoice=config.invoice_id,
+            reason=config.reason,
+            lines=credit_lines([(line.line_id, line.amount) for line in config.lines]),
+            refund=config.refund,
+            credit_note_id=config.credit_note_id or None,
+        )
         with meterbook.warehouse() as con:
             note = issue_credit_note(con, meterbook.catalog(), request, now_utc())
             html = credit_note_html(con, note["credit_note_id"])
@@ -123,18 +123,6 @@ def push_credit_note_op(
 )
 def credit_note():
     push_credit_note_op(issue_credit_note_op())
-
-
-def _lines(lines: list[CreditLine]) -> tuple[tuple[str, Decimal], ...]:
-    parsed = []
-    for line in lines:
-        try:
-            parsed.append((line.line_id, Decimal(line.amount)))
-        except InvalidOperation:
-            raise Failure(
-                description=f"line {line.line_id}: amount {line.amount!r} is not a number"
-            ) from None
-    return tuple(parsed)
 
 
 def _lines_table(note: dict) -> str:
