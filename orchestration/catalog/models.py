@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -315,6 +316,18 @@ class EventsApi(Strict):
     follow_seconds: Annotated[Decimal, Field(gt=0, le=86_400)] = Decimal(30)
 
 
+def _percentage(value: object) -> object:
+    # "50%" and 50 are the same wish: the pydantic message ("a valid decimal") would not say so
+    if isinstance(value, bool) or (isinstance(value, str) and value.strip().endswith("%")):
+        raise ValueError(f"anomaly_pct is a number of percent, like 50 for 50%; not {value!r}")
+    return value
+
+
+AnomalyPercent = Annotated[
+    Decimal, BeforeValidator(_percentage), Field(gt=0, le=10_000, decimal_places=4)
+]
+
+
 class Settings(Strict):
     invoice_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")] = "MB"
     grace_days: Annotated[int, Field(ge=0, le=365)] = 3
@@ -339,6 +352,10 @@ class Settings(Strict):
     # smtp, what is due is recorded (and listed by `meterbook dunning`) but not sent
     dunning: Dunning | None = None
     smtp: Smtp | None = None
+    # an invoice whose total moved by more than this percentage against the same
+    # subscription's previous invoice is an anomaly (SPEC 10): the close warns, `meterbook
+    # leakage` lists it. A percentage (50 for 50%); up to 10,000 (a hundredfold move).
+    anomaly_pct: AnomalyPercent = Decimal(50)
 
 
 class Condition(Strict):

@@ -20,6 +20,7 @@ from orchestration.billing.adjustments import (
     rerate_scope,
     write_adjustment_lines,
 )
+from orchestration.billing.anomalies import Anomalies, find_anomalies
 from orchestration.billing.documents import render_documents
 from orchestration.billing.freshness import (
     finalize_built_month,
@@ -173,13 +174,28 @@ def invoice_documents(
         document = invoices_with_ledger(con, month)
         paths = _render(context, meterbook, con, catalog, document)
         previous = _previous_totals(con, month)
+        anomalies = find_anomalies(con, month, catalog.settings.anomaly_pct, document)
         mark_built(con, month)  # the billing models ran after billing_windows: drafts complete
     return MaterializeResult(
         metadata={
             **invoice_metadata(document, previous, len(paths)),
             **document_metadata(context, paths.counts),
+            **anomaly_metadata(anomalies),
         }
     )
+
+
+def anomaly_metadata(anomalies: Anomalies, limit: int = 50) -> dict:
+    """The anomalies' counts, and their lines (the first `limit`) to read in the UI."""
+    lines = anomalies.lines()
+    shown = lines[:limit]
+    if len(lines) > limit:
+        shown.append(f"... and {len(lines) - limit} more (meterbook leakage lists them all)")
+    return {
+        **{f"anomalies_{name}": count for name, count in anomalies.counts().items()},
+        # a code block: ids and group values are shown as they are, never read as markdown
+        "anomalies": MetadataValue.md("\n".join(["```", *shown, "```"]) if lines else "none"),
+    }
 
 
 # Long document runs (thousands of PDFs) report here as well as to the run's log: the CLI

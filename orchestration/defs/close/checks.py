@@ -1,15 +1,18 @@
 """Reconciliation of the close: lines add up to invoices, every billable event is billed once,
-usage lines carry the metered quantities, the ledger is gapless and matches its documents."""
+usage lines carry the metered quantities, the ledger is gapless and matches its documents;
+and the month's anomalies, a warning that never fails the close."""
 
-from dagster import AssetCheckResult, MetadataValue, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
+from orchestration.billing.anomalies import find_anomalies
 from orchestration.billing.invoice_checks import check_invoices
+from orchestration.billing.invoice_json import decimal_text
 from orchestration.billing.reconciliation import (
     check_events_in_one_line,
     check_ledger,
     check_meter_totals,
 )
-from orchestration.defs.close.assets import finalized_invoices
+from orchestration.defs.close.assets import anomaly_metadata, finalized_invoices, invoice_documents
 from orchestration.defs.dbt.project import model_key
 from orchestration.defs.resources import MeterbookWorkspace
 
@@ -76,3 +79,25 @@ def lines_match_meters(context, meterbook: MeterbookWorkspace) -> AssetCheckResu
 )
 def ledger_consistent(meterbook: MeterbookWorkspace) -> AssetCheckResult:
     return _check(meterbook, check_ledger)
+
+
+@asset_check(
+    asset=invoice_documents,
+    description=(
+        "What to look at before finalizing: an invoice whose total moved by more than the "
+        "catalog's anomaly_pct (50% unless set) against the same subscription's previous "
+        "invoice, a charge that appeared or disappeared since that invoice, and a day whose "
+        "usage of a meter is more than 3 times the median of the 7 days before it. Runs with "
+        "every month-end close; it only warns, with the list, and never stops the close."
+    ),
+)
+def no_anomalies_to_review(context, meterbook: MeterbookWorkspace) -> AssetCheckResult:
+    month = _month(context)
+    pct = meterbook.catalog().settings.anomaly_pct
+    with meterbook.reader() as con:
+        anomalies = find_anomalies(con, month, pct)
+    return AssetCheckResult(
+        passed=not anomalies.found,
+        severity=AssetCheckSeverity.WARN,  # an anomaly is for review: the close goes on
+        metadata={**anomaly_metadata(anomalies), "anomaly_pct": decimal_text(pct)},
+    )
