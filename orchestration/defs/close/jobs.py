@@ -11,6 +11,7 @@ from orchestration.defs.close.assets import (
 )
 from orchestration.defs.entitlements.jobs import ENTITLEMENT_SELECTION
 from orchestration.defs.ingest.jobs import INGEST_SELECTION
+from orchestration.defs.leakage.assets import revenue_leakage
 from orchestration.defs.wallets.assets import wallet_ledger
 
 month_end_close = define_asset_job(
@@ -22,11 +23,13 @@ month_end_close = define_asset_job(
         *billing_models.keys,
         *invoice_documents.keys,
         *wallet_ledger.keys,
+        *revenue_leakage.keys,
     )
     | ENTITLEMENT_SELECTION,
     description=(
         "Month-end close: counts the month's usage, draws prepaid credits and builds its draft "
-        "invoices and their documents, ready for review. Run it once the month has ended, and again whenever late "
+        "invoices and their documents, ready for review, with the usage that bills nothing "
+        "(revenue leakage) and the invoices that moved unusually (anomalies). Run it once the month has ended, and again whenever late "
         "usage or a catalog fix arrives; finalized invoices never change."
     ),
 )
