@@ -16,6 +16,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn
 
@@ -325,6 +326,98 @@ def cmd_credit_note(ws: Workspace, args) -> int:
     return 0
 
 
+def cmd_leakage(ws: Workspace, args) -> int:
+    """Usage of a month that bills nothing, and the month's anomalies (SPEC 10)."""
+    from orchestration.billing.anomalies import find_anomalies  # noqa: PLC0415
+    from orchestration.billing.leakage import NoUsageYet, leakage_report, leakage_text  # noqa: PLC0415
+    from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
+
+    if not ws.warehouse_path.exists():
+        raise NoWarehouse(f"no warehouse at {ws.warehouse_path}: no event was ever ingested")
+    catalog = _catalog(ws)
+    with MeterbookWorkspace(home=str(ws.home)).reader() as con:
+        try:
+            report = leakage_report(con, catalog, args.period)
+        except NoUsageYet as exc:
+            raise CommandError(str(exc)) from None
+        anomalies = find_anomalies(con, args.period, catalog.settings.anomaly_pct)
+    if args.json:
+        print(json.dumps({**report, "anomalies": anomalies.to_json()}, indent=2))
+        return 0
+    print(leakage_text(report))
+    counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in anomalies.counts().items())
+    print(f"\nAnomalies ({counts}):")
+    print("\n".join(f"  {line}" for line in anomalies.lines()) or "  none")
+    return 0
+
+
+def cmd_backtest(ws: Workspace, args) -> int:
+    """Re-rates closed months under a candidate catalog (SPEC 10) through the `price_backtest`
+    job, as the UI would; the baseline under the current catalog must reproduce billing."""
+    from orchestration.billing.backtest.replay import (  # noqa: PLC0415
+        difference_text,
+        months_to_replay,
+    )
+    from orchestration.billing.backtest.run import (  # noqa: PLC0415
+        backtest_folder,
+        new_backtest_id,
+        read_differences,
+    )
+    from orchestration.defs.resources import MeterbookWorkspace  # noqa: PLC0415
+
+    if not ws.warehouse_path.exists():
+        raise NoWarehouse(f"no warehouse at {ws.warehouse_path}: no month was ever closed")
+    candidate = Path(args.catalog).expanduser().resolve()
+    if not candidate.is_dir():
+        raise CommandError(f"--catalog {args.catalog}: not a folder of catalog files")
+    try:  # refused before any run starts: a typo in the candidate or the months, in one line
+        load_catalog(candidate)
+        with MeterbookWorkspace(home=str(ws.home)).reader() as con:
+            months_to_replay(con, args.first, args.last)
+    except CatalogError as exc:
+        issues = exc.issues
+        more = f" (and {len(issues) - 1} more: meterbook validate)" if len(issues) > 1 else ""
+        raise CommandError(f"the candidate catalog: {issues[0]}{more}; nothing was run") from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    backtest_id = new_backtest_id(now_utc())
+    config = {
+        "catalog": str(candidate),
+        "from_month": args.first,
+        "to_month": args.last,
+        "backtest_id": backtest_id,
+        "keep_sandbox": args.keep,
+    }
+    try:
+        _run(ws, "price_backtest", run_config={"ops": {"price_backtest_op": {"config": config}}})
+    except CommandError:
+        for difference in read_differences(ws.home, backtest_id):
+            print(f"  {difference_text(difference)}", file=sys.stderr)
+        raise
+    folder = backtest_folder(ws.home, backtest_id)
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        print(_backtest_text(results, folder))
+    return 0
+
+
+def _backtest_text(results: dict, folder: Path) -> str:
+    changed = [i for i in results["invoices"] if Decimal(i["difference"]) != 0]
+    lines = [
+        f"backtest {results['from']}..{results['to']}: {len(results['invoices'])} invoice(s), "
+        f"{len(changed)} change"
+    ]
+    for currency, total in results["currency_totals"].items():
+        lines.append(
+            f"  {currency}: baseline {total['baseline']}, candidate {total['candidate']}, "
+            f"difference {total['difference']}"
+        )
+    lines.append(f"report: {folder / 'report.html'} (JSON and CSV beside it)")
+    return "\n".join(lines)
+
+
 def _cmd_dunning(ws: Workspace, args) -> int:
     return cmd_dunning(ws, args, _catalog(ws), _run)
 
@@ -489,6 +582,17 @@ def build_parser() -> argparse.ArgumentParser:
     void = add("void", cmd_void, "void a finalized invoice (the original stays in the ledger)")
     void.add_argument("invoice_id", help="the invoice's id (inv_...), not its number")
     void.add_argument("--reason", required=True)
+    leakage = add("leakage", cmd_leakage, "usage that bills nothing, and anomalies, of a month")
+    leakage.add_argument("--period", type=_period, required=True)
+    leakage.add_argument("--json", action="store_true")
+    backtest = add("backtest", cmd_backtest, "what a candidate catalog would have billed")
+    backtest.add_argument("--catalog", required=True, help="the candidate catalog's folder")
+    backtest.add_argument("--from", dest="first", type=_period, required=True, metavar="M1")
+    backtest.add_argument("--to", dest="last", type=_period, required=True, metavar="M2")
+    backtest.add_argument("--json", action="store_true")
+    backtest.add_argument(
+        "--keep", action="store_true", help="keep the candidate's warehouse copy to query"
+    )
     credit = add("credit-note", cmd_credit_note, "credit a finalized invoice, whole or by line")
     credit.add_argument("invoice_id", help="the invoice's id (inv_...) or number")
     credit.add_argument("--line", action="append", metavar="LINE_ID", help="a line to credit")

@@ -178,7 +178,18 @@
     from {{ ref('int_events_fated') }} as fates
     inner join {{ ref('stg_meterbook__raw_events') }} as events
         on events.read_seq = fates.read_seq
-    where fates.fate = 'billable' and {{ where }}
+    where fates.fate = 'billable' and {{ where }}{{ metering_read_seq_cap('fates.read_seq') }}
+{%- endmacro %}
+
+{# METERBOOK_MAX_READ_SEQ, when set (a price backtest replaying a closed month): only the
+   events read up to the month's build count, so later (late) events do not. Unset: nothing. #}
+{% macro metering_read_seq_cap(column) -%}
+    {%- set value = meterbook_partition('max_read_seq') | string -%}
+    {%- if value -%}
+        {%- if not modules.re.fullmatch('[0-9]{1,18}', value) -%}
+            {{ exceptions.raise_compiler_error("max_read_seq must be a whole number, got " ~ value) }}
+        {%- endif %} and {{ column }} <= {{ value }}
+    {%- endif -%}
 {%- endmacro %}
 
 {# The metered events of `meters` (rows of stg_catalog__meters): one row per billable event

@@ -326,6 +326,11 @@ def _next(ws: Workspace, verbose: bool) -> None:
         f"Revenue and its journal:   {meterbook} revenue --period {MONTHS[0]} --journal journal.csv"
     )
     print(f"Credit an invoice:         {meterbook} credit-note NUMBER --reason TEXT")
+    print(
+        f"Test a price change first: {meterbook} backtest --catalog DIR "
+        f"--from {MONTHS[0]} --to {MONTHS[-1]}   (DIR: a copy of {ws.catalog_dir}, edited)"
+    )
+    print(f"Usage that bills nothing:  {meterbook} leakage --period {MONTHS[0]}")
     print(f"What each customer may use:  {meterbook} entitlements")
     print(f"The same over HTTP:        {meterbook} serve   (then curl the address it prints)")
     print(f"Invoice documents (HTML, PDF):  {ws.documents_dir}")

@@ -40,6 +40,7 @@ def test_no_partition_sets_every_variable_to_everything():
             "METERBOOK_MIN_DATE": "1970-01-01",
             "METERBOOK_MAX_DATE": "9999-12-31",
             "METERBOOK_CLOSE_MONTH": "",
+            "METERBOOK_MAX_READ_SEQ": "",
         }
     )
 
@@ -51,6 +52,7 @@ def test_a_partition_sets_its_own_variables_and_keeps_the_others_default():
     assert env["METERBOOK_CLOSE_MONTH"] == ""
     assert partition_env({"close_month": "2026-10"})["METERBOOK_CLOSE_MONTH"] == "2026-10"
     assert partition_env({"close_month": None})["METERBOOK_CLOSE_MONTH"] == ""
+    assert partition_env({"max_read_seq": "74463"})["METERBOOK_MAX_READ_SEQ"] == "74463"
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,8 @@ def test_a_partition_sets_its_own_variables_and_keeps_the_others_default():
         {"close_month": "2026-13"},
         {"close_month": "2026-10-01"},
         {"close_month": 202610},
+        {"max_read_seq": "12 or true"},
+        {"max_read_seq": "-1"},
         {"min_date": "2026-10-03", "max_date": "2026-10-03"},  # [min, max) would be empty
         {"month": "2026-10"},
     ],

@@ -125,6 +125,7 @@ def test_the_loader_finds_every_job_schedule_and_sensor_the_stages_declare(defs)
         "stripe_payment_status",
         "credit_note",
         "dunning",
+        "price_backtest",
     }
     assert {s.name for s in defs.schedules} == {
         "nightly_refresh",

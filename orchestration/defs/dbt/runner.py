@@ -42,10 +42,21 @@ def _is_month(text: str) -> bool:
     return True
 
 
-_PARTITION_FORMATS = {"min_date": _DATE.match, "max_date": _DATE.match, "close_month": _is_month}
+_PARTITION_FORMATS = {
+    "min_date": _DATE.match,
+    "max_date": _DATE.match,
+    "close_month": _is_month,
+    # a price backtest replays a month with the events read up to its build (no later ones)
+    "max_read_seq": re.compile(r"^[0-9]{1,18}$").match,
+}
 # No partition means everything. The macro meterbook_partition has the same defaults, for a
 # dbt run by hand; our invocations always set all three variables.
-PARTITION_DEFAULTS = {"min_date": "1970-01-01", "max_date": "9999-12-31", "close_month": ""}
+PARTITION_DEFAULTS = {
+    "min_date": "1970-01-01",
+    "max_date": "9999-12-31",
+    "close_month": "",
+    "max_read_seq": "",
+}
 PARTIAL_PARSE = "partial_parse.msgpack"
 
 

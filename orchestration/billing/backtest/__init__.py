@@ -1,0 +1,1 @@
+"""The price backtest: re-rated months under the current and a candidate catalog, compared."""
