@@ -5,18 +5,17 @@ a changed meter re-meters; an edited catalog stops the backtest; nothing billed 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from meterbook_commands import meterbook as run_meterbook
+from meterbook_commands import ok as run_ok
 
 pytestmark = pytest.mark.slow
 
-METERBOOK = Path(sys.executable).parent / "meterbook"
 AFTER_OCTOBER = "2026-11-02T00:00:00Z"
 MONTHS = ("2026-08", "2026-09", "2026-10")
 
@@ -81,19 +80,11 @@ def _events(month: str) -> str:
 
 
 def meterbook(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, METERBOOK_NOW=AFTER_OCTOBER)
-    env.pop("DAGSTER_HOME", None)
-    env.pop("STRIPE_API_KEY", None)
-    return subprocess.run(
-        [str(METERBOOK), *args, "--home", str(home)],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+    return run_meterbook(home, AFTER_OCTOBER, *args)
 
 
 def ok(home: Path, *args: str) -> str:
-    done = meterbook(home, *args)
-    assert done.returncode == 0, f"{args} failed:\n{done.stderr[-3000:]}"
-    return done.stdout
+    return run_ok(home, AFTER_OCTOBER, *args)
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,16 @@ in the wallet that the next close draws after tax (SPEC 7, 11)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from meterbook_commands import meterbook, ok
 
 from orchestration.warehouse.stripe import ensure_stripe_schema
 
 pytestmark = pytest.mark.slow
 
-METERBOOK = Path(sys.executable).parent / "meterbook"
 AFTER_OCTOBER = "2026-11-01T00:10:00Z"
 AFTER_NOVEMBER = "2026-12-05T00:00:00Z"
 # 1,000 tokens a month at 0.01 (10.00) + a 20.00 fee, tax 10%: 33.00 a month.
@@ -55,22 +52,6 @@ def _events(month: str) -> str:
         + "\n"
         for day in range(1, 11)
     )
-
-
-def meterbook(home: Path, now: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, METERBOOK_NOW=now)
-    env.pop("DAGSTER_HOME", None)
-    env.pop("STRIPE_API_KEY", None)
-    return subprocess.run(
-        [str(METERBOOK), *args, "--home", str(home)],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-
-
-def ok(home: Path, now: str, *args: str) -> str:
-    done = meterbook(home, now, *args)
-    assert done.returncode == 0, f"{args} failed:\n{done.stderr[-3000:]}"
-    return done.stdout
 
 
 @pytest.fixture

@@ -5,16 +5,15 @@ closed again with other draws makes a later month's drafts stale until it is clo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from meterbook_commands import meterbook as run_meterbook
+from meterbook_commands import ok as run_ok
 
 pytestmark = pytest.mark.slow
 
-METERBOOK = Path(sys.executable).parent / "meterbook"
 NOW = "2026-12-20T00:00:00Z"
 # Two months of 1,000 tokens (10.00 each). Grants: the plan's monthly 5.00 (rolls over at most
 # 2.00) and a one-off 10.00 (`g_welcome`, written by the test so it can change it).
@@ -64,18 +63,11 @@ def _events(month: str) -> str:
 
 
 def meterbook(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, METERBOOK_NOW=NOW)
-    env.pop("DAGSTER_HOME", None)
-    return subprocess.run(
-        [str(METERBOOK), *args, "--home", str(home)],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+    return run_meterbook(home, NOW, *args)
 
 
 def ok(home: Path, *args: str) -> str:
-    done = meterbook(home, *args)
-    assert done.returncode == 0, f"{args} failed:\n{done.stderr[-3000:]}"
-    return done.stdout
+    return run_ok(home, NOW, *args)
 
 
 def promotional(home: Path, period: str) -> str:

@@ -6,16 +6,13 @@ next close's wallet check holds and a wallet that drew its credits keeps what it
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from meterbook_commands import ok as run_ok
 
 pytestmark = pytest.mark.slow
 
-METERBOOK = Path(sys.executable).parent / "meterbook"
 NOW = "2027-01-10T00:00:00Z"
 # c1's monthly 5.00: October uses 3.00 (300 tokens at 0.01), so 2.00 rolls over into
 # November, which uses it all (1,000 tokens = 10.00: the 2.00 first, it expires first, then
@@ -63,14 +60,7 @@ def _event(event_id: str, customer: str, day: str, tokens: int) -> str:
 
 
 def ok(home: Path, *args: str) -> str:
-    env = dict(os.environ, METERBOOK_NOW=NOW)
-    env.pop("DAGSTER_HOME", None)
-    done = subprocess.run(
-        [str(METERBOOK), *args, "--home", str(home)],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, f"{args} failed:\n{done.stderr[-3000:]}"
-    return done.stdout
+    return run_ok(home, NOW, *args)
 
 
 def test_a_re_rate_of_a_finalized_month_leaves_other_wallets_alone(tmp_path):

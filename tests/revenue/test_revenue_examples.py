@@ -38,10 +38,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from meterbook_commands import meterbook as run_meterbook
+from meterbook_commands import ok as run_ok
 
 pytestmark = pytest.mark.slow
 
-METERBOOK = Path(sys.executable).parent / "meterbook"
 NOW = "2026-12-20T00:00:00Z"  # every month closed here is past its grace period
 CLOSED = ("2026-10", "2026-11")  # closed and finalized
 MONTHS = ("2026-09", "2026-10", "2026-11")  # revenue reported
@@ -171,20 +172,11 @@ NO_DEFERRED_2 = {
 
 
 def meterbook(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, METERBOOK_NOW=NOW)
-    env.pop("DAGSTER_HOME", None)
-    return subprocess.run(
-        [str(METERBOOK), *args, "--home", str(home)],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+    return run_meterbook(home, NOW, *args)
 
 
 def ok(home: Path, *args: str) -> str:
-    done = meterbook(home, *args)
-    assert done.returncode == 0, (
-        f"`meterbook {' '.join(args)}` exited {done.returncode}:\n{done.stderr[-3000:]}"
-    )
-    return done.stdout
+    return run_ok(home, NOW, *args)
 
 
 class Workspace:

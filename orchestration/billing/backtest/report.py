@@ -22,7 +22,6 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot can be imported anywhere: never a window
-from jinja2 import Environment, FileSystemLoader, StrictUndefined  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, StrMethodFormatter  # noqa: E402
@@ -34,6 +33,7 @@ from orchestration.billing.backtest.results import (  # noqa: E402
     Mover,
     Movers,
 )
+from orchestration.billing.templating import template_environment  # noqa: E402
 
 __all__ = [
     "INVOICE_COLUMNS",
@@ -51,14 +51,7 @@ __all__ = [
 ]
 
 TEMPLATES = Path(__file__).parent / "templates"
-_ENV = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+_ENV = template_environment(TEMPLATES)
 
 INVOICE_COLUMNS = (
     "period",

@@ -7,19 +7,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
 from orchestration.billing.credit_notes.plan import CreditNotePlan
 from orchestration.billing.money import format_money
+from orchestration.billing.templating import template_environment
 
-_ENV = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+_ENV = template_environment(Path(__file__).parent / "templates")
 
 SETTLEMENT_TEXT = {
     "reduce_due": "lowers what the invoice owes",

@@ -22,25 +22,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
 from orchestration.billing.documents.chart import Chart, usage_chart
 from orchestration.billing.documents.lines import kind_label, span
 from orchestration.billing.documents.page import TEMPLATES
 from orchestration.billing.documents.text import display_quantity, price_text
 from orchestration.billing.documents.usage import DailyPoint
 from orchestration.billing.money import minor_exponent
+from orchestration.billing.templating import template_environment
 
 USAGE_FOLDER = "usage"
 
-_ENV = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=True,  # names and descriptions come from the catalog: never markup
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+_ENV = template_environment(TEMPLATES)  # catalog names and descriptions: never markup
 
 # files.py keeps these characters and writes "_" for the rest; that is lossy ("org:a" and
 # "org_a" would share a page, one customer reading another's usage), so here the rest is

@@ -12,25 +12,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
 from orchestration.billing.documents.chart import Chart, usage_meters
 from orchestration.billing.documents.credits import CreditSummary
 from orchestration.billing.documents.lines import line_row, span
 from orchestration.billing.documents.terms import Terms, document_terms
 from orchestration.billing.documents.text import quantity_text
 from orchestration.billing.money import round_money
+from orchestration.billing.templating import template_environment
 from orchestration.catalog.models import Catalog, Customer
 
 TEMPLATES = Path(__file__).parent / "templates"
-_ENV = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+_ENV = template_environment(TEMPLATES)
 
 
 def render_invoice_html(

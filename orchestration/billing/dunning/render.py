@@ -28,11 +28,12 @@ from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 
 from orchestration.billing.documents.lines import span
 from orchestration.billing.dunning.due import ReceivableState, Step
 from orchestration.billing.money import format_money
+from orchestration.billing.templating import template_environment as jinja_environment
 from orchestration.catalog.models import DUNNING_TEMPLATES_DIR, Catalog, Dunning
 
 __all__ = [
@@ -57,14 +58,9 @@ def template_environment(catalog_dir: Path | None) -> Environment:
         if overrides.is_dir():
             loaders.append(FileSystemLoader(overrides))
     loaders.append(FileSystemLoader(TEMPLATES))
-    return Environment(
-        loader=ChoiceLoader(loaders),
-        # by file name: HTML escaped, text as written (an "&" in a name stays an "&")
-        autoescape=lambda name: bool(name) and name.endswith(".html"),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
+    # by file name: HTML escaped, text as written (an "&" in a name stays an "&")
+    return jinja_environment(
+        ChoiceLoader(loaders), autoescape=lambda name: bool(name) and name.endswith(".html")
     )
 
 
