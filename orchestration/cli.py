@@ -395,11 +395,11 @@ def cmd_backtest(ws: Workspace, args) -> int:
             print(f"  {difference_text(difference)}", file=sys.stderr)
         raise
     folder = backtest_folder(ws.home, backtest_id)
-    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    text = (folder / "results.json").read_text(encoding="utf-8")
     if args.json:
-        print(json.dumps(results, indent=2, ensure_ascii=False))
+        sys.stdout.write(text)  # the file as written, not parsed and printed again
     else:
-        print(_backtest_text(results, folder))
+        print(_backtest_text(json.loads(text), folder))
     return 0
 
 

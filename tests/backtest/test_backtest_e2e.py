@@ -163,7 +163,10 @@ def test_a_changed_price_a_new_tier_and_grandfathered_customers(home, tmp_path):
         if line["subscription_id"] == "sub_n" and line["period"] == "2026-10"
     }
     assert n_lines == {("fixed_fee", "10.00", "12.00"), ("usage", "25.00", "22.50")}
+    assert {line["subscription_id"] for line in results["lines"]} == {"sub_n"}  # what changes
     folder = next((home / "backtests").glob("2*"))
+    every_line = (folder / "lines.csv").read_text().splitlines()
+    assert len(every_line) == 1 + 2 * 8  # header, fee and usage of each of the 8 invoices
     assert {p.name for p in folder.iterdir()} >= {"results.json", "invoices.csv", "report.html"}
     assert not list((home / "backtests" / "sandbox").glob("*.duckdb"))  # copies removed
 

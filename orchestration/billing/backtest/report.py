@@ -161,7 +161,9 @@ def _line_json(invoice: InvoiceChange, line: LineChange, exponent: int) -> dict[
 
 def to_json(result: BacktestResult) -> dict[str, Any]:
     """SPEC 10's document: from, to, currency_totals, invoices (subtotals before tax), then
-    plans (per plan and month), movers (per currency, up and down) and lines."""
+    plans (per plan and month), movers (per currency, up and down) and the lines that change
+    (every line is in lines.csv: at 10,000 customers x 20 charges x 3 months, 313 MB of JSON
+    held whole in memory to write it, for a document mostly of unchanged lines)."""
     digits = result.exponents
     return {
         "from": result.first,
@@ -203,6 +205,7 @@ def to_json(result: BacktestResult) -> dict[str, Any]:
             _line_json(invoice, line, digits[invoice.currency])
             for invoice in result.invoices
             for line in invoice.lines
+            if line.changed
         ],
     }
 

@@ -74,6 +74,10 @@ class LineChange:
         """The group as the invoice JSON has it (an object, or None)."""
         return None if self.group is None else json.loads(self.group)
 
+    @property
+    def changed(self) -> bool:
+        return self.difference != 0 or self.in_baseline != self.in_candidate
+
 
 @dataclass(frozen=True)
 class InvoiceChange:

@@ -4,7 +4,8 @@ what a candidate catalog would have billed over closed months. Run config, as in
     ops:
       price_backtest_op:
         config:
-          catalog: /path/to/candidate/catalog   # a folder of catalog YAML files
+          catalog: /path/to/candidate/catalog   # a folder of catalog YAML files; a relative
+                                                # path is read from the workspace's folder
           from_month: "2026-08"
           to_month: "2026-10"
 
@@ -41,7 +42,7 @@ PROGRESS = logging.getLogger("meterbook.progress")
 
 
 class BacktestConfig(Config):
-    catalog: str  # the candidate catalog's folder
+    catalog: str  # the candidate catalog's folder (relative: in the workspace's folder)
     from_month: str  # "YYYY-MM", the first close month to re-rate
     to_month: str  # "YYYY-MM", the last (included)
     # Set by `meterbook backtest`, so it finds the results; empty: made from the time
@@ -91,8 +92,9 @@ def price_backtest_op(
 
 
 def _request(config: BacktestConfig, meterbook: MeterbookWorkspace) -> BacktestRequest:
+    folder = meterbook.workspace.home / Path(config.catalog).expanduser()  # absolute stays so
     try:
-        candidate = load_catalog(Path(config.catalog).expanduser())
+        candidate = load_catalog(folder)
     except CatalogError as exc:
         raise Failure(description=f"the candidate catalog: {exc}") from None
     return BacktestRequest(
