@@ -94,7 +94,7 @@ def run_backtest(
         say(f"baseline: re-rating {len(months)} month(s) under the current catalog")
         baseline = replay_months(sandbox, request.current, months, rate, say)
         differences = baseline_differences(billed, baseline)
-        del billed  # reproduced: the baseline stands for it from here on
+        del billed  # not needed past this point: three months of invoices, freed early
         if differences:
             folder.mkdir(parents=True, exist_ok=True)
             _write_json(folder / DIFFERENCES, differences)
