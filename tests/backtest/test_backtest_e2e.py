@@ -173,10 +173,11 @@ def test_a_changed_price_a_new_tier_and_grandfathered_customers(home, tmp_path):
 
 def test_a_changed_meter_re_meters_the_stored_usage(home, tmp_path):
     both = CATALOG.replace("expression: input_tokens}", "expression: input_tokens + output_tokens}")
-    ok(home, "backtest", "--catalog", str(candidate(tmp_path, both)), "--from", "2026-09",
+    ok(home, "backtest", "--catalog", str(candidate(tmp_path, both)), "--from", "2026-10",
        "--to", "2026-10", "--keep")  # fmt: skip
-    sandbox = home / "backtests" / "sandbox" / "warehouse.duckdb"
-    with duckdb.connect(str(sandbox), read_only=True) as con:
+    kept = next((home / "backtests").glob("2*")) / "candidate.duckdb"
+    assert not (home / "backtests" / "sandbox" / "warehouse.duckdb").exists()
+    with duckdb.connect(str(kept), read_only=True) as con:
         quantities = dict(
             con.execute(
                 "SELECT subscription_id, quantity FROM marts.fct_invoice_lines"

@@ -1,7 +1,8 @@
 """One price backtest from start to end: copy, baseline, candidate, results (SPEC 10).
 
     backtests/<id>/            what a backtest leaves: results.json, the CSVs, report.html,
-                               and baseline_differences.json when the baseline failed
+                               baseline_differences.json when the baseline failed, and with
+                               --keep candidate.duckdb, the candidate's re-rated warehouse
     backtests/sandbox/         the warehouse copy rated in; one backtest at a time (a lock),
                                and always the same path, so dbt's partial parse made against
                                it serves every backtest (a new path parses the whole project)
@@ -42,6 +43,7 @@ from orchestration.sql import connect
 FOLDER = "backtests"
 SANDBOX = "sandbox"
 DIFFERENCES = "baseline_differences.json"
+KEPT = "candidate.duckdb"  # the candidate's warehouse copy, with --keep
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ class BacktestRequest:
     first: str
     last: str
     backtest_id: str
-    keep_sandbox: bool = False  # keep the candidate's warehouse copy to query
+    keep_sandbox: bool = (
+        False  # keep the candidate's warehouse copy: backtests/<id>/candidate.duckdb
+    )
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def run_backtest(
     folder = backtest_folder(home, request.backtest_id)
     sandbox = home / FOLDER / SANDBOX / "warehouse.duckdb"
     pristine = home / FOLDER / SANDBOX / "pristine.duckdb"
-    with workspace_lock(home, "backtest", 0), _cleaned(sandbox, pristine, request.keep_sandbox):
+    with workspace_lock(home, "backtest", 0), _cleaned(sandbox, pristine):
         with hold_warehouse() as warehouse:
             copy_warehouse(warehouse, pristine)
         copy_warehouse(pristine, sandbox)
@@ -102,6 +106,9 @@ def run_backtest(
         say("baseline reproduces every billed invoice to the cent; rating the candidate")
         _move(pristine, sandbox)
         candidate = replay_months(sandbox, request.candidate, months, rate, say)
+        if request.keep_sandbox:
+            folder.mkdir(parents=True, exist_ok=True)
+            _move(sandbox, folder / KEPT)
     result = compare(_flat(baseline), _flat(candidate), request.first, request.last)
     return BacktestRun(folder, result, write_all(result, folder), tuple(months))
 
@@ -117,16 +124,13 @@ def _billed(sandbox: Path, request: BacktestRequest):
 
 
 @contextmanager
-def _cleaned(sandbox: Path, pristine: Path, keep: bool) -> Iterator[None]:
-    """Removes the sandbox copies afterwards (the candidate's is kept when asked)."""
-    failed = True
+def _cleaned(sandbox: Path, pristine: Path) -> Iterator[None]:
+    """Removes the sandbox copies afterwards, whatever happened."""
     try:
         yield
-        failed = False
     finally:
         _remove(pristine)
-        if failed or not keep:
-            _remove(sandbox)
+        _remove(sandbox)
 
 
 def _files(path: Path) -> Iterator[Path]:

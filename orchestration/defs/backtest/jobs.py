@@ -47,7 +47,9 @@ class BacktestConfig(Config):
     to_month: str  # "YYYY-MM", the last (included)
     # Set by `meterbook backtest`, so it finds the results; empty: made from the time
     backtest_id: str = ""
-    keep_sandbox: bool = False  # keep the candidate's warehouse copy in backtests/sandbox/
+    keep_sandbox: bool = (
+        False  # keep the candidate's warehouse copy: backtests/<id>/candidate.duckdb
+    )
 
 
 def _rate(warehouse: Path, select: str, partition) -> None:
