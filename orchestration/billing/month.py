@@ -73,6 +73,16 @@ class BillingMonth:
     def previous(self) -> BillingMonth:
         return self.shifted(-1)
 
+    def through(self, last: BillingMonth) -> list[BillingMonth]:
+        """This month and every one after it up to `last`, included (none if `last` is
+        earlier)."""
+        months = []
+        month = self
+        while month <= last:
+            months.append(month)
+            month = month.next()
+        return months
+
     def bounds(self, timezone: str) -> tuple[datetime, datetime]:
         """[first instant, first instant after) of the month in `timezone`, as UTC."""
         return local_midnight(self.first_day, timezone), local_midnight(self.end, timezone)

@@ -52,3 +52,12 @@ def test_the_month_of_a_day_contains_it_and_neighbours_touch(day):
     assert month.next().first_day == month.end
     assert month.next().previous() == month
     assert BillingMonth.parse(str(month)) == month
+
+
+def test_through_lists_every_month_up_to_the_last_included():
+    first = BillingMonth.parse("2026-11")
+    assert [str(m) for m in first.through(BillingMonth.parse("2027-02"))] == [
+        "2026-11", "2026-12", "2027-01", "2027-02",
+    ]  # fmt: skip
+    assert first.through(first) == [first]
+    assert first.through(BillingMonth.parse("2026-10")) == []

@@ -75,14 +75,10 @@ class ReplayMonth:
 
 def months_between(first: str, last: str) -> list[str]:
     """Every month from `first` to `last`, both included."""
-    start, end = BillingMonth.parse(first), BillingMonth.parse(last)
-    if str(start) > str(end):
+    months = BillingMonth.parse(first).through(BillingMonth.parse(last))
+    if not months:
         raise BacktestError(f"--from {first} is after --to {last}")
-    months, month = [], start
-    while str(month) <= str(end):
-        months.append(str(month))
-        month = month.next()
-    return months
+    return [str(month) for month in months]
 
 
 def months_to_replay(con: duckdb.DuckDBPyConnection, first: str, last: str) -> list[ReplayMonth]:

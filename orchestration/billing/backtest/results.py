@@ -235,12 +235,9 @@ def compare(
 
 
 def _months(first: str, last: str) -> tuple[str, ...]:
-    start, end = BillingMonth.parse(first), BillingMonth.parse(last)
-    if end < start:
+    months = BillingMonth.parse(first).through(BillingMonth.parse(last))
+    if not months:
         raise ValueError(f"the backtest's last month {last} is before its first {first}")
-    months = [start]
-    while months[-1] < end:
-        months.append(months[-1].next())
     return tuple(str(month) for month in months)
 
 
