@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestration.instance import write_dagster_yaml
 from orchestration.interrupts import (
     RunInterrupted,
     fail_orphaned_runs,
@@ -39,10 +40,7 @@ def activate(ws: Workspace) -> Workspace:
     os.environ["METERBOOK_HOME"] = str(ws.home)
     os.environ["METERBOOK_WAREHOUSE"] = str(ws.warehouse_path)
     os.environ["DAGSTER_HOME"] = str(ws.dagster_home)
-    dagster_yaml = ws.dagster_home / "dagster.yaml"
-    if not dagster_yaml.exists():
-        # no telemetry: this machine may have no network beyond the package registries
-        dagster_yaml.write_text("telemetry:\n  enabled: false\n")
+    write_dagster_yaml(ws.dagster_home, ws.catalog_dir)  # SQLite, or settings.dagster_storage
     return ws
 
 

@@ -39,7 +39,7 @@ def run_ui(ws: Workspace, host: str = "127.0.0.1", port: int = 3000) -> int:
     """Serve the UI until Ctrl-C; the exit code is dagster dev's (0 after Ctrl-C)."""
     from orchestration.pipeline import activate  # noqa: PLC0415
 
-    activate(ws)  # the workspace's folders, and its dagster.yaml (telemetry off) the first time
+    activate(ws)  # the workspace's folders and its dagster.yaml (webserver and daemon share it)
     command = ui_command(host, port)
     print(f"meterbook: Dagster UI on http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr)
     server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=ui_environment(ws))

@@ -33,5 +33,11 @@ if [ "${1:-}" = "--test" ]; then
     apt_install chromium \
       || echo "setup: could not install chromium; the screenshot test will be skipped"
   fi
+  # The Dagster-on-PostgreSQL test starts its own server with Debian's initdb and pg_ctl.
+  if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    echo "setup: installing postgresql (Debian package) for the Dagster-on-PostgreSQL test"
+    apt_install postgresql \
+      || echo "setup: could not install postgresql; the PostgreSQL test will be skipped"
+  fi
 fi
 echo "setup: done ($(.venv/bin/python --version), dbt-core $(.venv/bin/python -c "import importlib.metadata as m; print(m.version('dbt-core'))"))"

@@ -196,6 +196,16 @@ def mail_recipients(value: str) -> list[str]:
     return found
 
 
+def _refuse_password(data: object) -> object:
+    # "extra inputs are not permitted" would not say where the password goes instead
+    if isinstance(data, dict) and "password" in data:
+        raise ValueError(
+            "the password is never written in the catalog: put it in an environment "
+            "variable and name that variable in password_env"
+        )
+    return data
+
+
 class Smtp(Strict):
     """The mail server that sends dunning reminders (SPEC 11). Only the name of the variable
     holding the password is in the catalog: the password itself is read when mail is sent and
@@ -214,13 +224,7 @@ class Smtp(Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_password(cls, data: object) -> object:
-        # "extra inputs are not permitted" would not say where the password goes instead
-        if isinstance(data, dict) and "password" in data:
-            raise ValueError(
-                "the password is never written in the catalog: put it in an environment "
-                "variable and name that variable in password_env"
-            )
-        return data
+        return _refuse_password(data)
 
     @field_validator("security")
     @classmethod
@@ -316,6 +320,30 @@ class EventsApi(Strict):
     follow_seconds: Annotated[Decimal, Field(gt=0, le=86_400)] = Decimal(30)
 
 
+class PostgresStorage(Strict):
+    """A PostgreSQL database for the Dagster instance's runs, event log and schedules, so the
+    webserver, the daemon and several people share one history. Only the name of the
+    variable holding the password is in the catalog, as for smtp."""
+
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\[\]-]+$", max_length=253)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    database: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$-]*$", max_length=63)]
+    username: Annotated[str, Field(min_length=1, max_length=63)]
+    password_env: EnvName | None = None  # None: the server trusts this user (peer, trust)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password(cls, data: object) -> object:
+        return _refuse_password(data)
+
+
+class DagsterStorage(Strict):
+    """Where the Dagster instance keeps its runs (`settings.dagster_storage`); unset, SQLite
+    files under the workspace's dagster/ folder."""
+
+    postgres: PostgresStorage
+
+
 def _percentage(value: object) -> object:
     # "50%" and 50 are the same wish: the pydantic message ("a valid decimal") would not say so
     if isinstance(value, bool) or (isinstance(value, str) and value.strip().endswith("%")):
@@ -356,6 +384,9 @@ class Settings(Strict):
     # subscription's previous invoice is an anomaly (SPEC 10): the close warns, `meterbook
     # leakage` lists it. A percentage (50 for 50%); up to 10,000 (a hundredfold move).
     anomaly_pct: AnomalyPercent = Decimal(50)
+    # the Dagster instance's storage (runs, event log, schedules): PostgreSQL for a webserver,
+    # a daemon and several users sharing one history; unset, SQLite in the workspace
+    dagster_storage: DagsterStorage | None = None
 
 
 class Condition(Strict):
