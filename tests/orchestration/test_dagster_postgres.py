@@ -37,9 +37,9 @@ subscriptions:
 """
 
 
-def _catalog(folder, port=5432, extra=""):
+def _catalog(folder, port=5432):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "catalog.yaml").write_text(textwrap.dedent(CATALOG.format(port=port)) + extra)
+    (folder / "catalog.yaml").write_text(textwrap.dedent(CATALOG.format(port=port)))
     return folder
 
 
