@@ -53,9 +53,8 @@ class BacktestRequest:
     first: str
     last: str
     backtest_id: str
-    keep_sandbox: bool = (
-        False  # keep the candidate's warehouse copy: backtests/<id>/candidate.duckdb
-    )
+    # keep the candidate's warehouse copy: backtests/<id>/candidate.duckdb
+    keep_sandbox: bool = False
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,8 @@ class BacktestConfig(Config):
     to_month: str  # "YYYY-MM", the last (included)
     # Set by `meterbook backtest`, so it finds the results; empty: made from the time
     backtest_id: str = ""
-    keep_sandbox: bool = (
-        False  # keep the candidate's warehouse copy: backtests/<id>/candidate.duckdb
-    )
+    # keep the candidate's warehouse copy: backtests/<id>/candidate.duckdb
+    keep_sandbox: bool = False
 
 
 def _rate(warehouse: Path, select: str, partition) -> None:
