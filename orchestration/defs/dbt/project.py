@@ -34,6 +34,7 @@ from orchestration.defs.dbt.runner import (
     prune_stale_targets,
     seed_partial_parse,
 )
+from orchestration.defs.dbt.shared_parse import profile_env
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.sql import connect
 from orchestration.warehouse.billing import add_later_invoice_line_columns, ensure_billing_schema
@@ -147,9 +148,10 @@ def _invocation(context, meterbook: MeterbookWorkspace, under: Path) -> Iterator
         ensure_source_tables(warehouse)
         cache = partial_parse_cache(warehouse)
         target = _invocation_target(context, under)
-        seed_partial_parse(cache, target)
+        profile = profile_env()  # the environment dbt.cli hands to dbt
+        seed_partial_parse(cache, target, profile)
         yield target
-        keep_partial_parse(target, cache)
+        keep_partial_parse(target, cache, profile)
     # every invocation writes its artifacts (a few MB) to a folder of its own under the
     # project's target/, which a daily schedule would fill for ever. A failed build raises
     # above and keeps its folder for whoever looks into it, until prune_stale_targets.

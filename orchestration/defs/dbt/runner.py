@@ -9,7 +9,8 @@ close. The values are checked here, so a malformed key never reaches the SQL dbt
 
 For the same reason each warehouse keeps its own partial parse, in `dbt/` beside it: the
 profile holds the warehouse's path, and dbt parses everything again when the profile differs
-from the one of the parse it is given.
+from the one of the parse it is given. A warehouse without one yet starts from the parse
+shared by this checkout's warehouses (shared_parse.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orchestration.billing.month import BillingMonth
+from orchestration.defs.dbt.shared_parse import adopt_shared_parse, profile_env, share_parse
 from orchestration.workspace import DBT_PROJECT_DIR
 
 COMMANDS = ("build", "run", "test", "compile", "parse", "ls", "seed")
@@ -58,6 +60,8 @@ PARTITION_DEFAULTS = {
     "max_read_seq": "",
 }
 PARTIAL_PARSE = "partial_parse.msgpack"
+# where the parse shared by this checkout's warehouses is kept (shared_parse.py)
+SHARED_PARSE_UNDER = PROJECT_TARGET
 
 
 class DbtRunError(RuntimeError):
@@ -113,18 +117,27 @@ def partial_parse_cache(warehouse_path: Path) -> Path:
     return Path(warehouse_path).resolve().parent / "dbt" / PARTIAL_PARSE
 
 
-def seed_partial_parse(cache: Path, target: Path) -> None:
+def seed_partial_parse(
+    cache: Path, target: Path, profile: Mapping[str, str | None] | None = None
+) -> None:
     """Start an invocation from the warehouse's last parse, in place of any other it was given:
     dbt then parses only the files that changed since (it compares every file's checksum, its
-    own version, the profile and vars, and parses everything when any of them differs)."""
+    own version, the profile and vars, and parses everything when any of them differs). A
+    warehouse without one starts from the parse shared under SHARED_PARSE_UNDER, when the profile
+    the invocation renders from the environment `profile` allows it (shared_parse.py)."""
     if cache.exists():
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cache, target / PARTIAL_PARSE)
+    elif profile is not None:
+        adopt_shared_parse(target, dict(profile), SHARED_PARSE_UNDER)
 
 
-def keep_partial_parse(target: Path, cache: Path) -> None:
-    """Keep a successful invocation's parse for the next one; renamed into place, so a reader
-    never finds half a file."""
+def keep_partial_parse(
+    target: Path, cache: Path, profile: Mapping[str, str | None] | None = None
+) -> None:
+    """Keep a successful invocation's parse for the next one, and share it (with the
+    environment `profile` its profile was rendered from) for warehouses without one; renamed
+    into place, so a reader never finds half a file."""
     made = target / PARTIAL_PARSE
     if not made.exists():
         return
@@ -132,6 +145,8 @@ def keep_partial_parse(target: Path, cache: Path) -> None:
     scratch = cache.with_name(f".{cache.name}.{os.getpid()}")
     shutil.copyfile(made, scratch)
     os.replace(scratch, cache)
+    if profile is not None:
+        share_parse(target, dict(profile), SHARED_PARSE_UNDER)
 
 
 def _failure_message(result) -> str:
@@ -202,8 +217,9 @@ def run_dbt(
     private = target_path is None
     target = scratch_target("run_dbt-") if private else Path(target_path)
     cache = partial_parse_cache(warehouse_path)
-    seed_partial_parse(cache, target)
     with environment(env):
+        profile = profile_env()
+        seed_partial_parse(cache, target, profile)
         try:
             result = dbtRunner().invoke([*args, *project_args(target)])
         finally:
@@ -217,7 +233,7 @@ def run_dbt(
         raise DbtRunError(
             f"dbt {args[0] if args else ''} failed{where}: {_failure_message(result)}"
         )
-    keep_partial_parse(target, cache)
+    keep_partial_parse(target, cache, profile)
     if private:
         shutil.rmtree(target, ignore_errors=True)
         prune_stale_targets(target.parent)
