@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# Two workers (pytest-xdist), a test file to each at a time: most tests wait on dbt and DuckDB
-# in processes of their own, so two cores run two files side by side (README, "Tests").
+# Two workers (pytest-xdist), a test file to each at a time (the end-to-end files as one:
+# tests/conftest.py says why): two cores run two files side by side.
 # METERBOOK_TEST_WORKERS=0 runs everything in one process.
 workers=${METERBOOK_TEST_WORKERS:-2}
 parallel=()

@@ -35,3 +35,24 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session", autouse=True)
 def dbt_manifest():
     return ensure_manifest()
+
+
+# The end-to-end files share one session fixture (tests/e2e/conftest.py, `flows`) that starts
+# every flow their tests need at once, knowing the tests of the whole session, not of its
+# worker: two workers each running one of these files would each start all the flows. They
+# are one unit of work, the other files one each, as with --dist loadfile.
+SCOPE_OF_ITS_OWN = ("tests/e2e/",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # noqa: PLC0415 (only with pytest-xdist)
+
+    class FileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((d for d in SCOPE_OF_ITS_OWN if path.startswith(d)), path)
+
+    return FileScheduling(config, log)
