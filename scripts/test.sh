@@ -8,12 +8,12 @@ cd "$(dirname "$0")/.."
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# Two workers (pytest-xdist), a test file to each at a time (the end-to-end files as one:
-# tests/conftest.py says why): two cores run two files side by side.
+# Two workers (pytest-xdist), a test file to each at a time (the end-to-end files as one),
+# the longest first (tests/conftest.py says why): two cores run two files side by side.
 # METERBOOK_TEST_WORKERS=0 runs everything in one process.
 workers=${METERBOOK_TEST_WORKERS:-2}
 parallel=()
-[ "$workers" != "0" ] && parallel=(-n "$workers" --dist loadfile)
+[ "$workers" != "0" ] && parallel=(-n "$workers" --dist loadfile --no-loadscope-reorder)
 .venv/bin/pytest "${parallel[@]}" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 if [ "$status" -eq 5 ]; then
