@@ -28,8 +28,9 @@ def shared(tmp_path_factory):
         yield base / "shared"
 
 
-def _env(warehouse, **more) -> dict:
-    return {**profile_env({}), "METERBOOK_WAREHOUSE": str(warehouse), **more}
+def _env(warehouse) -> dict:
+    """The environment run_dbt renders the profile from, for `warehouse`."""
+    return {**profile_env(), "METERBOOK_WAREHOUSE": str(warehouse)}
 
 
 def test_a_new_warehouse_parses_nothing_again(shared, tmp_path, monkeypatch):
@@ -44,7 +45,7 @@ def test_a_new_warehouse_parses_nothing_again(shared, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "differs",
     [
-        {"METERBOOK_MEMORY_LIMIT": "3GB"},  # a setting
+        {"METERBOOK_MEMORY_LIMIT": "1234MB"},  # a setting
         {"METERBOOK_WAREHOUSE": "/elsewhere/ledger.duckdb"},  # the database's name with it
     ],
     ids=["setting", "database name"],
