@@ -36,10 +36,8 @@ LONGEST_FIRST = (
 
 def _start_rank(item, slow: set) -> int:
     path = item.path.relative_to(item.config.rootpath).as_posix()
-    known = [i for i, start in enumerate(LONGEST_FIRST) if path.startswith(start)]
-    if known:
-        return known[0]
-    return len(LONGEST_FIRST) + (item.path not in slow)
+    unknown = len(LONGEST_FIRST) + (item.path not in slow)
+    return next((i for i, start in enumerate(LONGEST_FIRST) if path.startswith(start)), unknown)
 
 
 def pytest_collection_modifyitems(items):
