@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything meterbook needs in ./.venv, from the public package registries only.
 #   bash scripts/setup.sh           # the project and its Python dependencies
-#   bash scripts/setup.sh --test    # plus what the tests need: Chromium for the UI and screenshots
+#   bash scripts/setup.sh --test    # plus what the tests need: Chromium, PostgreSQL, PySpark, Java
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,13 @@ if ! .venv/bin/python -c "import weasyprint" >/dev/null 2>&1 || ! command -v fc-
 fi
 
 if [ "${1:-}" = "--test" ]; then
+  # The Spark tier (tests/spark) runs a PySpark session: the `spark` extra and a Java runtime.
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,spark]"
+  if ! command -v java >/dev/null 2>&1; then
+    echo "setup: installing a Java runtime (Debian package) for the Spark tests"
+    apt_install openjdk-17-jre-headless \
+      || echo "setup: could not install Java; the Spark tests will be skipped"
+  fi
   # The Dagster UI test and invoice screenshots drive headless Chromium (Debian's package).
   if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
     echo "setup: installing chromium (Debian package) for the invoice document test"

@@ -13,9 +13,9 @@ how to read a property (a quoted JSON path or column) and how to divide exactly.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*/()]))"
@@ -148,26 +148,28 @@ def is_single_property(node: Expression) -> bool:
     return isinstance(node, Prop)
 
 
-def to_sql(
-    node: Expression,
-    prop_sql: Callable[[str], str],
-    divide_sql: Callable[[str, str], str],
-) -> str:
-    """Render the tree as SQL. Literals are validated Decimals; names go through `prop_sql`."""
+class SqlOperations(Protocol):
+    """How a warehouse engine's SQL reads a property and stays exact (catalog/tables/dialects)."""
+
+    def property_number(self, name: str) -> str: ...
+    def divide(self, left: str, right: str) -> str: ...
+    def arithmetic(self, op: str, left: str, right: str) -> str: ...
+    def negate(self, operand: str) -> str: ...
+
+
+def to_sql(node: Expression, sql: SqlOperations) -> str:
+    """Render the tree as SQL. Literals are validated Decimals; names, operators and
+    negation go through the dialect `sql`."""
     if isinstance(node, Number):
         return f"CAST('{node.value}' AS DECIMAL(38, 12))"
     if isinstance(node, Prop):
-        return prop_sql(node.name)
+        return sql.property_number(node.name)
     if isinstance(node, Neg):
-        return f"(-{to_sql(node.operand, prop_sql, divide_sql)})"
-    left = to_sql(node.left, prop_sql, divide_sql)
-    right = to_sql(node.right, prop_sql, divide_sql)
+        return sql.negate(to_sql(node.operand, sql))
+    left, right = to_sql(node.left, sql), to_sql(node.right, sql)
     if node.op == "/":
-        return divide_sql(left, right)
-    if node.op == "*":
-        # a product widens the decimal scale; bring it back so chains cannot overflow
-        return f"CAST(({left} * {right}) AS DECIMAL(38, 12))"
-    return f"({left} {node.op} {right})"
+        return sql.divide(left, right)
+    return sql.arithmetic(node.op, left, right)
 
 
 def evaluate(node: Expression, props: dict[str, Decimal]) -> Decimal:

@@ -3,9 +3,9 @@
 Besides the catalog fields, each meter and exclusion row carries the SQL compiled from it
 (filters, expression, group_by). The dbt models read these rows at compile time
 (`metering_catalog_rows`) and splice the compiled SQL in. That SQL is only ever produced
-here, from the validated catalog: names go through `quote_json_path`, values through
-`quote_literal`, expressions through `expressions.to_sql`, so no catalog text reaches SQL
-unchecked, and dbt never has to understand the catalog's YAML.
+here, from the validated catalog, in the dialect of the warehouse's engine (dialects.py):
+names and values go through the dialect's quoting, expressions through `expressions.to_sql`,
+so no catalog text reaches SQL unchecked, and dbt never has to understand the catalog's YAML.
 
 The compiled SQL reads the columns `properties` (JSON), `customer_id`, `event_name` and
 `source` of the row it is evaluated on.
@@ -21,14 +21,13 @@ import pyarrow as pa
 
 from orchestration.catalog.expressions import is_single_property, parse_expression, to_sql
 from orchestration.catalog.models import Catalog, Condition, Customer, Exclusion, Meter
-from orchestration.sql import quote_json_path, quote_literal
+from orchestration.catalog.tables.dialects import DUCKDB, DuckDBSql, SparkSql
+
+Dialect = DuckDBSql | SparkSql
 
 SCHEMA = "meterbook_catalog"
 # Value-based aggregations: an event they would count must carry a numeric value (SPEC 3.1).
 VALUE_AGGREGATIONS = ("sum", "max", "min", "latest", "time_weighted")
-# SPEC 2.3: a numeric string is a finite decimal; signs, a fraction and an exponent are fine,
-# NaN / Infinity are not. Surrounding spaces are tolerated (CSV cells).
-NUMBER_PATTERN = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 _DEC = pa.decimal128(38, 12)
 _SCALE = Decimal("1E-12")
 
@@ -36,44 +35,29 @@ _SCALE = Decimal("1E-12")
 # --- operands ---------------------------------------------------------------------------
 
 
-def property_text_sql(name: str) -> str:
+def property_text_sql(name: str, sql: Dialect = DUCKDB) -> str:
     """The text form of a property: strings as is, numbers and booleans as JSON writes them."""
-    return f"json_extract_string(properties, {quote_json_path(name)})"
+    return sql.property_text(name)
 
 
-def _numeric_from_text(text_sql: str) -> str:
-    return (
-        f"CASE WHEN regexp_full_match({text_sql}, {quote_literal(NUMBER_PATTERN)}) "
-        f"THEN TRY_CAST(trim({text_sql}) AS DECIMAL(38, 12)) END"
-    )
-
-
-def property_number_sql(name: str) -> str:
+def property_number_sql(name: str, sql: Dialect = DUCKDB) -> str:
     """The property as DECIMAL(38, 12), or NULL when missing or not numeric.
 
     Numeric means a JSON number or a string holding a finite decimal; booleans never are.
     A value beyond DECIMAL(38, 12) (10^26) is NULL too: it cannot be billed exactly.
-    The document is parsed once (json_extract); the value is then told apart by its first
-    character, which costs nothing next to another parse of the whole properties object.
     """
-    value = f"json_extract(properties, {quote_json_path(name)})"
-    text = f"({value} ->> '$')"
-    return (
-        f"(CASE WHEN starts_with({value}, '\"') THEN {_numeric_from_text(text)} "
-        f"WHEN ascii({value}) = 45 OR ascii({value}) BETWEEN 48 AND 57 "  # '-' or a digit
-        f"THEN TRY_CAST(CAST({value} AS VARCHAR) AS DECIMAL(38, 12)) END)"
-    )
+    return sql.property_number(name)
 
 
-def _operand_text(cond: Condition) -> str:
+def _operand_text(cond: Condition, sql: Dialect) -> str:
     # field is one of a fixed set of column names (pydantic Literal), safe as an identifier
-    return cond.field if cond.field else property_text_sql(cond.property)
+    return cond.field if cond.field else sql.property_text(cond.property)
 
 
-def _operand_number(cond: Condition) -> str:
+def _operand_number(cond: Condition, sql: Dialect) -> str:
     if cond.field:
-        return f"({_numeric_from_text(cond.field)})"
-    return property_number_sql(cond.property)
+        return f"({sql.numeric_from_text(cond.field)})"
+    return sql.property_number(cond.property)
 
 
 def text_form(value: str | int | Decimal | bool) -> str:
@@ -88,71 +72,68 @@ def text_form(value: str | int | Decimal | bool) -> str:
 # --- conditions, meters, exclusions -----------------------------------------------------
 
 
-def condition_sql(cond: Condition) -> str:
+def condition_sql(cond: Condition, sql: Dialect = DUCKDB) -> str:
     """A boolean that is never NULL. A missing property never matches eq or in; it does
     match ne and not_in (it is not equal to the value). Numeric ops need a numeric value."""
     if cond.op in ("gt", "gte", "lt", "lte"):
         symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[cond.op]
-        bound = f"CAST({quote_literal(text_form(Decimal(str(cond.value))))} AS DECIMAL(38, 12))"
-        return f"coalesce({_operand_number(cond)} {symbol} {bound}, false)"
-    text = _operand_text(cond)
+        bound = f"CAST({sql.literal(text_form(Decimal(str(cond.value))))} AS DECIMAL(38, 12))"
+        return f"coalesce({_operand_number(cond, sql)} {symbol} {bound}, false)"
+    text = _operand_text(cond, sql)
     if cond.op == "eq":
-        return f"coalesce({text} = {quote_literal(text_form(cond.value))}, false)"
+        return f"coalesce({text} = {sql.literal(text_form(cond.value))}, false)"
     if cond.op == "ne":
-        return f"({text} IS DISTINCT FROM {quote_literal(text_form(cond.value))})"
-    listed = ", ".join(quote_literal(text_form(v)) for v in cond.values)
+        return f"({text} IS DISTINCT FROM {sql.literal(text_form(cond.value))})"
+    listed = ", ".join(sql.literal(text_form(v)) for v in cond.values)
     if cond.op == "in":
         return f"coalesce({text} IN ({listed}), false)"
     return f"({text} IS NULL OR {text} NOT IN ({listed}))"
 
 
-def match_sql(meter: Meter) -> str:
+def match_sql(meter: Meter, sql: Dialect = DUCKDB) -> str:
     """True when the meter counts the event: its event_name and every filter."""
-    parts = [f"event_name = {quote_literal(meter.event_name)}"]
-    parts += [condition_sql(f) for f in meter.filters]
+    parts = [f"event_name = {sql.literal(meter.event_name)}"]
+    parts += [condition_sql(f, sql) for f in meter.filters]
     return "(" + " AND ".join(parts) + ")"
 
 
-def _divide(left: str, right: str) -> str:
-    # a zero divisor gives NULL (the event is then bad_property), not a failed run
-    return f"mb_div({left}, nullif({right}, 0))"
-
-
-def value_sql(meter: Meter) -> str | None:
-    """The event's numeric value for a value-based meter; NULL when it cannot be computed.
+def _number_sql(meter: Meter, sql: Dialect) -> str:
+    """The meter's expression over the event's numeric properties.
 
     TRY turns an overflow (a product beyond DECIMAL(38, 12)) into NULL, so one bad event is
-    rejected as bad_property instead of failing the whole close.
+    rejected as bad_property instead of failing the whole close; a zero divisor gives NULL.
     """
+    tree = parse_expression(meter.expression)
+    return sql.try_(to_sql(tree, sql))
+
+
+def value_sql(meter: Meter, sql: Dialect = DUCKDB) -> str | None:
+    """The event's numeric value for a value-based meter; NULL when it cannot be computed."""
     if meter.aggregation not in VALUE_AGGREGATIONS:
         return None
-    tree = parse_expression(meter.expression)
-    return f"TRY({to_sql(tree, property_number_sql, _divide)})"
+    return _number_sql(meter, sql)
 
 
-def text_value_sql(meter: Meter) -> str | None:
+def text_value_sql(meter: Meter, sql: Dialect = DUCKDB) -> str | None:
     """count_unique: the text form of a single property, else the computed number as text."""
     if meter.aggregation != "count_unique":
         return None
     tree = parse_expression(meter.expression)
     if is_single_property(tree):
-        return property_text_sql(tree.name)
-    return f"CAST(TRY({to_sql(tree, property_number_sql, _divide)}) AS VARCHAR)"
+        return sql.property_text(tree.name)
+    return sql.as_text(_number_sql(meter, sql))
 
 
-def group_key_sql(meter: Meter) -> str:
+def group_key_sql(meter: Meter, sql: Dialect = DUCKDB) -> str:
     """A JSON object of the group_by values (text forms, a missing one is null)."""
-    if not meter.group_by:
-        return "CAST(NULL AS JSON)"
-    pairs = ", ".join(f"{quote_literal(n)}, {property_text_sql(n)}" for n in meter.group_by)
-    return f"json_object({pairs})"
+    return sql.json_object([(n, sql.property_text(n)) for n in meter.group_by])
 
 
-def exclusion_sql(rule: Exclusion) -> str:
-    cond = condition_sql(rule)
+def exclusion_sql(rule: Exclusion, sql: Dialect = DUCKDB) -> str:
+    cond = condition_sql(rule, sql)
     if rule.event_name is None:
         return cond
-    return f"(event_name = {quote_literal(rule.event_name)} AND {cond})"
+    return f"(event_name = {sql.literal(rule.event_name)} AND {cond})"
 
 
 # --- rows ---------------------------------------------------------------------------------

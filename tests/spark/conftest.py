@@ -1,0 +1,57 @@
+"""The Spark tier: a PySpark session on 127.0.0.1, started once for the session's Spark tests.
+
+Skipped, saying why, when PySpark (the `spark` extra, which `scripts/setup.sh --test`
+installs) or a Java runtime is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+
+import duckdb
+import pytest
+
+from orchestration.workspace import DBT_PROJECT_DIR
+
+# what meterbook's Spark target runs with (docs/SCALING.md): exact decimal products, UTC
+SPARK_CONF = {
+    "spark.sql.decimalOperations.allowPrecisionLoss": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.ui.enabled": "false",
+    "spark.sql.shuffle.partitions": "2",
+}
+
+
+@pytest.fixture(scope="session")
+def spark():
+    try:
+        from pyspark.sql import SparkSession  # noqa: PLC0415
+    except ImportError:
+        pytest.skip("PySpark is not installed (pip install -c constraints.txt -e '.[spark]')")
+    if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
+        pytest.skip("no Java runtime for Spark (apt-get install openjdk-17-jre-headless)")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.master("local[2]").appName("meterbook-tests")
+    for key, value in SPARK_CONF.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def duck():
+    """A DuckDB connection with the project's decimal macros (mb_div), as dbt creates them."""
+    text = (DBT_PROJECT_DIR / "macros" / "decimal.sql").read_text()
+    body = re.search(r"{% macro create_decimal_macros\(\) %}(.*?){% endmacro %}", text, re.S)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(body.group(1))
+    yield con
+    con.close()
