@@ -146,7 +146,7 @@
    the aggregations in `last_value_for` take the group's last value. #}
 {% macro metering_quantity(aggregation, last_value_for) -%}
 {%- if aggregation in last_value_for -%}
-    arg_max(value, (event_ts, event_id, read_seq))
+    {{ mb_last_value('value', 'event_ts, event_id, read_seq') }}
 {%- elif aggregation == 'count' -%}
     cast(count(*) as decimal(38, 12))
 {%- elif aggregation == 'sum' -%}
@@ -214,10 +214,10 @@
         select
             read_seq, event_id, customer_id, billing_customer_id, event_ts, event_date,
             cast(null as integer) as meter_seq,
-            cast(null as varchar) as aggregation,
+            cast(null as {{ mb_text() }}) as aggregation,
             cast(null as decimal(38, 12)) as value,
-            cast(null as varchar) as text_value,
-            cast(null as json) as group_key
+            cast(null as {{ mb_text() }}) as text_value,
+            cast(null as {{ mb_json() }}) as group_key
         from billable
         where false
     ),
@@ -256,8 +256,8 @@
         {{ meter['meter_seq'] }} as meter_seq,
         {{ metering_aggregation_literal(meter['aggregation']) }} as aggregation,
         cast({{ meter['value_sql'] or 'null' }} as decimal(38, 12)) as value,
-        cast({{ meter['text_value_sql'] or 'null' }} as varchar) as text_value,
-        cast({{ meter['group_key_sql'] }} as json) as group_key
+        cast({{ meter['text_value_sql'] or 'null' }} as {{ mb_text() }}) as text_value,
+        cast({{ meter['group_key_sql'] }} as {{ mb_json() }}) as group_key
     from {{ source }}
     where {{ meter['match_sql'] }}
 {%- endmacro %}

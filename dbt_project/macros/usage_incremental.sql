@@ -43,12 +43,12 @@
   {%- endif -%}
   {%- set query -%}
     select md5(concat_ws('#',
-        (select string_agg(cast(m as varchar), '|' order by meter_seq)
+        (select {{ mb_ordered_text_agg(mb_row_text('m'), 'meter_seq') }}
          from {{ ref('stg_catalog__meters') }} as m),
-        (select string_agg(cast(x as varchar), '|' order by exclusion_seq)
+        (select {{ mb_ordered_text_agg(mb_row_text('x'), 'exclusion_seq') }}
          from {{ ref('stg_catalog__exclusions') }} as x),
-        (select string_agg(customer_id || '>' || coalesce(billing_customer_id, ''), '|'
-                           order by customer_id)
+        (select {{ mb_ordered_text_agg(
+                    "concat(customer_id, '>', coalesce(billing_customer_id, ''))", 'customer_id') }}
          from {{ ref('stg_catalog__customers') }}),
         '{{ local_md5(model.raw_code) }}'
     ))

@@ -254,7 +254,7 @@ def test_nothing_written_when_a_row_cannot_be_built(tmp_path, monkeypatch):
     con = duckdb.connect()
     write_metering_tables(con, catalog)
 
-    def broken(seq, rule):
+    def broken(seq, rule, sql):
         raise ValueError("boom")
 
     monkeypatch.setattr(metering, "exclusion_row", broken)

@@ -40,7 +40,9 @@ USAGE_COLUMNS = [
     ("used_at", "TIMESTAMPTZ"),
     ("quantity", "DECIMAL(38, 12)"),
 ]
-MACRO_PREFIXES = ("billing_", "charge_model_", "decimal", "generate_schema_name", "meterbook_")
+MACRO_PREFIXES = (
+    "billing_", "charge_model_", "decimal", "dialect", "generate_schema_name", "meterbook_",
+)  # fmt: skip
 
 # the wallet models read metered events for the daily share of a grant valid part of a
 # period; the harness has none (its usage is per window)

@@ -28,7 +28,7 @@ SPARK_CONF = {
 
 
 @pytest.fixture(scope="session")
-def spark():
+def spark(tmp_path_factory):
     try:
         from pyspark.sql import SparkSession  # noqa: PLC0415
     except ImportError:
@@ -37,7 +37,9 @@ def spark():
         pytest.skip("no Java runtime for Spark (apt-get install openjdk-17-jre-headless)")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master("local[2]").appName("meterbook-tests")
-    for key, value in SPARK_CONF.items():
+    # the session's tables (dbt's too, through its `session` method) live in a test folder
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    for key, value in {**SPARK_CONF, "spark.sql.warehouse.dir": str(warehouse)}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")

@@ -149,7 +149,7 @@ def _rounding(meter: Meter) -> str | None:
     return None if rounding == "none" else rounding
 
 
-def meter_row(seq: int, meter: Meter) -> dict:
+def meter_row(seq: int, meter: Meter, sql: Dialect = DUCKDB) -> dict:
     return {
         "meter_seq": seq,
         "meter_code": meter.code,
@@ -160,14 +160,14 @@ def meter_row(seq: int, meter: Meter) -> dict:
         "group_by": json.dumps(meter.group_by),
         "unit_divide_by": _dec(meter.unit.divide_by) if meter.unit else None,
         "unit_rounding": _rounding(meter),
-        "match_sql": match_sql(meter),
-        "value_sql": value_sql(meter),
-        "text_value_sql": text_value_sql(meter),
-        "group_key_sql": group_key_sql(meter),
+        "match_sql": match_sql(meter, sql),
+        "value_sql": value_sql(meter, sql),
+        "text_value_sql": text_value_sql(meter, sql),
+        "group_key_sql": group_key_sql(meter, sql),
     }
 
 
-def exclusion_row(seq: int, rule: Exclusion) -> dict:
+def exclusion_row(seq: int, rule: Exclusion, sql: Dialect = DUCKDB) -> dict:
     return {
         "exclusion_seq": seq,
         "reason": rule.reason,
@@ -178,7 +178,7 @@ def exclusion_row(seq: int, rule: Exclusion) -> dict:
         "operand": json.dumps(
             [text_form(v) for v in rule.values] if rule.values else text_form(rule.value)
         ),
-        "condition_sql": exclusion_sql(rule),
+        "condition_sql": exclusion_sql(rule, sql),
     }
 
 
@@ -232,12 +232,13 @@ SCHEMAS = {
 _JSON_COLUMNS = {"meters": ("group_by",), "exclusions": ("operand",)}
 
 
-def metering_rows(catalog: Catalog) -> dict[str, list[dict]]:
-    """Every row to write, computed before anything is written (nothing is half-applied)."""
+def metering_rows(catalog: Catalog, sql: Dialect = DUCKDB) -> dict[str, list[dict]]:
+    """Every row to write, computed before anything is written (nothing is half-applied),
+    with the SQL compiled in the dialect of the warehouse they are written to."""
     return {
         "customers": [customer_row(catalog, c) for c in catalog.customers],
-        "meters": [meter_row(i, m) for i, m in enumerate(catalog.meters)],
-        "exclusions": [exclusion_row(i, r) for i, r in enumerate(catalog.exclusions)],
+        "meters": [meter_row(i, m, sql) for i, m in enumerate(catalog.meters)],
+        "exclusions": [exclusion_row(i, r, sql) for i, r in enumerate(catalog.exclusions)],
     }
 
 

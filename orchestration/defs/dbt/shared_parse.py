@@ -38,25 +38,42 @@ _PARSE = "partial_parse.msgpack"
 _ENV = "profile_env.json"
 
 
+def _default_output() -> dict:
+    """The default target's output block of the profile, unrendered (the other targets,
+    Spark's, are not this module's)."""
+    profile = yaml.safe_load(PROFILE.read_text(encoding="utf-8"))["meterbook"]
+    return profile["outputs"][profile["target"]]
+
+
+def _texts(value) -> list[str]:
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    return [value] if isinstance(value, str) else []
+
+
 def profile_env(environ=os.environ) -> dict[str, str | None]:
-    """The environment variables the profile reads, as `environ` has them."""
-    names = sorted({m.group(1) for m in _ENV_VAR.finditer(PROFILE.read_text(encoding="utf-8"))})
+    """The environment variables the default target reads, as `environ` has them."""
+    texts = _texts(_default_output())
+    names = sorted({m.group(1) for text in texts for m in _ENV_VAR.finditer(text)})
     return {name: environ.get(name) for name in names}
 
 
 def _connection_info(env: dict[str, str | None]) -> list | None:
-    """The profile's connection info rendered with `env`, sorted as dbt sorts it; None when
-    the profile is not one this module can render (other Jinja, not DuckDB)."""
+    """The default target's connection info rendered with `env`, sorted as dbt sorts it;
+    None when it is not one this module can render (other Jinja, not DuckDB)."""
 
     def value(match: re.Match) -> str:
         given = env.get(match.group(1))
         return given if given is not None else (match.group(2) or "")
 
-    text = _ENV_VAR.sub(value, PROFILE.read_text(encoding="utf-8"))
-    if "{{" in text or "{%" in text:
+    def render(item):
+        if isinstance(item, dict):
+            return {key: render(v) for key, v in item.items()}
+        return _ENV_VAR.sub(value, item) if isinstance(item, str) else item
+
+    output = render(_default_output())
+    if any("{{" in text or "{%" in text for text in _texts(output)):
         return None
-    profile = yaml.safe_load(text)["meterbook"]
-    output = dict(profile["outputs"][profile["target"]])
     if output.pop("type", None) != "duckdb":
         return None
     output.pop("threads", None)

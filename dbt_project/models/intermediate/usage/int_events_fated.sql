@@ -26,7 +26,7 @@
 -- the events this build fates: every event, or those read since the last build and the stored
 -- occurrences of the keys they repeat (a literal bound on read_seq, the raw events' storage
 -- order, so the scan skips the stored row groups)
-with fated_now as not materialized (
+with fated_now as {{ mb_not_materialized() }} (
     select * from {{ ref('stg_meterbook__raw_events') }}
     {%- if not plan['full'] %}
     where read_seq > {{ plan['after'] }}
@@ -37,7 +37,7 @@ with fated_now as not materialized (
     {%- endif %}
 ),
 
-events as not materialized (
+events as {{ mb_not_materialized() }} (
     select
         raw.*,
         repeats.read_seq is not null as key_repeated,
@@ -47,14 +47,14 @@ events as not materialized (
         on raw.read_seq = repeats.read_seq
 ),
 
-customers as not materialized (
+customers as {{ mb_not_materialized() }} (
     select customer_id as known_customer_id, billing_customer_id
     from {{ ref('stg_catalog__customers') }}
 ),
 
 -- one relation, so the compiled SQL's bare column names (properties, event_name,
 -- customer_id, source) are never ambiguous
-joined as not materialized (
+joined as {{ mb_not_materialized() }} (
     select events.*, customers.*
     from events
     left join customers on events.customer_id = customers.known_customer_id
@@ -62,7 +62,7 @@ joined as not materialized (
 
 -- ingest's own verdicts come first, except bad_property (object / array values), which
 -- SPEC 2.3 checks after unknown_customer
-checked as not materialized (
+checked as {{ mb_not_materialized() }} (
     select
         *,
         case
@@ -150,7 +150,7 @@ final as (
     select
         fated.read_seq,
         fated.billing_customer_id,
-        cast(timezone('UTC', fated.event_ts) as date) as event_date,
+        {{ mb_utc_date('fated.event_ts') }} as event_date,
         fated.fate,
         case fated.fate
             when 'rejected' then fated.reject_reason

@@ -12,11 +12,11 @@ final as (
         event_id,
         customer_id,
         event_name,
-        cast(event_ts as timestamptz) as event_ts,
-        cast(properties as json) as properties,
+        cast(event_ts as {{ mb_timestamptz() }}) as event_ts,
+        cast(properties as {{ mb_json() }}) as properties,
         source,
         parse_reason,
-        cast(ingested_at as timestamptz) as ingested_at
+        cast(ingested_at as {{ mb_timestamptz() }}) as ingested_at
     from source
 )
 
