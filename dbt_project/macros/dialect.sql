@@ -64,3 +64,50 @@
 {% macro mb_last_value(value, by) -%}{{ adapter.dispatch('mb_last_value', 'meterbook')(value, by) }}{%- endmacro %}
 {% macro default__mb_last_value(value, by) -%}arg_max({{ value }}, ({{ by }})){%- endmacro %}
 {% macro spark__mb_last_value(value, by) -%}max_by({{ value }}, struct({{ by }})){%- endmacro %}
+
+{# Microseconds since the epoch of an instant. #}
+{% macro mb_epoch_us(ts) -%}{{ adapter.dispatch('mb_epoch_us', 'meterbook')(ts) }}{%- endmacro %}
+{% macro default__mb_epoch_us(ts) -%}epoch_us({{ ts }}){%- endmacro %}
+{% macro spark__mb_epoch_us(ts) -%}unix_micros({{ ts }}){%- endmacro %}
+
+{# An instant as UTC text 'YYYY-MM-DD HH:MM:SS.ffffff', and that text as an instant literal. #}
+{% macro mb_utc_text(ts) -%}{{ adapter.dispatch('mb_utc_text', 'meterbook')(ts) }}{%- endmacro %}
+{% macro default__mb_utc_text(ts) -%}strftime(timezone('UTC', {{ ts }}), '%Y-%m-%d %H:%M:%S.%f'){%- endmacro %}
+{% macro spark__mb_utc_text(ts) -%}date_format({{ ts }}, 'yyyy-MM-dd HH:mm:ss.SSSSSS'){%- endmacro %}
+{% macro mb_utc_instant(text) -%}{{ adapter.dispatch('mb_utc_instant', 'meterbook')(text) }}{%- endmacro %}
+{% macro default__mb_utc_instant(text) -%}timestamptz '{{ text }}+00'{%- endmacro %}
+{% macro spark__mb_utc_instant(text) -%}timestamp '{{ text }}+00:00'{%- endmacro %}
+
+{#
+  Exact division, 12 decimals, half-up, NULL for a zero divisor: DuckDB's SQL macro mb_div
+  (decimal.sql); on Spark the same arithmetic written out, as the meters' Spark SQL writes it
+  (orchestration/catalog/tables/dialects.py, SparkSql.divide, where each step is explained and
+  tested against DuckDB's): integers in units of 10^-12, the whole quotient by `div` in two
+  parts, the 12 decimals from the remainder, half-up; NULL where DuckDB's HUGEINT overflows.
+  Spark's unary minus and abs round to 34 digits, so both are written as subtractions.
+  Not to be nested in itself (its lambdas' names are fixed).
+#}
+{% macro mb_div(a, b) -%}{{ adapter.dispatch('mb_div', 'meterbook')(a, b) }}{%- endmacro %}
+{% macro default__mb_div(a, b) -%}mb_div({{ a }}, {{ b }}){%- endmacro %}
+{% macro spark__mb_div(a, b) -%}
+{%- set e12, e13 = '1000000000000', '10000000000000' -%}
+{%- set abs_ = 'case when {x} < 0 then 0 - {x} else {x} end' -%}
+transform(array(named_struct('a', cast({{ a }} as decimal(38, 12)), 'b', cast({{ b }} as decimal(38, 12)))), mbd_v ->
+  transform(array(named_struct(
+      'a', cast(try_multiply({{ abs_.format(x='mbd_v.a') }}, {{ e12 }}) as decimal(38, 0)),
+      'b', cast(try_multiply({{ abs_.format(x='mbd_v.b') }}, {{ e12 }}) as decimal(38, 0)))), mbd_i ->
+    case
+      when mbd_i.b = 0 or mbd_i.a is null or mbd_i.b is null then null
+      when (2 * mbd_i.a + (mbd_i.b div {{ e12 }})) > 170141183460469231731687303
+        or ((2 * mbd_i.a + (mbd_i.b div {{ e12 }})) = 170141183460469231731687303
+            and (mbd_i.b - (mbd_i.b div {{ e12 }}) * {{ e12 }}) > 715884105727) then null
+      else transform(array(
+        transform(array(
+          transform(array(cast(coalesce(mbd_i.a div try_multiply(mbd_i.b, {{ e13 }}), 0) as decimal(38, 0))), mbd_h ->
+            (mbd_h * {{ e13 }} + ((mbd_i.a - mbd_h * {{ e13 }} * mbd_i.b) div mbd_i.b)))[0]), mbd_w ->
+          try_add(mbd_w, transform(array((mbd_i.a - mbd_w * mbd_i.b) * {{ e12 }}), mbd_r ->
+            ((mbd_r div mbd_i.b) + case when 2 * (mbd_r - (mbd_r div mbd_i.b) * mbd_i.b) >= mbd_i.b
+                                        then 1 else 0 end))[0] * cast('0.000000000001' as decimal(38, 12))))[0]), mbd_q ->
+        case when (mbd_v.a < 0) <> (mbd_v.b < 0) and mbd_q <> 0 then (0 - mbd_q) else mbd_q end)[0]
+    end)[0])[0]
+{%- endmacro %}

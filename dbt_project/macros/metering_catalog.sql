@@ -43,8 +43,8 @@
   {% endif %}
   {%- set query -%}
     select
-        strftime(timezone('UTC', min(window_start)), '%Y-%m-%d %H:%M:%S.%f'),
-        strftime(timezone('UTC', max(window_end)), '%Y-%m-%d %H:%M:%S.%f')
+        {{ mb_utc_text('min(window_start)') }},
+        {{ mb_utc_text('max(window_end)') }}
     from {{ metering_windows_of(windows) }}
   {%- endset -%}
   {%- set row = run_query(query).rows[0] -%}
@@ -52,8 +52,8 @@
     {{ return(('false', 'false')) }}
   {%- endif -%}
   {{ return((
-      column ~ " >= timestamptz '" ~ row[0] ~ "+00'",
-      column ~ " < timestamptz '" ~ row[1] ~ "+00'")) }}
+      column ~ " >= " ~ mb_utc_instant(row[0]),
+      column ~ " < " ~ mb_utc_instant(row[1]))) }}
 {% endmacro %}
 
 {#

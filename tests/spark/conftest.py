@@ -24,6 +24,10 @@ SPARK_CONF = {
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.ui.enabled": "false",
     "spark.sql.shuffle.partitions": "2",
+    # the meters' Spark SQL is long (each property read is written out, lambdas and all): at
+    # the default 1 GiB the metering dataset's window quantities ran the driver out of heap
+    # when planned after the dialect tests (java.lang.OutOfMemoryError, 2026-12-07)
+    "spark.driver.memory": "2g",
 }
 
 

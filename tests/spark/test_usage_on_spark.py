@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import yaml
 
 # the metering tests' dataset (every fate rule) and their warehouse helper
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "metering"))
 from metering_dataset import CATALOG, EVENTS, WINDOWS  # noqa: E402
-from metering_fixtures import Warehouse, catalog_from_yaml  # noqa: E402
+from metering_fixtures import Warehouse, catalog_from_yaml, set_windows  # noqa: E402
 
 from orchestration.catalog.loader import load_catalog  # noqa: E402
 from orchestration.catalog.tables.dialects import dialect
@@ -34,20 +35,28 @@ from orchestration.workspace import DBT_PROJECT_DIR
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
 NOW = datetime(2026, 11, 6, tzinfo=UTC)  # after every scenario event (scenarios README)
-SELECT = "+int_events_fated +fct_daily_meter_usage"
-# what each engine's build is compared by: every event's fate, every day's usage
+SELECT = "+int_events_fated +fct_daily_meter_usage +fct_period_meter_quantities"
+# what each engine's build is compared by: every event's fate, every day's and every
+# metering window's usage
 RESULTS = {
     "intermediate.int_events_fated": "read_seq, billing_customer_id, event_date, fate, reason",
     "marts.fct_daily_meter_usage": "usage_date, billing_customer_id, meter_code, "
     "CAST(group_key AS {text}) AS group_key, event_count, daily_quantity",
+    "marts.fct_period_meter_quantities": "close_month, window_id, billing_customer_id, "
+    "meter_code, CAST(group_key AS {text}) AS group_key, quantity, event_count",
 }
+# what Spark is handed: the tables ingest and the close's windows step write
 RAW = {
-    "raw_events": "read_seq, file_seq, path, line_no, event_id, customer_id, event_name, "
-    "event_ts, CAST(properties AS VARCHAR) AS properties, source, parse_reason, ingested_at",
-    "repeated_events": "read_seq, key_rank, payload_hash, customer_id, event_id",
+    "meterbook_raw.raw_events": "read_seq, file_seq, path, line_no, event_id, customer_id, "
+    "event_name, event_ts, CAST(properties AS VARCHAR) AS properties, source, parse_reason, "
+    "ingested_at",
+    "meterbook_raw.repeated_events": "read_seq, key_rank, payload_hash, customer_id, event_id",
+    "meterbook_billing.meter_windows": "close_month, window_id, billing_customer_id, "
+    "window_start, window_end",
 }
 SCHEMAS_BUILT = (
     "meterbook_raw",
+    "meterbook_billing",
     "meterbook_catalog",
     "staging",
     "intermediate",
@@ -66,14 +75,34 @@ def dbt_targets(tmp_path_factory) -> dict[str, Path]:
     return {engine: tmp_path_factory.mktemp(f"dbt-{engine}") for engine in ("duckdb", "spark")}
 
 
+def windows_of(folder: Path, catalog) -> list[tuple]:
+    """Metering windows for the scenario's months: each billing customer's UTC month, and its
+    second half as a window of its own (a level carried in). Not the close's own windows
+    (which follow subscriptions): the engines are compared, not the invoices."""
+    meta = yaml.safe_load((folder / "scenario.yaml").read_text())
+    windows = []
+    for month in [str(p) for p in meta.get("periods") or [meta["period"]]]:
+        year, mon = map(int, month.split("-"))
+        after = f"{year + mon // 12}-{mon % 12 + 1:02d}-01T00:00:00Z"
+        for customer in (c.id for c in catalog.customers if not c.parent_id):
+            windows.append((month, f"{customer}-{month}", customer, f"{month}-01T00:00:00Z", after))
+            windows.append(
+                (month, f"{customer}-{month}-b", customer, f"{month}-16T00:00:00Z", after)
+            )
+    return windows
+
+
 def ingested(folder: Path, tmp_path: Path) -> Path:
-    """A DuckDB warehouse with the scenario's landing files ingested and its catalog written."""
+    """A DuckDB warehouse with the scenario's landing files ingested, its catalog written and
+    metering windows for its months."""
     landing = tmp_path / "landing"
     shutil.copytree(folder / "events", landing)
     warehouse = tmp_path / "warehouse.duckdb"
+    catalog = load_catalog(folder / "catalog")
     with connect(warehouse) as con:
         run_ingest(con, landing, NOW)
-        write_metering_tables(con, load_catalog(folder / "catalog"))
+        write_metering_tables(con, catalog)
+        set_windows(con, windows_of(folder, catalog))
     return warehouse
 
 
@@ -91,8 +120,8 @@ def duckdb_build(warehouse: Path, target: Path) -> tuple[dict, dict]:
     run_dbt(warehouse, dbt_args("run", SELECT), target_path=target)
     with connect(warehouse) as con:
         raw = {
-            name: con.sql(f"SELECT {columns} FROM meterbook_raw.{name}").to_arrow_table()
-            for name, columns in RAW.items()
+            table: con.sql(f"SELECT {columns} FROM {table}").to_arrow_table()
+            for table, columns in RAW.items()
         }
         built = results(lambda sql: con.execute(sql).fetchall(), "VARCHAR")
     return raw, built
@@ -104,7 +133,7 @@ def spark_build(spark, raw: dict, catalog, target: Path) -> dict:
         spark.sql(f"DROP DATABASE IF EXISTS {schema} CASCADE")
         spark.sql(f"CREATE DATABASE {schema}")
     for name, table in raw.items():
-        spark.createDataFrame(table).write.saveAsTable(f"meterbook_raw.{name}")
+        spark.createDataFrame(table).write.saveAsTable(name)
     for name, rows in metering_rows(catalog, dialect("spark")).items():
         table = pa.Table.from_pylist(rows, schema=SCHEMAS[name])
         spark.createDataFrame(table).write.saveAsTable(f"meterbook_catalog.{name}")
@@ -122,7 +151,7 @@ def assert_same_usage(spark, warehouse: Path, catalog, dbt_targets) -> None:
     raw, ours = duckdb_build(warehouse, dbt_targets["duckdb"])
     theirs = spark_build(spark, raw, catalog, dbt_targets["spark"])
     fates = "intermediate.int_events_fated"
-    assert len(ours[fates]) == raw["raw_events"].num_rows, "every event, one fate"
+    assert len(ours[fates]) == raw["meterbook_raw.raw_events"].num_rows, "every event, one fate"
     for table, rows in ours.items():
         assert len(theirs[table]) == len(rows), table
         differing = [(a, b) for a, b in zip(rows, theirs[table], strict=True) if a != b]
@@ -132,7 +161,7 @@ def assert_same_usage(spark, warehouse: Path, catalog, dbt_targets) -> None:
 
 
 @pytest.mark.parametrize("folder", _scenario_dirs(), ids=lambda p: p.name)
-def test_scenario_fates_equal_on_spark(spark, folder, tmp_path, dbt_targets):
+def test_scenario_usage_equal_on_spark(spark, folder, tmp_path, dbt_targets):
     catalog = load_catalog(folder / "catalog")
     assert_same_usage(spark, ingested(folder, tmp_path), catalog, dbt_targets)
 

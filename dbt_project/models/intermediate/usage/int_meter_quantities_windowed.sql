@@ -27,13 +27,13 @@ meters as (
 -- the windows are those of a few customers (a re-rate), only their fates are read
 {%- set from_first_start, before_last_end = metering_window_bounds('events.event_ts') %}
 {%- set window_customers = metering_window_customers('fates.billing_customer_id') %}
-metered as not materialized (
+metered as {{ mb_not_materialized() }} (
     {{ metering_events(meter_rows, metering_window_dates('fates.event_date')
         ~ ' and ' ~ from_first_start ~ ' and ' ~ before_last_end
         ~ ' and ' ~ window_customers) }}
 ),
 
-in_window as not materialized (
+in_window as {{ mb_not_materialized() }} (
     select
         windows.close_month,
         windows.window_id,
@@ -67,7 +67,8 @@ carried_in as (
         windows.window_id,
         earlier.meter_seq,
         earlier.group_key,
-        arg_max(earlier.value, (earlier.event_ts, earlier.event_id, earlier.read_seq)) as value
+        {{ mb_last_value('earlier.value', 'earlier.event_ts, earlier.event_id, earlier.read_seq') }}
+            as value
     from windows
     inner join (
         {{ metering_events(time_weighted_rows, before_last_end ~ ' and ' ~ window_customers) }}
@@ -114,10 +115,10 @@ time_weighted as (
         meter_seq,
         group_key,
         sum(is_event) as event_count,
-        sum(cast(value * mb_div(
-            epoch_us(held_until) - epoch_us(changed_at),
-            epoch_us(window_end) - epoch_us(window_start)
-        ) as decimal(38, 12))) as value_weighted,
+        sum(cast(value * {{ mb_div(
+            mb_epoch_us('held_until') ~ ' - ' ~ mb_epoch_us('changed_at'),
+            mb_epoch_us('window_end') ~ ' - ' ~ mb_epoch_us('window_start')) }}
+        as decimal(38, 12))) as value_weighted,
         -- a group only carried in at level 0 and never changed adds nothing worth a line
         bool_or(is_event = 1 or value <> 0) as keep_group
     from level_spans
@@ -164,7 +165,7 @@ divided as (
     select
         *,
         case when unit_divide_by is null then raw_quantity
-            else mb_div(raw_quantity, unit_divide_by) end as divided_quantity
+            else {{ mb_div('raw_quantity', 'unit_divide_by') }} end as divided_quantity
     from quantities
 ),
 
@@ -174,7 +175,7 @@ final as (
         window_id,
         billing_customer_id,
         meter_code,
-        cast(group_key as json) as group_key,
+        cast(group_key as {{ mb_json() }}) as group_key,
         -- each branch cast on its own: DuckDB would type the CASE as ceil's DECIMAL(38, 0)
         case unit_rounding
             when 'up' then cast(ceil(divided_quantity) as decimal(38, 12))

@@ -7,8 +7,8 @@ final as (
         close_month,
         window_id,
         billing_customer_id,
-        cast(window_start as timestamptz) as window_start,
-        cast(window_end as timestamptz) as window_end
+        cast(window_start as {{ mb_timestamptz() }}) as window_start,
+        cast(window_end as {{ mb_timestamptz() }}) as window_end
     from source
 )
 
