@@ -97,16 +97,20 @@ def property_forms(name: str) -> tuple[list, list]:
     """What metering reads from one property: its text, its number, a group key, a count
     of distinct values and comparisons of its text form."""
     keyed = Meter(code="k", event_name="e", aggregation="count", group_by=[name, "missing"])
-    unique = Meter(code="u", event_name="e", aggregation="count_unique", expression="a")
     eq = Condition(property=name, op="eq", value="10000000.0")
     gt = Condition(property=name, op="gt", value="2.5")
+    # an expression names identifiers only: other names are read by group keys and filters
+    unique = (
+        both(m.text_value_sql, Meter(code="u", event_name="e", aggregation="count_unique",
+                                     expression=name))
+        if name.isidentifier()
+        else both(m.property_text_sql, name)
+    )  # fmt: skip
     exprs = [
         both(m.property_text_sql, name),
         both(m.property_number_sql, name),
         both(m.group_key_sql, keyed),
-        both(m.text_value_sql, unique.model_copy(update={"expression": name}))
-        if name.isidentifier()
-        else both(m.property_text_sql, name),
+        unique,
         both(m.condition_sql, eq),
         both(m.condition_sql, gt),
     ]

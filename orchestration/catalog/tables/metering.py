@@ -7,8 +7,8 @@ here, from the validated catalog, in the dialect of the warehouse's engine (dial
 names and values go through the dialect's quoting, expressions through `expressions.to_sql`,
 so no catalog text reaches SQL unchecked, and dbt never has to understand the catalog's YAML.
 
-The compiled SQL reads the columns `properties` (JSON), `customer_id`, `event_name` and
-`source` of the row it is evaluated on.
+The compiled SQL reads the columns `properties` (JSON; its text on Spark), `customer_id`,
+`event_name` and `source` of the row it is evaluated on.
 """
 
 from __future__ import annotations
