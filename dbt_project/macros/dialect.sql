@@ -80,34 +80,41 @@
 
 {#
   Exact division, 12 decimals, half-up, NULL for a zero divisor: DuckDB's SQL macro mb_div
-  (decimal.sql); on Spark the same arithmetic written out, as the meters' Spark SQL writes it
-  (orchestration/catalog/tables/dialects.py, SparkSql.divide, where each step is explained and
-  tested against DuckDB's): integers in units of 10^-12, the whole quotient by `div` in two
-  parts, the 12 decimals from the remainder, half-up; NULL where DuckDB's HUGEINT overflows.
-  Spark's unary minus and abs round to 34 digits, so both are written as subtractions.
-  Not to be nested in itself (its lambdas' names are fixed).
+  (decimal.sql). Spark's form is the arithmetic written out, and is the one the meters' Spark
+  SQL uses too (orchestration/catalog/tables/dialects.py renders it, with a `tag` that keeps
+  the lambdas' names of nested divisions apart; tests/spark tests it against DuckDB's):
+  - a and b as integers A, B in units of 10^-12 (below 10^26; NULL beyond, as DuckDB's
+    overflow is), and NULL where DuckDB's HUGEINT overflows: 2 * A * 10^12 + B > 2^127 - 1,
+    compared as its first 27 digits and its last 12 (the sum has 39, one more than a DECIMAL);
+  - the whole quotient W by `div` (exact, but a BIGINT), in two parts: A div (B * 10^13), then
+    what remains div B;
+  - the 12 decimals from the remainder R = (A - W * B) * 10^12: R div B, plus one when twice
+    what remains reaches B (half-up);
+  - the sign by a subtraction from zero: Spark's unary minus and abs round a decimal to 34
+    digits (Scala's default MathContext), and a zero keeps no sign.
 #}
 {% macro mb_div(a, b) -%}{{ adapter.dispatch('mb_div', 'meterbook')(a, b) }}{%- endmacro %}
 {% macro default__mb_div(a, b) -%}mb_div({{ a }}, {{ b }}){%- endmacro %}
-{% macro spark__mb_div(a, b) -%}
+{% macro spark__mb_div(a, b, tag='') -%}
+{%- set n = 'mbd' ~ tag ~ '_' -%}
 {%- set e12, e13 = '1000000000000', '10000000000000' -%}
 {%- set abs_ = 'case when {x} < 0 then 0 - {x} else {x} end' -%}
-transform(array(named_struct('a', cast({{ a }} as decimal(38, 12)), 'b', cast({{ b }} as decimal(38, 12)))), mbd_v ->
+transform(array(named_struct('a', cast({{ a }} as decimal(38, 12)), 'b', cast({{ b }} as decimal(38, 12)))), {{ n }}v ->
   transform(array(named_struct(
-      'a', cast(try_multiply({{ abs_.format(x='mbd_v.a') }}, {{ e12 }}) as decimal(38, 0)),
-      'b', cast(try_multiply({{ abs_.format(x='mbd_v.b') }}, {{ e12 }}) as decimal(38, 0)))), mbd_i ->
+      'a', cast(try_multiply({{ abs_.format(x=n ~ 'v.a') }}, {{ e12 }}) as decimal(38, 0)),
+      'b', cast(try_multiply({{ abs_.format(x=n ~ 'v.b') }}, {{ e12 }}) as decimal(38, 0)))), {{ n }}i ->
     case
-      when mbd_i.b = 0 or mbd_i.a is null or mbd_i.b is null then null
-      when (2 * mbd_i.a + (mbd_i.b div {{ e12 }})) > 170141183460469231731687303
-        or ((2 * mbd_i.a + (mbd_i.b div {{ e12 }})) = 170141183460469231731687303
-            and (mbd_i.b - (mbd_i.b div {{ e12 }}) * {{ e12 }}) > 715884105727) then null
+      when {{ n }}i.b = 0 or {{ n }}i.a is null or {{ n }}i.b is null then null
+      when (2 * {{ n }}i.a + ({{ n }}i.b div {{ e12 }})) > 170141183460469231731687303
+        or ((2 * {{ n }}i.a + ({{ n }}i.b div {{ e12 }})) = 170141183460469231731687303
+            and ({{ n }}i.b - ({{ n }}i.b div {{ e12 }}) * {{ e12 }}) > 715884105727) then null
       else transform(array(
         transform(array(
-          transform(array(cast(coalesce(mbd_i.a div try_multiply(mbd_i.b, {{ e13 }}), 0) as decimal(38, 0))), mbd_h ->
-            (mbd_h * {{ e13 }} + ((mbd_i.a - mbd_h * {{ e13 }} * mbd_i.b) div mbd_i.b)))[0]), mbd_w ->
-          try_add(mbd_w, transform(array((mbd_i.a - mbd_w * mbd_i.b) * {{ e12 }}), mbd_r ->
-            ((mbd_r div mbd_i.b) + case when 2 * (mbd_r - (mbd_r div mbd_i.b) * mbd_i.b) >= mbd_i.b
-                                        then 1 else 0 end))[0] * cast('0.000000000001' as decimal(38, 12))))[0]), mbd_q ->
-        case when (mbd_v.a < 0) <> (mbd_v.b < 0) and mbd_q <> 0 then (0 - mbd_q) else mbd_q end)[0]
+          transform(array(cast(coalesce({{ n }}i.a div try_multiply({{ n }}i.b, {{ e13 }}), 0) as decimal(38, 0))), {{ n }}h ->
+            ({{ n }}h * {{ e13 }} + (({{ n }}i.a - {{ n }}h * {{ e13 }} * {{ n }}i.b) div {{ n }}i.b)))[0]), {{ n }}w ->
+          try_add({{ n }}w, transform(array(({{ n }}i.a - {{ n }}w * {{ n }}i.b) * {{ e12 }}), {{ n }}r ->
+            (({{ n }}r div {{ n }}i.b) + case when 2 * ({{ n }}r - ({{ n }}r div {{ n }}i.b) * {{ n }}i.b) >= {{ n }}i.b
+                                        then 1 else 0 end))[0] * cast('0.000000000001' as decimal(38, 12))))[0]), {{ n }}q ->
+        case when ({{ n }}v.a < 0) <> ({{ n }}v.b < 0) and {{ n }}q <> 0 then (0 - {{ n }}q) else {{ n }}q end)[0]
     end)[0])[0]
 {%- endmacro %}

@@ -14,15 +14,20 @@ Where Spark needs more than a different function name:
   a number is rewritten into DuckDB's, only for values that are not JSON strings;
 - Spark's string literals read backslash escapes, so a backslash is doubled in a literal;
 - Spark has no TRY(...) around an expression: each operation that can overflow is its own
-  try_ function, and exact division (mb_div in DuckDB, a macro over hugeint) is written out
-  over Spark's exact integer division `div`.
+  try_ function, and exact division (mb_div in DuckDB, a macro over hugeint) is the models'
+  own Spark form of it (spark__mb_div in dbt_project/macros/dialect.sql);
+- Spark's unary minus and abs round a decimal to 34 digits: negation is a subtraction.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
+import jinja2
+
 from orchestration.sql import quote_json_path, quote_literal
+from orchestration.workspace import DBT_PROJECT_DIR
 
 # SPEC 2.3: a numeric string is a finite decimal; signs, a fraction and an exponent are fine,
 # NaN / Infinity are not. Surrounding spaces are tolerated (CSV cells).
@@ -88,10 +93,14 @@ class DuckDBSql:
 
 # Java's text of a JSON float: digits, a point, digits, maybe an exponent (1.0E7, 0.001)
 _JAVA_FLOAT = r"^(-?)([0-9]+)\.([0-9]+)(E(-?[0-9]+))?$"
-_E12, _E13 = "1000000000000", "10000000000000"
-# 2^127 - 1, the largest HUGEINT, as its first 27 digits and its last 12
-_HUGEINT_HIGH, _HUGEINT_LOW = "170141183460469231731687303", "715884105727"
-_ULP = f"CAST('0.000000000001' AS {DECIMAL})"
+
+
+@functools.cache
+def _models_macros():
+    """The dbt project's dialect macros, rendered with plain Jinja (spark__mb_div needs
+    nothing of dbt's)."""
+    text = (DBT_PROJECT_DIR / "macros" / "dialect.sql").read_text(encoding="utf-8")
+    return jinja2.Environment().from_string(text).module
 
 
 class SparkSql:
@@ -205,61 +214,11 @@ class SparkSql:
         return f"(0 - {operand})"
 
     def divide(self, left: str, right: str) -> str:
-        """DuckDB's mb_div: exact, 12 decimals, half-up, NULL for a zero divisor and where
-        mb_div overflows. Over integers in units of 10^-12 (A, B < 10^26): the whole quotient
-        in two parts by `div` (it returns a BIGINT), then the 12 decimals from the remainder,
-        rounded half-up from what remains."""
-        pair = f"named_struct('a', cast({left} as {DECIMAL}), 'b', cast({right} as {DECIMAL}))"
-        scaled = lambda x: f"cast(try_multiply({self._abs(x)}, {_E12}) as decimal(38, 0))"  # noqa: E731
-        return self._bind(
-            pair,
-            lambda v: self._bind(
-                f"named_struct('a', {scaled(v + '.a')}, 'b', {scaled(v + '.b')})",
-                lambda i: (
-                    f"CASE WHEN {i}.b = 0 OR {i}.a IS NULL OR {i}.b IS NULL THEN NULL "
-                    f"WHEN {self._beyond_mb_div(i)} THEN NULL "
-                    f"ELSE {self._bind(self._magnitude(i), lambda q: self._signed(v, q))} END"
-                ),
-            ),
-        )
-
-    @staticmethod
-    def _abs(x: str) -> str:
-        return f"CASE WHEN {x} < 0 THEN 0 - {x} ELSE {x} END"  # Spark's abs: see negate
-
-    @staticmethod
-    def _signed(v: str, magnitude: str) -> str:
-        # a zero keeps no sign: DuckDB's 0 * -1 is 0, where a negated Spark decimal is -0
-        return (
-            f"CASE WHEN ({v}.a < 0) <> ({v}.b < 0) AND {magnitude} <> 0 THEN (0 - {magnitude}) "
-            f"ELSE {magnitude} END"
-        )
-
-    @staticmethod
-    def _beyond_mb_div(i: str) -> str:
-        """Where mb_div overflows its HUGEINT: 2 * A * 10^12 + B > 2^127 - 1, compared in
-        two parts of 27 and 12 digits (the sum has 39, one more than a DECIMAL holds)."""
-        high = f"(2 * {i}.a + ({i}.b div {_E12}))"
-        low = f"({i}.b - ({i}.b div {_E12}) * {_E12})"
-        return (
-            f"({high} > {_HUGEINT_HIGH} OR ({high} = {_HUGEINT_HIGH} AND {low} > {_HUGEINT_LOW}))"
-        )
-
-    def _magnitude(self, i: str) -> str:
-        a, b = f"{i}.a", f"{i}.b"
-        high = f"cast(coalesce({a} div try_multiply({b}, {_E13}), 0) as decimal(38, 0))"
-        whole = self._bind(high, lambda h: f"({h} * {_E13} + (({a} - {h} * {_E13} * {b}) div {b}))")
-
-        def fraction(w: str) -> str:
-            return self._bind(
-                f"({a} - {w} * {b}) * {_E12}",
-                lambda r: (
-                    f"(({r} div {b}) + CASE WHEN 2 * ({r} - ({r} div {b}) * {b}) >= {b} "
-                    "THEN 1 ELSE 0 END)"
-                ),
-            )
-
-        return self._bind(whole, lambda w: f"try_add({w}, {fraction(w)} * {_ULP})")
+        """DuckDB's mb_div, exactly: the models' Spark form of it (spark__mb_div in
+        dbt_project/macros/dialect.sql, where each step is explained), one source for both;
+        its lambdas tagged apart from those of the divisions it nests in."""
+        self._lambda += 1
+        return str(_models_macros().spark__mb_div(left, right, str(self._lambda))).strip()
 
     def try_(self, sql: str) -> str:
         return sql  # every operation that can overflow is already a try_ function
