@@ -45,7 +45,7 @@
 {% macro spark__mb_row_text(alias) -%}to_json(struct({{ alias }}.*)){%- endmacro %}
 
 {# What every invocation creates first: DuckDB's exact-decimal macros (decimal.sql). Spark has
-   no SQL macros; the meters' Spark SQL writes exact division out (catalog/tables/dialects.py). #}
+   no SQL macros: its exact division is written out where it is used (spark__mb_div, below). #}
 {% macro mb_on_run_start() -%}{{ adapter.dispatch('mb_on_run_start', 'meterbook')() }}{%- endmacro %}
 {% macro default__mb_on_run_start() -%}{{ create_decimal_macros() }}{%- endmacro %}
 {% macro spark__mb_on_run_start() -%}{%- endmacro %}
