@@ -7,14 +7,16 @@ installs) or a Java runtime is missing.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from orchestration.workspace import DBT_PROJECT_DIR
+# the metering tests' helper that runs dbt's decimal macros on a Python connection
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "metering"))
+from metering_fixtures import create_decimal_macros  # noqa: E402
 
 # what meterbook's Spark target runs with (docs/SCALING.md): exact decimal products, UTC
 SPARK_CONF = {
@@ -54,10 +56,8 @@ def spark(tmp_path_factory):
 @pytest.fixture(scope="session")
 def duck():
     """A DuckDB connection with the project's decimal macros (mb_div), as dbt creates them."""
-    text = (DBT_PROJECT_DIR / "macros" / "decimal.sql").read_text()
-    body = re.search(r"{% macro create_decimal_macros\(\) %}(.*?){% endmacro %}", text, re.S)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(body.group(1))
+    create_decimal_macros(con)
     yield con
     con.close()

@@ -38,8 +38,6 @@ DECIMAL = "DECIMAL(38, 12)"
 class DuckDBSql:
     """DuckDB: the embedded warehouse's dialect (the SQL meterbook has always compiled)."""
 
-    name = "duckdb"
-
     def literal(self, value: str) -> str:
         return quote_literal(value)
 
@@ -106,8 +104,6 @@ def _models_macros():
 class SparkSql:
     """Spark SQL 4 with `spark.sql.decimalOperations.allowPrecisionLoss=false` (without it,
     a DECIMAL(38, 12) product keeps 6 decimals) and the session time zone UTC."""
-
-    name = "spark"
 
     def __init__(self) -> None:
         self._lambda = 0
