@@ -6,7 +6,7 @@ Run:  .venv/bin/pip install -c constraints.txt -e ".[spark]"      # PySpark; Jav
       .venv/bin/python benchmarks/bench_spark_thrift.py --events 1000000
 
 It lands N generated events as typed Parquet (DuckDB, as the probe's land phase), starts a
-Spark master, a worker (2 cores) and the Thrift server on 127.0.0.1 (spark_cluster.py), and
+Spark master, a worker (2 cores) and the Thrift server on 127.0.0.1 (tests/spark_cluster.py), and
 times, in a dbt project of its own:
 - `dbt build` the first time: `events_by_day` (incremental, `insert_overwrite` partitioned by
   event day, Parquet) and `daily_usage` (the probe's dedupe and exact aggregation);
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # spark_cluster.py
 
 from bench_spark_probe import ONE_DAY, USAGE, _duckdb_phase  # noqa: E402
 from spark_cluster import HOST, running_cluster  # noqa: E402

@@ -38,6 +38,12 @@ class Workspace:
         return self.home / "warehouse.duckdb"
 
     @property
+    def lake_dir(self) -> Path:
+        """Parquet handed between DuckDB and Spark (settings.warehouse: spark); METERBOOK_LAKE
+        puts it where a Spark cluster on other machines reads it too."""
+        return Path(os.environ.get("METERBOOK_LAKE") or self.home / "lake")
+
+    @property
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster")
 

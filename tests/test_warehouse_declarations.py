@@ -26,6 +26,9 @@ def test_dbt_macros_create_no_python_tables():
     macros = sorted((ROOT / "dbt_project" / "macros").glob("*.sql"))
     assert macros, "no dbt macros found: has dbt_project/macros moved?"
     creating = [m.name for m in macros if CREATE.search(m.read_text(encoding="utf-8"))]
+    # the Spark side of the hand-off attaches the lake's Parquet folders as tables in Spark,
+    # not in the DuckDB warehouse; what they hold is declared where it is written (lake.py)
+    creating = [name for name in creating if name != "spark_handoff.sql"]
     assert creating == [], (
         f"tables declared in dbt macros, not orchestration/warehouse/: {creating}"
     )

@@ -45,10 +45,17 @@
 {% macro spark__mb_row_text(alias) -%}to_json(struct({{ alias }}.*)){%- endmacro %}
 
 {# What every invocation creates first: DuckDB's exact-decimal macros (decimal.sql). Spark has
-   no SQL macros: its exact division is written out where it is used (spark__mb_div, below). #}
+   no SQL macros: its exact division is written out where it is used (spark__mb_div, below);
+   a close on Spark attaches there the inputs DuckDB handed over (spark_handoff.sql). #}
 {% macro mb_on_run_start() -%}{{ adapter.dispatch('mb_on_run_start', 'meterbook')() }}{%- endmacro %}
 {% macro default__mb_on_run_start() -%}{{ create_decimal_macros() }}{%- endmacro %}
-{% macro spark__mb_on_run_start() -%}{%- endmacro %}
+{% macro spark__mb_on_run_start() -%}{{ mb_spark_handoff_attach() }}{%- endmacro %}
+
+{# What every invocation does last: nothing on DuckDB; on Spark, a close writes the models it
+   built where DuckDB reads them back (spark_handoff.sql). #}
+{% macro mb_on_run_end() -%}{{ adapter.dispatch('mb_on_run_end', 'meterbook')() }}{%- endmacro %}
+{% macro default__mb_on_run_end() -%}{%- endmacro %}
+{% macro spark__mb_on_run_end() -%}{{ mb_spark_handoff_export() }}{%- endmacro %}
 
 {# Text of any length: Spark's VARCHAR needs a length. #}
 {% macro mb_text() -%}{{ adapter.dispatch('mb_text', 'meterbook')() }}{%- endmacro %}

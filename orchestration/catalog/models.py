@@ -387,6 +387,10 @@ class Settings(Strict):
     # the Dagster instance's storage (runs, event log, schedules): PostgreSQL for a webserver,
     # a daemon and several users sharing one history; unset, SQLite in the workspace
     dagster_storage: DagsterStorage | None = None
+    # the engine of the usage models that read every event (fates, daily usage, the windows'
+    # quantities): DuckDB, embedded; or Spark, its connection from the environment
+    # (README, "The same dbt project on Spark"), handing results back to DuckDB for billing
+    warehouse: Literal["duckdb", "spark"] = "duckdb"
 
 
 class Condition(Strict):

@@ -62,3 +62,21 @@ def _relations(_mtime_ns: int) -> dict[str, tuple[str, str]]:
         for node in nodes
         if node["resource_type"] in ("model", "seed", "snapshot")
     }
+
+
+def declared_types(model: str) -> dict[str, str]:
+    """The types `model`'s columns declare in its yml (`data_type`), enforced or not."""
+    _relation_parts(model)  # the manifest exists and names the model
+    return dict(_declared(MANIFEST.stat().st_mtime_ns).get(model, {}))
+
+
+@functools.cache
+def _declared(_mtime_ns: int) -> dict[str, dict[str, str]]:
+    nodes = json.loads(MANIFEST.read_text(encoding="utf-8"))["nodes"].values()
+    return {
+        node["name"]: {
+            c["name"]: c["data_type"] for c in node["columns"].values() if c.get("data_type")
+        }
+        for node in nodes
+        if node["resource_type"] == "model"
+    }

@@ -6,6 +6,7 @@ installs) or a Java runtime is missing.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -18,37 +19,25 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "metering"))
 from metering_fixtures import create_decimal_macros  # noqa: E402
 
-# what meterbook's Spark target runs with (docs/SCALING.md): exact decimal products, UTC
-SPARK_CONF = {
-    "spark.sql.decimalOperations.allowPrecisionLoss": "false",
-    "spark.sql.session.timeZone": "UTC",
-    "spark.driver.host": "127.0.0.1",
-    "spark.driver.bindAddress": "127.0.0.1",
-    "spark.ui.enabled": "false",
-    "spark.sql.shuffle.partitions": "2",
-    # the meters' Spark SQL is long (each property read is written out, lambdas and all): at
-    # the default 1 GiB the metering dataset's window quantities ran the driver out of heap
-    # when planned after the dialect tests (java.lang.OutOfMemoryError, 2026-12-07)
-    "spark.driver.memory": "2g",
-}
+from orchestration.defs.dbt.spark_stage import spark_session  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def spark(tmp_path_factory):
-    try:
-        from pyspark.sql import SparkSession  # noqa: PLC0415
-    except ImportError:
+def spark_runtime():
+    """PySpark and a Java runtime are here (the tier is skipped, saying which is missing, when
+    not)."""
+    if importlib.util.find_spec("pyspark") is None:
         pytest.skip("PySpark is not installed (pip install -c constraints.txt -e '.[spark]')")
     if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
         pytest.skip("no Java runtime for Spark (apt-get install openjdk-17-jre-headless)")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.master("local[2]").appName("meterbook-tests")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_runtime, tmp_path_factory):
+    """A PySpark session on 127.0.0.1 configured as meterbook starts its own."""
     # the session's tables (dbt's too, through its `session` method) live in a test folder
-    warehouse = tmp_path_factory.mktemp("spark-warehouse")
-    for key, value in {**SPARK_CONF, "spark.sql.warehouse.dir": str(warehouse)}.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
+    session = spark_session(tmp_path_factory.mktemp("spark-warehouse"), "local[2]")
     yield session
     session.stop()
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetKey
+from dagster import AssetKey, MaterializeResult
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource
 
 from orchestration.defs.dbt.descriptions import model_description, test_description
@@ -35,6 +35,7 @@ from orchestration.defs.dbt.runner import (
     seed_partial_parse,
 )
 from orchestration.defs.dbt.shared_parse import profile_env
+from orchestration.defs.dbt.spark_stage import build_on_spark, on_spark
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.sql import connect
 from orchestration.warehouse.billing import add_later_invoice_line_columns, ensure_billing_schema
@@ -113,11 +114,54 @@ def build_models(
     partition: dict[str, str] | None,
     under: Path = PROJECT_TARGET,
 ):
-    """The asset's own dbt models for `partition`, streamed back as their materializations."""
+    """The asset's own dbt models for `partition`, streamed back as their materializations.
+    With settings.warehouse spark, those Spark builds are built there first (spark_stage.py)."""
+    selected = [key.path[-1] for key in context.selected_asset_keys] if context else []
     with _invocation(context, meterbook, under) as target:
+        spark = _spark_first(context, meterbook, selected, partition)
         with environment(partition_env(partition)):  # dbt.cli copies os.environ for dbt
-            invocation = dbt.cli(BUILD, context=context, target_path=target)
-        yield from invocation.stream()
+            invocation = dbt.cli([*BUILD, *_excluded(spark)], context=context, target_path=target)
+        yield from _in_graph_order(context, invocation.stream(), spark)
+
+
+def _in_graph_order(context, events: Iterator, spark: Mapping[str, int]) -> Iterator:
+    """DuckDB's materializations with those of the models Spark built among them, each just
+    before the first of its descendants: a multi-asset yields its assets in the graph's order
+    (dbt keeps that order across the models a build excludes)."""
+    pending = {
+        model: MaterializeResult(
+            asset_key=model_key(model), metadata={"engine": "spark", "rows": rows}
+        )
+        for model, rows in spark.items()
+    }
+    below = {model: _descendants(model) for model in pending}
+    for event in events:
+        name = _event_model(context, event)
+        for model in [m for m in pending if name in below[m]]:
+            yield pending.pop(model)
+        yield event
+    yield from pending.values()
+
+
+def _event_model(context, event) -> str | None:
+    key = getattr(event, "asset_key", None)
+    if key is None and getattr(event, "output_name", None):
+        key = context.assets_def.keys_by_output_name.get(event.output_name)
+    return key.path[-1] if key else None
+
+
+def _descendants(model: str) -> set[str]:
+    """The names of every node downstream of dbt model `model`."""
+    manifest = json.loads(ensure_manifest().read_text())
+    children = manifest["child_map"]
+    start = next(uid for uid, node in manifest["nodes"].items() if node["name"] == model)
+    seen, todo = set(), list(children.get(start, []))
+    while todo:
+        uid = todo.pop()
+        if uid not in seen:
+            seen.add(uid)
+            todo += children.get(uid, [])
+    return {manifest["nodes"][uid]["name"] for uid in seen if uid in manifest["nodes"]}
 
 
 def rebuild_models(
@@ -131,14 +175,49 @@ def rebuild_models(
     dbt resource: a step that needs other months rebuilt first (re-rating finalized months)
     runs them inside itself, and its materialization names them."""
     with _invocation(context, meterbook, PROJECT_TARGET) as target:
+        spark = _spark_first(context, meterbook, selected_models(select), partition)
         with environment(partition_env(partition)):
             invocation = dbt.cli(
-                [*BUILD, "--select", select],
+                [*BUILD, "--select", select, *_excluded(spark)],
                 manifest=ensure_manifest(),
                 dagster_dbt_translator=translator,
                 target_path=target,
             )
         invocation.wait()
+
+
+def _spark_first(
+    context, meterbook: MeterbookWorkspace, models: list[str], partition: dict | None
+) -> dict[str, int]:
+    """With settings.warehouse spark, the `models` Spark builds, built there and read back into
+    the warehouse (rows per model); nothing otherwise."""
+    moved = on_spark(models)
+    if not moved:
+        return {}
+    catalog = meterbook.catalog()
+    if catalog.settings.warehouse != "spark":
+        return {}
+    log = context.log.info if context else (lambda _: None)
+    return build_on_spark(meterbook.workspace, catalog, moved, partition, log)
+
+
+def _excluded(spark: Mapping[str, int]) -> list[str]:
+    return ["--exclude", *spark] if spark else []
+
+
+def selected_models(select: str) -> list[str]:
+    """The models a `--select` of names and `tag:` methods picks (the forms used here)."""
+    nodes = _manifest_nodes(ensure_manifest().stat().st_mtime_ns)
+    chosen = []
+    for token in select.split():
+        tag = token.removeprefix("tag:") if token.startswith("tag:") else None
+        chosen += [
+            node["name"]
+            for node in nodes
+            if node["resource_type"] == "model"
+            and (tag in node.get("tags", []) if tag else node["name"] == token)
+        ]
+    return chosen
 
 
 @contextmanager

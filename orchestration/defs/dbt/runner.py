@@ -149,7 +149,7 @@ def keep_partial_parse(
         share_parse(target, dict(profile), SHARED_PARSE_UNDER)
 
 
-def _failure_message(result) -> str:
+def failure_message(result) -> str:
     if result.exception is not None:
         return str(result.exception)
     failed = [
@@ -230,9 +230,7 @@ def run_dbt(
             DuckDBConnectionManager.close_all_connections()
     if not result.success:
         where = f" (its logs: {target})" if private else ""
-        raise DbtRunError(
-            f"dbt {args[0] if args else ''} failed{where}: {_failure_message(result)}"
-        )
+        raise DbtRunError(f"dbt {args[0] if args else ''} failed{where}: {failure_message(result)}")
     keep_partial_parse(target, cache, profile)
     if private:
         shutil.rmtree(target, ignore_errors=True)

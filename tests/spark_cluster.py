@@ -1,4 +1,4 @@
-"""A standalone Spark cluster on 127.0.0.1 for benchmarks: a master, one worker and the Thrift
+"""A standalone Spark cluster on 127.0.0.1 for the Spark tier and the benchmarks: a master, one worker and the Thrift
 (HiveServer2) server dbt-spark's `thrift` method talks to, all from the PySpark package's own
 jars (the `spark` extra), started as child processes and stopped with them.
 

@@ -1,0 +1,147 @@
+"""The usage models on Spark, when the workspace's `settings.warehouse` is `spark` (issue 29).
+
+The hand-off design (docs/SCALING.md): Spark builds the models that read every event, the
+fates (`int_events_fated`), the daily usage (`fct_daily_meter_usage`) and the metering
+windows' quantities (`int_meter_quantities_windowed`), from the same model files as DuckDB;
+DuckDB, the warehouse of record, keeps the rest (billing, the fates' marts, entitlements,
+revenue), which reads per-customer results, not events. A dbt step that selects one of those
+models:
+
+1. writes their inputs from DuckDB as Parquet into the lake folder (warehouse/lake.py);
+2. runs dbt on the `spark` target (profiles.yml: a Thrift server, or `session`, PySpark in
+   this process): its run-start hook attaches the inputs, its run-end hook writes the models
+   back as Parquet (macros/spark_handoff.sql);
+3. reads them into DuckDB (the partition built only: the days, or the close month);
+then the step's DuckDB build excludes them. Spark keeps no state between steps: each builds
+its models in full from what it is handed (`--full-refresh`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from orchestration.catalog import Catalog
+from orchestration.defs.dbt.runner import (
+    PROJECT_TARGET,
+    DbtRunError,
+    environment,
+    failure_message,
+    keep_partial_parse,
+    partition_env,
+    project_args,
+    scratch_target,
+    seed_partial_parse,
+)
+from orchestration.sql import connect
+from orchestration.warehouse.lake import output_table, read_back, write_inputs
+from orchestration.warehouse.models import declared_types
+from orchestration.workspace import Workspace
+
+FATES = "int_events_fated"
+DAILY = "fct_daily_meter_usage"
+WINDOWED = "int_meter_quantities_windowed"
+SPARK_MODELS = (FATES, DAILY, WINDOWED)
+
+# what the models assume of Spark (docs/SCALING.md): exact decimal products, UTC; and, for a
+# session started here, a driver on this machine only
+SPARK_CONF = {
+    "spark.sql.decimalOperations.allowPrecisionLoss": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",  # its progress bars would garble the terminal
+    "spark.sql.shuffle.partitions": "2",
+    # the meters' Spark SQL is long (each property read is written out, lambdas and all): at
+    # the default 1 GiB the metering tests' window quantities ran the driver out of heap
+    # while planning (java.lang.OutOfMemoryError, 2026-12-07)
+    "spark.driver.memory": "2g",
+}
+
+
+def on_spark(models: Iterable[str]) -> list[str]:
+    """Of `models`, those Spark builds, in build order."""
+    chosen = set(models)
+    return [model for model in SPARK_MODELS if model in chosen]
+
+
+def replaced_rows(model: str, partition: Mapping[str, str]) -> str | None:
+    """Which rows of DuckDB's table Spark's build replaces (None: all). The values are checked
+    by partition_env before they get here."""
+    if model == DAILY:
+        return (
+            f"usage_date >= DATE '{partition['METERBOOK_MIN_DATE']}' "
+            f"AND usage_date < DATE '{partition['METERBOOK_MAX_DATE']}'"
+        )
+    return None  # the fates: every event; the windowed quantities: the close month's table
+
+
+def build_on_spark(
+    ws: Workspace,
+    catalog: Catalog,
+    models: list[str],
+    partition: Mapping[str, str | None] | None,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict[str, int]:
+    """Build `models` (of SPARK_MODELS) on Spark for `partition` and put them in the DuckDB
+    warehouse; returns the rows read back per model. The caller holds the warehouse."""
+    env = partition_env(partition)
+    lake = ws.lake_dir
+    handed = [] if FATES in models else [FATES]  # a later step reads the fates DuckDB holds
+    with connect(ws.warehouse_path) as con:
+        inputs = write_inputs(con, catalog, lake, tuple(handed))
+    outputs = [output_table(lake, model) for model in models]
+    handoff = {
+        "attach": [table.as_json() for table in inputs],
+        "drop": [table.relation for table in outputs],
+        "export": [table.as_json() for table in outputs],
+    }
+    select = " ".join(f"+{model}" for model in models)
+    args = ["run", "--full-refresh", "--select", select]
+    if handed:
+        args += ["--exclude", *handed]
+    log(f"Spark builds {', '.join(models)} from {len(inputs)} tables handed over in {lake}")
+    _run_spark_dbt(ws, args, {**env, "METERBOOK_SPARK_HANDOFF": json.dumps(handoff)})
+    rows = {}
+    with connect(ws.warehouse_path) as con:
+        for model, table in zip(models, outputs, strict=True):
+            where = replaced_rows(model, env)
+            rows[model] = read_back(con, table, where, declared_types(model))
+    log("read back from Spark: " + ", ".join(f"{m} {n} rows" for m, n in rows.items()))
+    return rows
+
+
+def _run_spark_dbt(ws: Workspace, args: list[str], env: Mapping[str, str]) -> None:
+    """dbt on the `spark` target, in this process (a `session` Spark is this process's)."""
+    from dbt.cli.main import dbtRunner  # noqa: PLC0415 (slow import, only when running)
+
+    if os.environ.get("METERBOOK_SPARK_METHOD") == "session":
+        spark_session(ws.home / "spark" / "warehouse")
+    target = scratch_target("run_dbt-spark-", PROJECT_TARGET)
+    cache = ws.home / "dbt" / "spark" / "partial_parse.msgpack"  # its own profile: its own parse
+    with environment(env):
+        seed_partial_parse(cache, target)
+        result = dbtRunner().invoke([*args, "--target", "spark", *project_args(target)])
+    if not result.success:
+        raise DbtRunError(f"dbt on Spark failed (its logs: {target}): {failure_message(result)}")
+    keep_partial_parse(target, cache)
+    shutil.rmtree(target, ignore_errors=True)
+
+
+def spark_session(warehouse_dir: Path, master: str | None = None):
+    """The PySpark session dbt's `session` method finds (it calls getOrCreate), started here
+    with what the models need, its tables under `warehouse_dir`; the master is `master`, else
+    METERBOOK_SPARK_MASTER, else local[*]."""
+    from pyspark.sql import SparkSession  # noqa: PLC0415 (the `spark` extra)
+
+    master = master or os.environ.get("METERBOOK_SPARK_MASTER", "local[*]")
+    builder = SparkSession.builder.master(master).appName("meterbook")
+    for key, value in {**SPARK_CONF, "spark.sql.warehouse.dir": str(warehouse_dir)}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session

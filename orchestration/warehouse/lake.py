@@ -1,0 +1,117 @@
+"""The lake folder: Parquet files by which the DuckDB warehouse and Spark hand tables over.
+
+With `settings.warehouse: spark` the usage models that read every event are built by Spark
+(orchestration/defs/dbt/spark_stage.py). DuckDB stays the warehouse of record: it writes the
+models' inputs here (`in/<schema>.<table>/`), Spark reads them and writes what it built
+(`out/<model>/`), and DuckDB reads that back into the tables its own models (billing, the
+fates' marts, entitlements) read. Parquet keeps every DECIMAL(38, 12) exact both ways.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestration.catalog import Catalog
+from orchestration.catalog.tables.dialects import dialect
+from orchestration.catalog.tables.metering import SCHEMAS, metering_rows
+from orchestration.sql import quote_literal
+from orchestration.warehouse.models import model_exists, relation
+from orchestration.warehouse.tables import table_exists
+
+# what the Spark usage models read, as the DuckDB ingest and the close's windows step wrote it
+# (properties as text: Spark has no JSON type)
+RAW_INPUTS = {
+    "meterbook_raw.raw_events": "read_seq, file_seq, path, line_no, event_id, customer_id, "
+    "event_name, event_ts, CAST(properties AS VARCHAR) AS properties, source, parse_reason, "
+    "ingested_at",
+    "meterbook_raw.repeated_events": "read_seq, key_rank, payload_hash, customer_id, event_id",
+    "meterbook_billing.meter_windows": "close_month, window_id, billing_customer_id, "
+    "window_start, window_end",
+}
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    relation: str  # schema.table, the same name on both engines
+    path: Path  # the folder of its Parquet files
+
+    def as_json(self) -> dict[str, str]:
+        return {"relation": self.relation, "path": str(self.path)}
+
+
+def write_inputs(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, lake: Path, models: tuple[str, ...] = ()
+) -> list[LakeTable]:
+    """The usage models' inputs, written as Parquet for Spark: the raw events and windows, the
+    catalog's metering tables with the meters' SQL in Spark's dialect, and the already built
+    `models` (e.g. the fates, for a step that builds only what reads them)."""
+    tables = []
+    for name, columns in RAW_INPUTS.items():
+        folder = _fresh(lake / "in" / name)
+        _copy_out(con, f"SELECT {columns} FROM {name}", folder)
+        tables.append(LakeTable(name, folder))
+    for name, rows in metering_rows(catalog, dialect("spark")).items():
+        folder = _fresh(lake / "in" / f"meterbook_catalog.{name}")
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[name]), folder / "part-0.parquet")
+        tables.append(LakeTable(f"meterbook_catalog.{name}", folder))
+    for model in models:
+        if not model_exists(con, model):
+            raise LookupError(f"{relation(model)} is not built yet: Spark cannot read it")
+        folder = _fresh(lake / "in" / relation(model))
+        _copy_out(con, f"SELECT * FROM {relation(model)}", folder)
+        tables.append(LakeTable(relation(model), folder))
+    return tables
+
+
+def output_table(lake: Path, model: str) -> LakeTable:
+    """Where Spark writes model `model` for DuckDB to read back."""
+    return LakeTable(relation(model), lake / "out" / model)
+
+
+def read_back(
+    con: duckdb.DuckDBPyConnection,
+    table: LakeTable,
+    replace_where: str | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> int:
+    """Spark's rows of `table` into the DuckDB table of the same name; returns how many.
+
+    `replace_where` None replaces the whole table; otherwise only the rows it matches are
+    replaced (a partition: the days or the month Spark built), the rest kept. `columns`, the
+    model's contract (name: type), types a table created here."""
+    files = sorted(table.path.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"Spark wrote no Parquet file for {table.relation} in {table.path}")
+    source = f"read_parquet([{', '.join(quote_literal(str(f)) for f in files)}])"
+    if replace_where is None or not table_exists(con, *table.relation.split(".")):
+        found = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+        types = columns or {}
+        # in the model's order: Spark writes a partition column last
+        names = [n for n in types if n in found] + [n for n in found if n not in types]
+        select = ", ".join(
+            f"CAST({name} AS {types[name]}) AS {name}" if name in types else name for name in names
+        )
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.relation.split('.')[0]}")
+        con.execute(f"CREATE OR REPLACE TABLE {table.relation} AS SELECT {select} FROM {source}")
+    else:
+        con.execute(f"DELETE FROM {table.relation} WHERE {replace_where}")
+        con.execute(f"INSERT INTO {table.relation} BY NAME SELECT * FROM {source}")
+    return con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+
+
+def _copy_out(con: duckdb.DuckDBPyConnection, query: str, folder: Path) -> None:
+    target = quote_literal(str(folder / "part-0.parquet"))
+    con.execute(f"COPY ({query}) TO {target} (FORMAT parquet)")
+
+
+def _fresh(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder

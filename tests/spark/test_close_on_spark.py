@@ -1,0 +1,156 @@
+"""A close on Spark bills exactly as a close on DuckDB: every shared scenario, both engines.
+
+Each scenario is closed twice through the real commands, in two new workspaces that differ
+only by the catalog's `settings.warehouse` (`duckdb`, the default, and `spark`: the usage
+models built by a standalone Spark cluster, a master, a worker and the Thrift server on
+127.0.0.1 started for this module, through dbt-spark's `thrift` method, meterbook's default).
+The invoice JSON of `meterbook invoices --json` must be byte-identical, every fate count
+equal, and every event's fate and reason. The two closes of a scenario run side by side; one Spark close at a time (the server's
+tables are shared).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+from spark_cluster import HOST, running_cluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenarios"))
+from test_scenarios import NOW, SCENARIOS, meterbook_command, months_of  # noqa: E402
+
+# every event's fate as the close left it (Spark's, read back, in the Spark workspace)
+FATES = (
+    "SELECT read_seq, billing_customer_id, event_date, fate, reason "
+    "FROM intermediate.int_events_fated ORDER BY ALL"
+)
+FATE_COUNTS = "SELECT fate, reason, count(*) FROM marts.fct_event_fates GROUP BY ALL ORDER BY ALL"
+ENGINES = ("duckdb", "spark")
+
+
+def _scenario_dirs() -> list[Path]:
+    return sorted(p.parent for p in SCENARIOS.glob("*/scenario.yaml")) if SCENARIOS.exists() else []
+
+
+def workspace(folder: Path, home: Path, engine: str) -> Path:
+    """A new workspace with the scenario's catalog and landing files, closing on `engine`."""
+    shutil.copytree(folder / "catalog", home / "catalog")
+    # settings merge across the catalog's files (one file per concern)
+    (home / "catalog" / "warehouse.yaml").write_text(
+        yaml.safe_dump({"settings": {"warehouse": engine}})
+    )
+    if (folder / "events").is_dir():
+        shutil.copytree(folder / "events", home / "landing" / "events")
+    return home
+
+
+@pytest.fixture(scope="module")
+def thrift_port(spark_runtime, tmp_path_factory) -> Iterator[int]:
+    with running_cluster(tmp_path_factory.mktemp("spark-cluster"), memory="2g") as cluster:
+        yield cluster.thrift_port
+
+
+def environment(thrift_port: int) -> dict[str, str]:
+    env = dict(os.environ, METERBOOK_NOW=NOW, METERBOOK_SPARK_METHOD="thrift")
+    env.update(METERBOOK_SPARK_HOST=HOST, METERBOOK_SPARK_PORT=str(thrift_port))
+    env.pop("DAGSTER_HOME", None)  # the workspace's own instance
+    return env
+
+
+def meterbook(args: list[str], home: Path, thrift_port: int) -> str:
+    env = dict(environment(thrift_port), METERBOOK_HOME=str(home))
+    done = subprocess.run(
+        [*meterbook_command(), *args, "--home", str(home)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, f"meterbook {' '.join(args)} failed:\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def close(folder: Path, home: Path, thrift_port: int) -> dict:
+    """Every period of the scenario closed; its invoices as the command prints them, and the
+    fate counts."""
+    invoices = {}
+    for period, _ in months_of(folder):
+        meterbook(["close", "--period", period], home, thrift_port)
+        shown = meterbook(["invoices", "--period", period, "--json"], home, thrift_port)
+        invoices[period] = shown
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        fates = {
+            "fates": con.execute(FATES).fetchall(),
+            "counts": con.execute(FATE_COUNTS).fetchall(),
+        }
+    return {"invoices": invoices, **fates}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", _scenario_dirs(), ids=lambda p: p.name)
+def test_scenario_bills_alike_on_spark(thrift_port, folder, tmp_path):
+    with ThreadPoolExecutor(max_workers=len(ENGINES)) as pool:
+        runs = {
+            engine: pool.submit(
+                close, folder, workspace(folder, tmp_path / engine, engine), thrift_port
+            )
+            for engine in ENGINES
+        }
+        ours, theirs = (runs[engine].result() for engine in ENGINES)
+    assert ours["counts"] == theirs["counts"], "every fate count equal"
+    assert ours["fates"] == theirs["fates"], "every event's fate and reason equal"
+    assert len(ours["fates"]) == sum(count for *_, count in ours["counts"]) > 0
+    for period, shown in ours["invoices"].items():
+        assert theirs["invoices"][period] == shown, f"{period}: invoice JSON differs on Spark"
+    lake = tmp_path / "spark" / "lake" / "out"
+    assert sorted(p.name for p in lake.iterdir()) == sorted(
+        ["int_events_fated", "int_meter_quantities_windowed"]
+    ), "the Spark close built its usage on Spark"
+
+
+REFRESH = (
+    "import sys; from orchestration.pipeline import run_job; "
+    "from orchestration.workspace import Workspace; "
+    "outcome = run_job(Workspace.from_env(sys.argv[1]), 'daily_usage_refresh', sys.argv[2]); "
+    "sys.exit(outcome.error)"
+)
+DAILY = "SELECT * EXCLUDE (usage_date), usage_date FROM marts.fct_daily_meter_usage ORDER BY ALL"
+
+
+def refresh_day(home: Path, day: str, thrift_port: int) -> list[tuple]:
+    """The nightly refresh of `day` (a Dagster job, as the schedule runs it); the daily usage."""
+    done = subprocess.run(
+        [sys.executable, "-c", REFRESH, str(home), day], env=environment(thrift_port),
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, f"daily refresh of {day} failed:\n{done.stderr[-3000:]}"
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(DAILY).fetchall()
+
+
+@pytest.mark.slow
+def test_daily_refresh_alike_on_spark(thrift_port, tmp_path):
+    """The nightly refresh of a day on both engines: the same usage rows, columns and types."""
+    folders = _scenario_dirs()
+    if not folders:
+        pytest.skip(f"no scenarios at {SCENARIOS}")
+    folder = max(folders, key=lambda f: sum(1 for _ in (f / "events").rglob("*")))
+    homes = {engine: workspace(folder, tmp_path / engine, engine) for engine in ENGINES}
+    meterbook(["ingest"], homes["duckdb"], thrift_port)
+    with duckdb.connect(str(homes["duckdb"] / "warehouse.duckdb"), read_only=True) as con:
+        (day,) = con.execute(
+            "SELECT CAST(event_ts AS DATE)::VARCHAR FROM meterbook_raw.raw_events "
+            "WHERE event_ts IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+        ).fetchone()
+    with ThreadPoolExecutor(max_workers=len(ENGINES)) as pool:
+        rows = {
+            engine: pool.submit(refresh_day, homes[engine], day, thrift_port) for engine in ENGINES
+        }
+        ours, theirs = (rows[engine].result() for engine in ENGINES)
+    assert ours, f"{folder.name}: no usage on {day}"
+    assert theirs == ours
