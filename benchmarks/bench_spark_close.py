@@ -95,7 +95,8 @@ def run(sizes: list[int], work: Path) -> None:
     os.environ["METERBOOK_NOW"] = NOW.isoformat()
     started = time.perf_counter()
     with running_cluster(work / "cluster", cores=os.cpu_count() or 2, memory="6g") as cluster:
-        print(f"cluster and Thrift server up: {time.perf_counter() - started:.1f} s")
+        print(f"cluster and Thrift server up: {time.perf_counter() - started:.1f} s; DuckDB "
+              f"memory_limit {os.environ.get('METERBOOK_MEMORY_LIMIT', '4GB (the default)')}")  # fmt: skip
         os.environ.update(METERBOOK_SPARK_METHOD="thrift", METERBOOK_SPARK_HOST=HOST)
         os.environ["METERBOOK_SPARK_PORT"] = str(cluster.thrift_port)
         print(

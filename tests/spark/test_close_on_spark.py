@@ -11,6 +11,8 @@ tables are shared).
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +29,9 @@ from spark_cluster import HOST, running_cluster
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenarios"))
 from test_scenarios import NOW, SCENARIOS, meterbook_command, months_of  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_metering_dialects import AWKWARD_NAMES, AWKWARD_VALUES  # noqa: E402
+
 # every event's fate as the close left it (Spark's, read back, in the Spark workspace)
 FATES = (
     "SELECT read_seq, billing_customer_id, event_date, fate, reason "
@@ -34,6 +39,7 @@ FATES = (
 )
 FATE_COUNTS = "SELECT fate, reason, count(*) FROM marts.fct_event_fates GROUP BY ALL ORDER BY ALL"
 ENGINES = ("duckdb", "spark")
+PERIOD = "2026-10"
 
 
 def _scenario_dirs() -> list[Path]:
@@ -76,10 +82,15 @@ def meterbook(args: list[str], home: Path, thrift_port: int) -> str:
 
 
 def close(folder: Path, home: Path, thrift_port: int) -> dict:
-    """Every period of the scenario closed; its invoices as the command prints them, and the
-    fate counts."""
+    """Every period of the scenario closed: see close_months."""
+    return close_months(months_of(folder), home, thrift_port)
+
+
+def close_months(months: list[tuple], home: Path, thrift_port: int) -> dict:
+    """Each month closed; its invoices as the command prints them, every event's fate and
+    the fate counts."""
     invoices = {}
-    for period, _ in months_of(folder):
+    for period, _ in months:
         meterbook(["close", "--period", period], home, thrift_port)
         shown = meterbook(["invoices", "--period", period, "--json"], home, thrift_port)
         invoices[period] = shown
@@ -154,3 +165,80 @@ def test_daily_refresh_alike_on_spark(thrift_port, tmp_path):
         ours, theirs = (rows[engine].result() for engine in ENGINES)
     assert ours, f"{folder.name}: no usage on {day}"
     assert theirs == ours
+
+
+# the nasty inputs: every awkward value and property name the dialect tests evaluate, sent to
+# every aggregation, through landing files in three formats with the rejects the ingest fates
+NASTY_CATALOG = {
+    "meters": [
+        {"code": "total", "event_name": "m", "aggregation": "sum", "expression": "v / 3",
+         "unit": {"divide_by": 7, "rounding": "nearest"}},
+        {"code": "peak", "event_name": "m", "aggregation": "max", "expression": "v"},
+        {"code": "low", "event_name": "m", "aggregation": "min", "expression": "v * 2"},
+        {"code": "last", "event_name": "m", "aggregation": "latest", "expression": "v"},
+        {"code": "level", "event_name": "m", "aggregation": "time_weighted", "expression": "v"},
+        {"code": "kinds", "event_name": "m", "aggregation": "count_unique", "expression": "v"},
+        {"code": "calls", "event_name": "m", "aggregation": "count", "group_by": AWKWARD_NAMES},
+    ],
+    "exclusions": [{"reason": "internal", "property": "it's.[x]", "op": "eq", "value": "2.50"}],
+    "plans": [{"code": "p", "currency": "USD", "versions": [{
+        "version": 1, "effective_from": "2026-01-01",
+        "charges": [{"meter": m, "model": "per_unit", "unit_price": "0.000001"}
+                    for m in ("total", "peak", "low", "last", "level", "kinds", "calls")],
+    }]}],
+    "customers": [
+        {"id": "acme", "timezone": "UTC", "tax_rate": "0"},
+        {"id": "tokyo", "timezone": "Asia/Tokyo", "tax_rate": "0.1"},
+        {"id": "tokyo_dev", "parent_id": "tokyo"},
+    ],
+    "subscriptions": [
+        {"id": "s_acme", "customer_id": "acme", "plan": "p", "start_date": "2026-01-01"},
+        {"id": "s_tokyo", "customer_id": "tokyo", "plan": "p", "start_date": "2026-10-10"},
+    ],
+}  # fmt: skip
+
+
+def nasty_events() -> list[str]:
+    """JSON lines: each awkward value under `v` and under each awkward name, for three
+    customers (one unknown) through October, with a repeated key of another payload."""
+    lines = []
+    customers = ("acme", "tokyo", "tokyo_dev", "nobody")
+    for i, value in enumerate(AWKWARD_VALUES):
+        properties = ", ".join(
+            f"{json.dumps(name)}: {value if k == i % len(AWKWARD_NAMES) else json.dumps(str(k))}"
+            for k, name in enumerate(AWKWARD_NAMES)
+        )
+        at = f"2026-10-{1 + i % 31:02d}T{i % 24:02d}:{i % 60:02d}:00Z"
+        for customer in customers[: 2 + i % 3]:
+            lines.append(
+                f'{{"event_id": "e{i}", "customer_id": "{customer}", "event_name": "m", '
+                f'"timestamp": "{at}", "properties": {{"v": {value}, {properties}}}}}'
+            )
+    lines.append(lines[3].replace('"timestamp"', '"extra": 1, "timestamp"'))  # same key, other
+    lines += ['{"event_id": "broken", ', "not json at all", ""]
+    return lines
+
+
+@pytest.mark.slow
+def test_nasty_inputs_bill_alike_on_spark(thrift_port, tmp_path):
+    lines = nasty_events()
+    for engine in ENGINES:
+        home = tmp_path / engine
+        (home / "catalog").mkdir(parents=True)
+        document = {**NASTY_CATALOG, "settings": {"warehouse": engine}}
+        (home / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(document))
+        landing = home / "landing" / "events"
+        landing.mkdir(parents=True)
+        third = len(lines) // 3
+        (landing / "a.jsonl").write_text("\n".join(lines[:third]) + "\n")
+        with gzip.open(landing / "b.jsonl.gz", "wt") as out:
+            out.write("\r\n".join(lines[third : 2 * third]) + "\r\n")
+        (landing / "c.jsonl").write_text("\ufeff" + "\n".join(lines[2 * third :]))
+    month = [(PERIOD, None)]
+    with ThreadPoolExecutor(max_workers=len(ENGINES)) as pool:
+        runs = {e: pool.submit(close_months, month, tmp_path / e, thrift_port) for e in ENGINES}
+        ours, theirs = (runs[engine].result() for engine in ENGINES)
+    fates = {fate for fate, *_ in ours["counts"]}
+    assert {"billable", "malformed", "duplicate", "unknown_customer"} <= fates, fates
+    assert theirs["counts"] == ours["counts"] and theirs["fates"] == ours["fates"]
+    assert theirs["invoices"][PERIOD] == ours["invoices"][PERIOD]

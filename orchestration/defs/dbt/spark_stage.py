@@ -108,9 +108,11 @@ def build_on_spark(
     _run_spark_dbt(ws, args, {**env, "METERBOOK_SPARK_HANDOFF": json.dumps(handoff)})
     rows = {}
     with connect(ws.warehouse_path) as con:
+        con.begin()  # all of Spark's models, or (on any error) none of them
         for model, table in zip(models, outputs, strict=True):
             where = replaced_rows(model, env)
             rows[model] = read_back(con, table, where, declared_types(model))
+        con.commit()
     log("read back from Spark: " + ", ".join(f"{m} {n} rows" for m, n in rows.items()))
     return rows
 
