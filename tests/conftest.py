@@ -25,10 +25,11 @@ def pytest_configure(config):
 
 
 # The longest units of work, longest first (`scripts/test.sh --durations=150`, 2026-12-06:
-# 680, 500, 350 and 230 s of a worker's time; the Spark tier's files, 2026-12-07, about 100
-# and 60 s alone, a JVM each worker starts once)
+# 680, 500, 350 and 230 s of a worker's time; the Spark tier, 2026-12-07: every scenario
+# closed on both engines about 540 s, its other files about 100 and 60 s, a JVM each)
 LONGEST_FIRST = (
     "tests/scenarios/test_scenarios.py",
+    "tests/spark/test_close_on_spark.py",
     "tests/e2e/",
     "tests/close/test_close_lifecycle_property.py",
     "tests/revenue/test_revenue_examples.py",
