@@ -85,7 +85,8 @@ def read_back(
 
     `replace_where` None replaces the whole table; otherwise only the rows it matches are
     replaced (a partition: the days or the month Spark built), the rest kept. `columns`, the
-    model's contract (name: type), types a table created here."""
+    types the model declares (name: type), give a table created here DuckDB's types where
+    Spark has none (JSON) and the model's column order (Spark writes a partition last)."""
     files = sorted(table.path.glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"Spark wrote no Parquet file for {table.relation} in {table.path}")
@@ -93,7 +94,6 @@ def read_back(
     if replace_where is None or not table_exists(con, *table.relation.split(".")):
         found = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
         types = columns or {}
-        # in the model's order: Spark writes a partition column last
         names = [n for n in types if n in found] + [n for n in found if n not in types]
         select = ", ".join(
             f"CAST({name} AS {types[name]}) AS {name}" if name in types else name for name in names

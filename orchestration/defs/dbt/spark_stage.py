@@ -11,7 +11,8 @@ models:
 2. runs dbt on the `spark` target (profiles.yml: a Thrift server, or `session`, PySpark in
    this process): its run-start hook attaches the inputs, its run-end hook writes the models
    back as Parquet (macros/spark_handoff.sql);
-3. reads them into DuckDB (the partition built only: the days, or the close month);
+3. reads them into DuckDB in one transaction (every fate, the refreshed days of daily
+   usage, the close month's quantities);
 then the step's DuckDB build excludes them. Spark keeps no state between steps: each builds
 its models in full from what it is handed (`--full-refresh`).
 """
