@@ -8,8 +8,8 @@ The invoice JSON of `meterbook invoices --json` must be byte-identical, every fa
 equal, and every event's fate and reason. The nasty inputs (every awkward value and property
 name of the dialect tests, in every aggregation, with every kind of reject, in plain, gzip
 and BOM-prefixed files) are closed the same way, then a day of them refreshed as the nightly
-schedule does: its daily usage must be equal too. The two closes of a scenario run side by side; one Spark close at a time (the server's
-tables are shared).
+schedule does: its daily usage must be equal too. The two closes of a scenario run side by
+side; one Spark close at a time (the server's tables are shared).
 """
 
 from __future__ import annotations
