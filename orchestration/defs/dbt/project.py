@@ -151,17 +151,22 @@ def _event_model(context, event) -> str | None:
 
 
 def _descendants(model: str) -> set[str]:
-    """The names of every node downstream of dbt model `model`."""
-    manifest = json.loads(ensure_manifest().read_text())
-    children = manifest["child_map"]
-    start = next(uid for uid, node in manifest["nodes"].items() if node["name"] == model)
-    seen, todo = set(), list(children.get(start, []))
-    while todo:
-        uid = todo.pop()
-        if uid not in seen:
-            seen.add(uid)
-            todo += children.get(uid, [])
-    return {manifest["nodes"][uid]["name"] for uid in seen if uid in manifest["nodes"]}
+    """The names of every node downstream of dbt model `model` (the parsed manifest's nodes,
+    read once per parse)."""
+    nodes = _manifest_nodes(ensure_manifest().stat().st_mtime_ns)
+    below, grew = {model}, True
+    while grew:  # a node is below when any node it depends on is; the graph is small
+        found = {
+            node["name"]
+            for node in nodes
+            if any(
+                parent.startswith("model.") and parent.rsplit(".", 1)[-1] in below
+                for parent in node.get("depends_on", {}).get("nodes", [])
+            )
+        }
+        grew = not found <= below
+        below |= found
+    return below - {model}
 
 
 def rebuild_models(
