@@ -39,11 +39,18 @@ RAW_INPUTS = {
 
 @dataclass(frozen=True)
 class LakeTable:
-    relation: str  # schema.table, the same name on both engines
+    relation: str  # schema.table in DuckDB
     path: Path  # the folder of its Parquet files
 
-    def as_json(self) -> dict[str, str]:
-        return {"relation": self.relation, "path": str(self.path)}
+    def as_json(self, spark_prefix: str) -> dict[str, str]:
+        """The table as the Spark side of the hand-off names it (spark_handoff.sql)."""
+        return {"relation": spark_relation(self.relation, spark_prefix), "path": str(self.path)}
+
+
+def spark_relation(relation: str, prefix: str) -> str:
+    """DuckDB's `schema.table` on Spark: the schema under the workspace's prefix, as the
+    dbt project names it there (macros/generate_schema_name.sql: mb_spark_schema)."""
+    return f"{prefix}_{relation}"
 
 
 def write_inputs(

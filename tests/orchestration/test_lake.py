@@ -12,10 +12,11 @@ from orchestration.catalog import load_catalog
 from orchestration.catalog.tables.dialects import dialect
 from orchestration.catalog.tables.metering import metering_rows
 from orchestration.defs.dbt.runner import partition_env
-from orchestration.defs.dbt.spark_stage import on_spark, replaced_rows
+from orchestration.defs.dbt.spark_stage import on_spark, replaced_rows, spark_schema
 from orchestration.warehouse.billing import ensure_billing_schema
 from orchestration.warehouse.lake import LakeTable, read_back, write_inputs
 from orchestration.warehouse.raw import ensure_raw_schema
+from orchestration.workspace import Workspace
 
 DAILY = "marts.fct_daily_meter_usage"
 TYPES = {"usage_date": "date", "meter_code": "varchar", "group_key": "json"}
@@ -115,3 +116,24 @@ def test_spark_builds_the_models_that_read_every_event_only():
         "fct_daily_meter_usage",
     ]
     assert on_spark(["fct_invoices", "int_billing_lines"]) == []
+
+
+def test_each_workspace_has_its_own_schemas_on_a_shared_spark(tmp_path, monkeypatch):
+    monkeypatch.delenv("METERBOOK_SPARK_SCHEMA", raising=False)
+    one, other = (Workspace.from_env(tmp_path / name) for name in ("one", "other"))
+    assert spark_schema(one) == spark_schema(Workspace.from_env(tmp_path / "x" / ".." / "one"))
+    assert spark_schema(one) != spark_schema(other)
+    table = LakeTable("meterbook_raw.raw_events", tmp_path / "in")
+    assert (
+        table.as_json(spark_schema(one))["relation"]
+        == f"{spark_schema(one)}_meterbook_raw.raw_events"
+    )
+    monkeypatch.setenv("METERBOOK_SPARK_SCHEMA", "acme_prod")
+    assert spark_schema(one) == spark_schema(other) == "acme_prod"
+
+
+@pytest.mark.parametrize("prefix", ["", "1acme", "acme-prod", "a.b", "a b"])
+def test_a_spark_schema_prefix_that_is_no_name_is_refused(tmp_path, monkeypatch, prefix):
+    monkeypatch.setenv("METERBOOK_SPARK_SCHEMA", prefix)
+    with pytest.raises(ValueError, match="METERBOOK_SPARK_SCHEMA"):
+        spark_schema(Workspace.from_env(tmp_path))

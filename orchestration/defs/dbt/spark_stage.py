@@ -19,8 +19,10 @@ its models in full from what it is handed (`--full-refresh`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -38,7 +40,7 @@ from orchestration.defs.dbt.runner import (
     seed_partial_parse,
 )
 from orchestration.sql import connect
-from orchestration.warehouse.lake import output_table, read_back, write_inputs
+from orchestration.warehouse.lake import output_table, read_back, spark_relation, write_inputs
 from orchestration.warehouse.models import declared_types
 from orchestration.workspace import Workspace
 
@@ -46,6 +48,7 @@ FATES = "int_events_fated"
 DAILY = "fct_daily_meter_usage"
 WINDOWED = "int_meter_quantities_windowed"
 SPARK_MODELS = (FATES, DAILY, WINDOWED)
+SCHEMA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 # what the models assume of Spark (docs/SCALING.md): exact decimal products, UTC; and, for a
 # session started here, a driver on this machine only
@@ -68,6 +71,23 @@ def on_spark(models: Iterable[str]) -> list[str]:
     """Of `models`, those Spark builds, in build order."""
     chosen = set(models)
     return [model for model in SPARK_MODELS if model in chosen]
+
+
+def spark_schema(ws: Workspace) -> str:
+    """The prefix of the workspace's schemas on Spark (`<prefix>_staging`, ...): the
+    METERBOOK_SPARK_SCHEMA the environment sets, else one of its own, from the workspace's
+    folder, so that two workspaces building on one Spark server never replace each other's
+    tables (a new prefix costs no more than a new workspace: dbt parses each one's anew)."""
+    chosen = os.environ.get("METERBOOK_SPARK_SCHEMA")
+    if chosen is None:
+        digest = hashlib.sha256(str(ws.home.resolve()).encode()).hexdigest()
+        return f"meterbook_{digest[:10]}"
+    if not SCHEMA_NAME.fullmatch(chosen):
+        raise ValueError(
+            f"METERBOOK_SPARK_SCHEMA={chosen!r}: a Spark schema prefix is letters, digits and "
+            "underscores, starting with a letter"
+        )
+    return chosen
 
 
 def replaced_rows(model: str, partition: Mapping[str, str]) -> str | None:
@@ -96,17 +116,19 @@ def build_on_spark(
     with connect(ws.warehouse_path) as con:
         inputs = write_inputs(con, catalog, lake, tuple(handed))
     outputs = [output_table(lake, model) for model in models]
+    prefix = spark_schema(ws)
     handoff = {
-        "attach": [table.as_json() for table in inputs],
-        "drop": [table.relation for table in outputs],
-        "export": [table.as_json() for table in outputs],
+        "attach": [table.as_json(prefix) for table in inputs],
+        "drop": [spark_relation(table.relation, prefix) for table in outputs],
+        "export": [table.as_json(prefix) for table in outputs],
     }
     select = " ".join(f"+{model}" for model in models)
     args = ["run", "--full-refresh", "--select", select]
     if handed:
         args += ["--exclude", *handed]
     log(f"Spark builds {', '.join(models)} from {len(inputs)} tables handed over in {lake}")
-    _run_spark_dbt(ws, args, {**env, "METERBOOK_SPARK_HANDOFF": json.dumps(handoff)})
+    env = {**env, "METERBOOK_SPARK_SCHEMA": prefix, "METERBOOK_SPARK_HANDOFF": json.dumps(handoff)}
+    _run_spark_dbt(ws, args, env)
     rows = {}
     with connect(ws.warehouse_path) as con:
         con.begin()  # all of Spark's models, or (on any error) none of them
