@@ -4,7 +4,9 @@ compared with the expected invoices. Never special-cased: a folder is a folder.
 
 A close costs 25-40 s and keeps about one core busy, so the selected scenarios run side by
 side, one per core, as soon as the first of their tests starts; each test then asserts on
-what its own scenario recorded.
+what its own scenario recorded. Each close is also recorded for the Spark tier, which
+compares a Spark close of the scenario with it rather than closing it on DuckDB again
+(tests/duckdb_closes.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from compare import compare
+from duckdb_closes import outcome_of, record, shared_root
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO.parent / "shared" / "scenarios"
@@ -94,21 +97,35 @@ def test_scenarios_are_present():
     assert all(months_of(folder) for folder in scenario_dirs())
 
 
-def close_and_compare(folder: Path, home: Path) -> list[str]:
-    """Close every period of the scenario in a new workspace; the differences from what it
+def close_and_compare(folder: Path, home: Path) -> tuple[dict[str, str], list[str]]:
+    """Close every period of the scenario in a new workspace: the invoices as `meterbook
+    invoices --json` printed them per period, and their differences from what the scenario
     expects (an AssertionError when a command fails)."""
     shutil.copytree(folder / "catalog", home / "catalog")
     events = folder / "events"
     if events.is_dir():
         shutil.copytree(events, home / "landing" / "events")
-    differences = []
+    shown_by_period, differences = {}, []
     for period, expected_file in months_of(folder):
         closed = run(["close", "--period", period], home)
         assert closed.returncode == 0, f"close {period} failed:\n{closed.stderr[-3000:]}"
         shown = run(["invoices", "--period", period, "--json"], home)
         assert shown.returncode == 0, f"invoices {period} failed:\n{shown.stderr[-3000:]}"
+        shown_by_period[period] = shown.stdout
         expected = json.loads(expected_file.read_text())
         differences += [f"{period}: {d}" for d in compare(json_document(shown.stdout), expected)]
+    return shown_by_period, differences
+
+
+def close_and_record(folder: Path, home: Path, root: Path) -> list[str]:
+    """close_and_compare's differences; the close (or its failure) recorded for the Spark
+    tier, which compares a Spark close with it (tests/duckdb_closes.py)."""
+    try:
+        shown_by_period, differences = close_and_compare(folder, home)
+    except BaseException as failure:
+        record(root, folder.name, error=str(failure)[-3000:] or repr(failure))
+        raise
+    record(root, folder.name, outcome_of(home, shown_by_period))
     return differences
 
 
@@ -122,12 +139,13 @@ def scenario_outcomes(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
     }
     if any(getattr(i, "originalname", None) == _WALLETS_CLI for i in request.session.items):
         selected |= {f for f in wave2_dirs() if f.name == "wallet_basic"}
-    root = tmp_path_factory.mktemp("scenarios")
+    root, recorded = tmp_path_factory.mktemp("scenarios"), shared_root(tmp_path_factory)
     with ThreadPoolExecutor(max_workers=SIDE_BY_SIDE) as pool:
         outcomes = {}
-        for folder in sorted(selected):
-            HOMES[folder.name] = root / folder.name / "home"
-            outcomes[folder.name] = pool.submit(close_and_compare, folder, HOMES[folder.name])
+        # the shared scenarios first: the Spark tier, on the other worker, waits for them
+        for folder in sorted(selected, key=lambda f: (f.parent != SCENARIOS, f)):
+            HOMES[folder.name] = home = root / folder.name / "home"
+            outcomes[folder.name] = pool.submit(close_and_record, folder, home, recorded)
         yield outcomes
 
 
