@@ -10,7 +10,9 @@ of `meterbook invoices --json` must be byte-identical, every fate count equal, a
 event's fate and reason. The nasty inputs (every awkward value and property name of the
 dialect tests, in every aggregation, with every kind of reject, in plain, gzip and
 BOM-prefixed files) are closed on both engines side by side, then a day of them refreshed as
-the nightly schedule does: its daily usage must be equal too. The Spark closes run two at a
+the nightly schedule does: its daily usage must be equal too; and a finalized month re-rated
+by late events, with a catalog change that rebuilds every day's usage, on both engines: the
+next month's invoices, the fates and every day's usage equal. The Spark closes run two at a
 time on the one server: each workspace has its own schemas there (METERBOOK_SPARK_SCHEMA,
 derived from its folder), which this proves too.
 """
@@ -34,6 +36,7 @@ from dagster import DagsterInstance
 from duckdb_closes import outcome_of, recorded, shared_root, wait_for
 from spark_cluster import HOST, running_cluster
 
+from orchestration.billing.line_kinds import kinds_in_group
 from orchestration.defs.dbt.project import model_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenarios"))
@@ -70,15 +73,15 @@ def thrift_port(spark_runtime, tmp_path_factory) -> Iterator[int]:
         yield cluster.thrift_port
 
 
-def environment(thrift_port: int) -> dict[str, str]:
-    env = dict(os.environ, METERBOOK_NOW=NOW, METERBOOK_SPARK_METHOD="thrift")
+def environment(thrift_port: int, now: str = NOW) -> dict[str, str]:
+    env = dict(os.environ, METERBOOK_NOW=now, METERBOOK_SPARK_METHOD="thrift")
     env.update(METERBOOK_SPARK_HOST=HOST, METERBOOK_SPARK_PORT=str(thrift_port))
     env.pop("DAGSTER_HOME", None)  # the workspace's own instance
     return env
 
 
-def meterbook(args: list[str], home: Path, thrift_port: int) -> str:
-    env = dict(environment(thrift_port), METERBOOK_HOME=str(home))
+def meterbook(args: list[str], home: Path, thrift_port: int, now: str = NOW) -> str:
+    env = dict(environment(thrift_port, now), METERBOOK_HOME=str(home))
     done = subprocess.run(
         [*meterbook_command(), *args, "--home", str(home)],
         env=env, capture_output=True, text=True, timeout=900,
@@ -92,13 +95,13 @@ def close(folder: Path, home: Path, thrift_port: int) -> dict:
     return close_months(months_of(folder), home, thrift_port)
 
 
-def close_months(months: list[tuple], home: Path, thrift_port: int) -> dict:
+def close_months(months: list[tuple], home: Path, thrift_port: int, now: str = NOW) -> dict:
     """Each month closed; its invoices as the command prints them, every event's fate and
     the fate counts."""
     invoices = {}
     for period, _ in months:
-        meterbook(["close", "--period", period], home, thrift_port)
-        shown = meterbook(["invoices", "--period", period, "--json"], home, thrift_port)
+        meterbook(["close", "--period", period], home, thrift_port, now)
+        shown = meterbook(["invoices", "--period", period, "--json"], home, thrift_port, now)
         invoices[period] = shown
     return outcome_of(home, invoices)
 
@@ -289,3 +292,69 @@ def test_nasty_inputs_bill_alike_on_spark(thrift_port, tmp_path):
     assert theirs["invoices"][PERIOD] == ours["invoices"][PERIOD]
     assert ours["daily"], "the refreshed day has usage"
     assert theirs["daily"] == ours["daily"], "the nightly refresh of a day, alike"
+
+
+# a finalized month's late events re-rate it (rerated_finalized_months), and a catalog change
+# rebuilds the daily usage of every day: both through rebuild_models, on Spark as on DuckDB
+RERATE_CATALOG = {
+    "meters": [{"code": "api_calls", "event_name": "api.request", "aggregation": "count"}],
+    "plans": [{"code": "calls", "currency": "USD", "versions": [{
+        "version": 1, "effective_from": "2026-01-01",
+        "charges": [{"meter": "api_calls", "model": "per_unit", "unit_price": "1.00"}]}]}],
+    "customers": [{"id": "acme"}, {"id": "acme_eu", "parent_id": "acme"}, {"id": "globex"}],
+    "subscriptions": [
+        {"id": "sub_acme", "customer_id": "acme", "plan": "calls", "start_date": "2026-10-01"},
+        {"id": "sub_globex", "customer_id": "globex", "plan": "calls", "start_date": "2026-10-01"},
+    ],
+}  # fmt: skip
+AFTER_NOVEMBER = "2026-12-10T00:00:00Z"
+ALL_DAYS = "SELECT * EXCLUDE (usage_date), usage_date::VARCHAR FROM marts.fct_daily_meter_usage ORDER BY ALL"
+
+
+def calls(prefix: str, customer: str, count: int, month: str, env: str = "prod") -> str:
+    return "".join(
+        json.dumps({"event_id": f"{prefix}{i}", "customer_id": customer,
+                    "event_name": "api.request", "timestamp": f"{month}-{i % 28 + 1:02d}T12:00:00Z",
+                    "properties": {"env": env}}) + "\n"
+        for i in range(count)
+    )  # fmt: skip
+
+
+def rerate_after_finalize(home: Path, thrift_port: int) -> dict:
+    """October closed and finalized; then late October calls, November's and an exclusion
+    new to the catalog; November closed (re-rating October, rebuilding every day's usage)."""
+    landing = home / "landing" / "events"
+    (landing / "oct.jsonl").write_text(
+        calls("a", "acme", 10, "2026-10") + calls("g", "globex", 20, "2026-10")
+    )
+    meterbook(["close", "--period", "2026-10"], home, thrift_port, AFTER_NOVEMBER)
+    meterbook(["finalize", "--period", "2026-10"], home, thrift_port, AFTER_NOVEMBER)
+    (landing / "late.jsonl").write_text(
+        calls("eu", "acme_eu", 3, "2026-10") + calls("n", "globex", 6, "2026-11")
+        + calls("s", "globex", 2, "2026-11", env="sandbox")
+    )  # fmt: skip
+    exclusion = {"reason": "sandbox", "property": "env", "op": "eq", "value": "sandbox"}
+    (home / "catalog" / "exclusions.yaml").write_text(yaml.safe_dump({"exclusions": [exclusion]}))
+    closed = close_months([("2026-11", None)], home, thrift_port, AFTER_NOVEMBER)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return {**closed, "daily": con.execute(ALL_DAYS).fetchall()}
+
+
+@pytest.mark.slow
+def test_a_rerate_and_a_catalog_change_bill_alike_on_spark(thrift_port, tmp_path):
+    for engine in ENGINES:
+        (tmp_path / engine / "catalog").mkdir(parents=True)
+        document = {**RERATE_CATALOG, "settings": {"warehouse": engine}}
+        (tmp_path / engine / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(document))
+        (tmp_path / engine / "landing" / "events").mkdir(parents=True)
+    with ThreadPoolExecutor(max_workers=len(ENGINES)) as pool:
+        runs = {e: pool.submit(rerate_after_finalize, tmp_path / e, thrift_port) for e in ENGINES}
+        ours, theirs = (runs[engine].result() for engine in ENGINES)
+    november = json.loads(ours["invoices"]["2026-11"])
+    kinds = {line["kind"] for invoice in november["invoices"] for line in invoice["lines"]}
+    assert kinds & set(kinds_in_group("adjustment")), "October re-rated, its late calls billed"
+    assert ["excluded", "sandbox", 2] in ours["counts"]
+    assert {day for *_, day in ours["daily"]} >= {"2026-10-01", "2026-11-01"}, "every day rebuilt"
+    assert theirs["invoices"] == ours["invoices"], "November's invoice JSON differs on Spark"
+    assert theirs["counts"] == ours["counts"] and theirs["fates"] == ours["fates"]
+    assert theirs["daily"] == ours["daily"], "every day's usage, alike"
