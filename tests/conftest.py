@@ -25,9 +25,9 @@ def pytest_configure(config):
 
 
 # The longest units of work, longest first (`scripts/test.sh --durations=150`, 2026-12-06:
-# 680, 500, 350 and 230 s of a worker's time; the Spark tier, 2026-12-07: the scenarios'
-# Spark closes, compared with the scenario file's DuckDB closes, and the nasty inputs about
-# 700 s, its other files about 100 and 60 s, a JVM each)
+# 680, 500, 350 and 230 s of a worker's time; the Spark tier, 2026-12-07: the close file
+# about 830 s (the scenarios' Spark closes, compared with the scenario file's DuckDB closes,
+# the nasty inputs, the re-rate), its other files about 100 and 60 s, a JVM each)
 LONGEST_FIRST = (
     "tests/scenarios/test_scenarios.py",
     "tests/spark/test_close_on_spark.py",
