@@ -358,3 +358,5 @@ def test_a_rerate_and_a_catalog_change_bill_alike_on_spark(thrift_port, tmp_path
     assert theirs["invoices"] == ours["invoices"], "November's invoice JSON differs on Spark"
     assert theirs["counts"] == ours["counts"] and theirs["fates"] == ours["fates"]
     assert theirs["daily"] == ours["daily"], "every day's usage, alike"
+    built = sorted(p.name for p in (tmp_path / "spark" / "lake" / "out").iterdir())
+    assert built == sorted([*SPARK_BUILT, "fct_daily_meter_usage"]), "every day rebuilt on Spark"
