@@ -72,7 +72,8 @@ def recorded(root: Path, name: str) -> dict | None:
 def wait_for(root: Path, name: str, seconds: float = WAIT_SECONDS) -> dict:
     """The outcome of scenario `name`'s DuckDB close, waiting for another worker to record it
     (`seconds` from this worker's first wait: should that worker die, every wait ends then)."""
-    _first_wait.append(time.monotonic())
+    if not _first_wait:
+        _first_wait.append(time.monotonic())
     while (found := recorded(root, name)) is None:
         if time.monotonic() > _first_wait[0] + seconds:
             pytest.fail(f"no DuckDB close of {name} was recorded in {root} in {seconds:.0f} s")
