@@ -42,6 +42,39 @@ def test_no_repeat_once_the_command_has_stopped():
     assert done.returncode == 1, done.stdout + done.stderr  # slept its 8 s undisturbed
 
 
+DROPPED_MANY_TIMES = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    import orchestration.interrupts as interrupts
+    interrupts.REPEAT_SECONDS = 0.1
+    interrupts.sigterm_as_interrupt()
+    dropped = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if dropped == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            dropped += 1
+            if dropped == 12:
+                interrupts.stopped()
+                print("taken after", dropped)
+                sys.exit(0)
+    sys.exit(1)
+    """
+)
+
+
+def test_an_interrupt_is_repeated_until_the_command_takes_it():
+    """A loaded machine once dropped five repeats in a row and a close ran to its end."""
+    done = subprocess.run(
+        [sys.executable, "-c", DROPPED_MANY_TIMES], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "taken after 12"
+
+
 AFTER_A_RUN = textwrap.dedent(
     """
     import os, signal, sys, time
