@@ -76,12 +76,41 @@ def test_credits_never_exceed_what_was_billed_and_a_full_credit_returns_it_exact
             assert abs(credited) <= abs(line.amount) and credited * line.amount >= 0
         assert 0 <= tax_credited <= tax
 
+    _assert_all_given_back(lines, tax, by_line, tax_credited)
+
+
+def _assert_all_given_back(lines, tax, by_line, tax_credited):
+    """After the last ask (the whole rest), every cent billed and all the tax are given back.
+    Each line too, unless what was left of the lines netted to zero (a charge's last cents
+    against a discount's): a note of nothing is refused, and no money is held back."""
     billed = [x for x in lines if x.kind != "credit_purchase"]
-    if sum((x.amount for x in billed), Decimal(0)) > 0:
-        # the last ask took the whole rest: every line and the tax are given back exactly
-        assert all(by_line.get(x.line_id, Decimal(0)) == x.amount for x in billed)
-        if sum((x.amount for x in billed if x.taxable), Decimal(0)) > 0:
-            assert tax_credited == tax
+    if sum((x.amount for x in billed), Decimal(0)) <= 0:
+        return
+    left = [x.amount - by_line.get(x.line_id, Decimal(0)) for x in billed]
+    assert sum(left, Decimal(0)) == 0
+    if sum((x.amount for x in billed if x.taxable), Decimal(0)) > 0:
+        assert tax_credited == tax
+
+
+def test_a_rest_that_nets_to_zero_is_refused_and_nothing_is_held_back():
+    """Hypothesis's draw: usage 0.02, discount -0.01; 0.01 of the usage takes the whole net."""
+    lines = [
+        InvoiceLine("li_0", "usage", "usage 0", Decimal("0.02")),
+        InvoiceLine("li_1", "discount", "discount 1", Decimal("-0.01")),
+    ]
+    first = plan_credit_note(
+        "MB-1", "USD", lines, Decimal(0), CreditedSoFar({}), (("li_0", Decimal("0.01")),)
+    )
+    assert first.total == Decimal("0.01")
+    try:
+        plan_credit_note(
+            "MB-1", "USD", lines, Decimal(0), CreditedSoFar({"li_0": Decimal("0.01")}), None
+        )
+    except CreditNoteError as exc:
+        assert "nothing left to credit" in str(exc)
+    else:
+        raise AssertionError("a credit note of nothing was issued")
+    _assert_all_given_back(lines, Decimal(0), {"li_0": Decimal("0.01")}, Decimal(0))
 
 
 def test_a_line_amount_with_more_digits_than_the_currency_is_refused():
