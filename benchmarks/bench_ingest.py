@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import queue
 import resource
 import shutil
 import sys
@@ -140,11 +141,29 @@ def run_phase(target, *args) -> dict:
     out = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, out))
     proc.start()
-    figures = out.get()
+    figures = _figures_or_exit(out, proc)
     proc.join()
     if proc.exitcode:
         raise SystemExit(f"{target.__name__} failed with exit code {proc.exitcode}")
     return figures
+
+
+def _figures_or_exit(out, proc) -> dict:
+    """The phase's figures, or SystemExit once its process has ended without putting them
+    (an exception, an out-of-memory kill): a bare `out.get()` would wait for ever."""
+    while True:
+        try:
+            return out.get(timeout=1)
+        except queue.Empty:
+            if proc.is_alive():
+                continue
+        try:  # it may have put them just before ending
+            return out.get(timeout=1)
+        except queue.Empty:
+            proc.join()
+            raise SystemExit(
+                f"{proc.name} ended (exit code {proc.exitcode}) without its figures"
+            ) from None
 
 
 def main(argv: list[str] | None = None) -> dict:
