@@ -256,10 +256,38 @@ def _json_array_batches(
     if file.gzipped:
         # DuckDB decompresses the array itself: its size is learnt first, reading in chunks
         with _decompressed(file, limits) as stream:
-            while stream.read(1 << 20):
-                pass
+            last = _last_byte(iter(lambda: stream.read(1 << 20), b""))
+    else:
+        with open(file.path, "rb") as stream:
+            last = _last_byte_of(stream)
+    if last != b"]":
+        # DuckDB's array reader takes `[{...},` as if it were closed: a cut file is billed
+        raise UnreadableFile(f"cannot read {file.format_label}: the array is not closed by ']'")
     query = parse.json_array_docs_query(quote_literal(str(file.path)), file.gzipped)
     yield from _cursor_batches(con, query)
+
+
+def _last_byte(chunks: Iterator[bytes]) -> bytes:
+    """The last byte that is not blank of the chunks (read in order), b"" if none."""
+    last = b""
+    for chunk in chunks:
+        stripped = chunk.rstrip(b" \t\r\n")
+        if stripped:
+            last = stripped[-1:]
+    return last
+
+
+def _last_byte_of(stream: BinaryIO) -> bytes:
+    """A file's last byte that is not blank, read from its end, b"" if none."""
+    end = stream.seek(0, 2)
+    while end > 0:
+        start = max(0, end - _PEEK_BYTES)
+        stream.seek(start)
+        stripped = stream.read(end - start).rstrip(b" \t\r\n")
+        if stripped:
+            return stripped[-1:]
+        end = start
+    return b""
 
 
 def _cursor_batches(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[Batch]:

@@ -59,6 +59,17 @@ def test_json_array(landing, gz):
     ]
 
 
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("tail", [",", ",\n  \r\n", ", " + " " * 70_000])
+def test_a_json_array_cut_after_a_comma_is_unreadable(landing, gz, tail):
+    """DuckDB's array reader takes `[{...},` as a whole array: a file cut there was billed."""
+    path = "cut.json" + (".gz" if gz else "")
+    landing.write(path, "[" + json.dumps(event("e1")) + tail, gz=gz)
+    result = landing.ingest()
+    assert "the array is not closed by ']'" in result.files[0].error
+    assert summary(landing) == [(path, 0, None, "malformed")]
+
+
 def test_json_array_keeps_element_order(landing):
     landing.write("big.json", json.dumps([event(f"e{i:05d}") for i in range(3000)]))
     landing.ingest()

@@ -30,16 +30,26 @@ create or replace temp macro mbi_id(v, doc, path) as case
     else v
 end;
 
--- RFC 3339 with an offset. DuckDB's cast is lenient (it takes 2026/10/02, 9:15, 24:00 and
--- no offset), so the shape is checked first by position: a date, 'T', hh:mm:ss with hh < 24,
--- then 'Z' or +hh:mm; the cast then checks the digits and the calendar (2026-10-32 is NULL).
+-- RFC 3339 with an offset. DuckDB's cast is lenient (it takes 2026/10/02, 9:15, 24:00, no
+-- offset, +24:00, +02:60 and a fraction point with no digit), so the shape is checked first
+-- by position: a date, 'T', hh:mm:ss with hh < 24, a fraction only with digits, then 'Z' or
+-- +hh:mm with hh < 24 and mm < 60; the cast then checks the digits and the calendar
+-- (2026-10-32 is NULL).
 create or replace temp macro mbi_ts_text(s) as case
     when substr(s, 5, 1) = '-' and substr(s, 8, 1) = '-' and substr(s, 11, 1) in ('T', 't', ' ')
         and substr(s, 14, 1) = ':' and substr(s, 17, 1) = ':' and substr(s, 12, 2) < '24'
+        and (substr(s, 20, 1) <> '.' or substr(s, 21, 1) between '0' and '9')
         and (ends_with(s, 'Z') or ends_with(s, 'z')
-            or (substr(s, -6, 1) in ('+', '-') and substr(s, -3, 1) = ':'))
+            or (substr(s, -6, 1) in ('+', '-') and substr(s, -3, 1) = ':'
+                and substr(s, -5, 2) < '24' and substr(s, -2, 2) < '60'))
     then coalesce(try_cast(s as timestamptz), try_cast(upper(s) as timestamptz))
 end;
+
+-- A comma before a closing brace or bracket, outside strings ({"a": 1,}): not JSON, though
+-- DuckDB's reader takes it. The cheap search first; strings are blanked only when it hits.
+create or replace temp macro mbi_trailing_comma(doc) as
+    regexp_matches(doc, ',[ \t\n\r]*[}\]]')
+    and regexp_matches(regexp_replace(doc, '"(\\.|[^"\\])*"', '', 'g'), ',[ \t\n\r]*[}\]]');
 
 -- Epoch seconds, or milliseconds from 10^11 on (SPEC 2.2), in exact decimal arithmetic;
 -- NaN, 1e30 and anything outside the years 0001-9999 give NULL.

@@ -13,8 +13,9 @@ parsed as (
         line_no,
         raw_text,
         doc,
-        case when starts_with(doc, '{')
-                or starts_with(ltrim(doc, ' ' || chr(9) || chr(10) || chr(13)), '{')
+        case when (starts_with(doc, '{')
+                or starts_with(ltrim(doc, ' ' || chr(9) || chr(10) || chr(13)), '{'))
+                and not mbi_trailing_comma(doc)
             then try(json_transform(doc, '{"event_id": "VARCHAR", "customer_id": "VARCHAR",
                 "event_name": "VARCHAR", "timestamp": "JSON", "properties": "JSON",
                 "source": "JSON", "specversion": "JSON", "id": "VARCHAR", "subject": "VARCHAR",
