@@ -8,7 +8,8 @@ functions in periods.py / segments.py); dbt does the arithmetic over these rows:
   period before and after the cut to the active dates, and the next period (in-advance fees).
 - `segments`: the segments of the invoice's period (`period_role = 'current'`, each with the
   metering window it is measured over) and of the next period (`'next'`, for fees only).
-- `meter_windows`: one window per current segment, for metering (ARCHITECTURE.md).
+- `meter_windows`: one window per current segment, for metering (ARCHITECTURE.md), with the
+  full period it belongs to (a `time_weighted` level is weighted by the period's length).
 - `prior_fee_lines`: fixed-fee amounts already invoiced by earlier closes for each invoice's
   period (finalized in the ledger, else the earlier draft), to credit days no longer active.
 
@@ -126,9 +127,10 @@ def segment_rows(close_month: str, bp: BilledPeriod) -> list[tuple]:
 
 def window_rows(close_month: str, bp: BilledPeriod) -> list[tuple]:
     zone = bp.customer.timezone
+    period = (local_midnight(bp.full.start, zone), local_midnight(bp.full.end, zone))
     return [
         (close_month, window_id_for(bp.invoice_id, seg), bp.subscription.customer_id)
-        + (local_midnight(seg.start, zone), local_midnight(seg.end, zone))
+        + (local_midnight(seg.start, zone), local_midnight(seg.end, zone), *period)
         for seg in bp.segments
     ]
 

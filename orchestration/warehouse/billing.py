@@ -57,6 +57,10 @@ WINDOW_TABLES: dict[str, Columns] = {
         ("billing_customer_id", "VARCHAR"),
         ("window_start", "TIMESTAMPTZ"),
         ("window_end", "TIMESTAMPTZ"),
+        # the full period the window's segment is part of: a time_weighted level is weighted
+        # by its share of the period (SPEC 3.1), so the segments of a period add up to it
+        ("period_start", "TIMESTAMPTZ"),
+        ("period_end", "TIMESTAMPTZ"),
     ],
     "prior_fee_lines": [
         ("close_month", "VARCHAR"),
@@ -109,11 +113,21 @@ CREATE TABLE IF NOT EXISTS meterbook_billing.rerate_runs (
 """
 
 
+# Columns the window tables gained after warehouses existed
+_LATER_WINDOW_COLUMNS = (
+    ("meter_windows", "period_start", "TIMESTAMPTZ"),
+    ("meter_windows", "period_end", "TIMESTAMPTZ"),
+)
+
+
 def ensure_billing_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table of the schema that does not exist yet."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     for name, columns in WINDOW_TABLES.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {ddl(f'{SCHEMA}.{name}', columns)}")
+    for name, column, sql_type in _LATER_WINDOW_COLUMNS:
+        # NULL in the rows of months closed before: the next close of a month rewrites them
+        con.execute(f"ALTER TABLE {SCHEMA}.{name} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
     con.execute(ADJUSTMENT_DDL)
     con.execute(DRAFT_BUILDS_DDL)
 

@@ -33,7 +33,7 @@ RAW_INPUTS = {
     "ingested_at",
     "meterbook_raw.repeated_events": "read_seq, key_rank, payload_hash, customer_id, event_id",
     "meterbook_billing.meter_windows": "close_month, window_id, billing_customer_id, "
-    "window_start, window_end",
+    "window_start, window_end, period_start, period_end",
 }
 
 

@@ -28,7 +28,8 @@ def con(tmp_path):
     )
     ensure_billing_schema(con)
     con.execute(
-        "INSERT INTO meterbook_billing.meter_windows VALUES ('2026-10', 'w1', 'acme', ?, ?)",
+        "INSERT INTO meterbook_billing.meter_windows (close_month, window_id, "
+        "billing_customer_id, window_start, window_end) VALUES ('2026-10', 'w1', 'acme', ?, ?)",
         [OCT, NOV],
     )
     yield con

@@ -53,9 +53,10 @@ OCT = "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"
 WINDOWS = [
     ("2026-10", "w_acme", "acme", *OCT),
     ("2026-10", "w_beta", "beta", *OCT),
-    # two segments of one period: each window is aggregated on its own
-    ("2026-10", "w_acme_a", "acme", "2026-10-01T00:00:00Z", "2026-10-16T00:00:00Z"),
-    ("2026-10", "w_acme_b", "acme", "2026-10-16T00:00:00Z", "2026-11-01T00:00:00Z"),
+    # two segments of October: each window is aggregated on its own, a time_weighted level
+    # weighted by its share of the whole period
+    ("2026-10", "w_acme_a", "acme", "2026-10-01T00:00:00Z", "2026-10-16T00:00:00Z", *OCT),
+    ("2026-10", "w_acme_b", "acme", "2026-10-16T00:00:00Z", "2026-11-01T00:00:00Z", *OCT),
     ("2026-09", "w_acme_sep", "acme", "2026-09-01T00:00:00Z", *OCT[:1]),
 ]
 

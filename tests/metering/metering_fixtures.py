@@ -173,17 +173,19 @@ def catalog_from_yaml(tmp_path: Path, text: str) -> Catalog:
 
 
 def set_windows(con: duckdb.DuckDBPyConnection, windows: list[tuple]) -> None:
-    """windows: (close_month, window_id, billing_customer_id, start, end) with RFC 3339 texts."""
+    """windows: (close_month, window_id, billing_customer_id, start, end[, period_start,
+    period_end]) with RFC 3339 texts; without a period, the window is its whole period."""
     con.execute("CREATE SCHEMA IF NOT EXISTS meterbook_billing")
     con.execute(
         """CREATE OR REPLACE TABLE meterbook_billing.meter_windows (close_month VARCHAR,
            window_id VARCHAR, billing_customer_id VARCHAR, window_start TIMESTAMPTZ,
-           window_end TIMESTAMPTZ)"""
+           window_end TIMESTAMPTZ, period_start TIMESTAMPTZ, period_end TIMESTAMPTZ)"""
     )
-    for month, window_id, customer, start, end in windows:
+    for month, window_id, customer, start, end, *period in windows:
+        period_start, period_end = period or (start, end)
         con.execute(
-            "INSERT INTO meterbook_billing.meter_windows VALUES (?, ?, ?, ?, ?)",
-            [month, window_id, customer, ts(start), ts(end)],
+            "INSERT INTO meterbook_billing.meter_windows VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [month, window_id, customer, ts(start), ts(end), ts(period_start), ts(period_end)],
         )
 
 

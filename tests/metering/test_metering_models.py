@@ -158,8 +158,14 @@ def test_time_weighted(built):
 
 
 def test_segments_are_aggregated_on_their_own(built):
-    assert quantities(built, "w_acme_a", "seats") == {None: (Decimal(10), 0)}  # carried in
-    assert quantities(built, "w_acme_b", "seats") == {None: (Decimal(20), 1)}
+    # seats by each segment's share of October (10 carried in for 15 days, 20 for 16): the
+    # two segments add up to the whole month's level, not to 10 + 20 seat-months
+    ((seats_a, events_a),) = quantities(built, "w_acme_a", "seats").values()
+    ((seats_b, events_b),) = quantities(built, "w_acme_b", "seats").values()
+    assert (events_a, events_b) == (0, 1)
+    assert abs(seats_a - Decimal(150) / 31) < Decimal("1e-9")
+    assert abs(seats_b - Decimal(320) / 31) < Decimal("1e-9")
+    assert seats_a + seats_b == quantity(built, "w_acme", "seats")
     assert quantity(built, "w_acme_a", "last_conns") == Decimal("48.5")
     assert quantity(built, "w_acme_b", "last_conns") == Decimal(30)
     assert quantity(built, "w_acme_a", "calls") == 5

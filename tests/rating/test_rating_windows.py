@@ -14,6 +14,7 @@ from orchestration.billing.windows import (
 )
 from orchestration.catalog.tables.billing import write_billing_tables
 from orchestration.sql import connect
+from orchestration.warehouse.billing import ensure_billing_schema
 from orchestration.warehouse.ledger import ensure_ledger_schema
 
 CATALOG = """
@@ -130,6 +131,16 @@ def test_windows_segments_and_invoices_of_a_close(setup):
         datetime(2026, 10, 14, 15, tzinfo=UTC),
     )
     assert len(windows) == 3
+    # each window knows the whole period it is a segment of (a time_weighted level's share),
+    # October in Tokyo, though the subscription starts on the 10th
+    periods = rows(
+        con,
+        "SELECT DISTINCT period_start, period_end FROM meterbook_billing.meter_windows "
+        "WHERE billing_customer_id = 'tokyo'",
+    )
+    assert periods == [
+        (datetime(2026, 9, 30, 15, tzinfo=UTC), datetime(2026, 10, 31, 15, tzinfo=UTC))
+    ]
     # the ended subscription has no next period to bill in advance
     assert rows(
         con,
@@ -210,3 +221,20 @@ def test_a_bad_close_month_is_refused_before_anything_is_written(setup):
     con, catalog = setup
     with pytest.raises(ValueError, match="YYYY-MM"):
         write_billing_windows(con, catalog, "2026-10-01")
+
+
+def test_a_warehouse_from_before_the_window_periods_gains_them(tmp_path):
+    """Windows written before meter_windows kept their period: the columns are added, empty
+    in the old rows (the staging model then weighs by the window, as those months were)."""
+    con = connect(tmp_path / "old.duckdb")
+    con.execute(
+        "CREATE SCHEMA meterbook_billing; CREATE TABLE meterbook_billing.meter_windows "
+        "(close_month VARCHAR, window_id VARCHAR, billing_customer_id VARCHAR, "
+        "window_start TIMESTAMPTZ, window_end TIMESTAMPTZ); INSERT INTO "
+        "meterbook_billing.meter_windows VALUES ('2026-09', 'w', 'acme', '2026-09-01', '2026-10-01')"
+    )
+    ensure_billing_schema(con)
+    ensure_billing_schema(con)  # twice: nothing more
+    assert rows(
+        con, "SELECT window_id, period_start, period_end FROM meterbook_billing.meter_windows"
+    ) == [("w", None, None)]

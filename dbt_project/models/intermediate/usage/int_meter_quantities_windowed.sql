@@ -91,7 +91,9 @@ level_changes as (
 ),
 
 -- each level holds from its change until the next change or the window's end; its weight is
--- that span's share of the window (exact decimal, no float)
+-- that span's share of the full period (SPEC 3.1: the integral over the period divided by its
+-- length), not of the window: the segments of a period, and the subscriptions of a plan
+-- change, then add up to the period's level instead of each counting it whole (exact decimal)
 level_spans as (
     select
         level_changes.*,
@@ -102,8 +104,8 @@ level_spans as (
             ),
             windows.window_end
         ) as held_until,
-        windows.window_start,
-        windows.window_end
+        windows.period_start,
+        windows.period_end
     from level_changes
     inner join windows using (close_month, window_id)
 ),
@@ -117,7 +119,7 @@ time_weighted as (
         sum(is_event) as event_count,
         sum(cast(value * {{ mb_div(
             mb_epoch_us('held_until') ~ ' - ' ~ mb_epoch_us('changed_at'),
-            mb_epoch_us('window_end') ~ ' - ' ~ mb_epoch_us('window_start')) }}
+            mb_epoch_us('period_end') ~ ' - ' ~ mb_epoch_us('period_start')) }}
         as decimal(38, 12))) as value_weighted,
         -- a group only carried in at level 0 and never changed adds nothing worth a line
         bool_or(is_event = 1 or value <> 0) as keep_group
