@@ -94,6 +94,16 @@ plans:
     interval: quarter
     versions:
       - {version: 1, effective_from: 2026-01-01, charges: [{meter: calls, model: per_unit, unit_price: "0.01"}]}
+  - code: dropmax  # version 2 drops version 1's maximum and maximum_spend
+    currency: USD
+    versions:
+      - version: 1
+        effective_from: 2026-01-01
+        charges: [{meter: calls, model: per_unit, unit_price: "1.00", maximum: "5.00"}]
+        maximum_spend: "3.00"
+      - version: 2
+        effective_from: 2026-10-16
+        charges: [{meter: calls, model: per_unit, unit_price: "1.00"}]
   - code: minplan
     currency: USD
     versions:
@@ -116,6 +126,7 @@ customers:
   - {id: c_anniv, currency: USD}
   - {id: c_end, currency: USD}
   - {id: c_min, currency: USD}
+  - {id: c_dropmax, currency: USD}
   - {id: c_nobill, currency: USD, billable: false}
 
 subscriptions:
@@ -150,6 +161,7 @@ subscriptions:
   - {id: s_anniv, customer_id: c_anniv, plan: simple, start_date: 2026-03-15, billing_anchor: anniversary}
   - {id: s_end, customer_id: c_end, plan: simple, start_date: 2026-01-01, end_date: 2026-10-20}
   - {id: s_min, customer_id: c_min, plan: minplan, start_date: 2026-10-17}
+  - {id: s_dropmax, customer_id: c_dropmax, plan: dropmax, start_date: 2026-01-01}
   - {id: s_nobill, customer_id: c_nobill, plan: simple, start_date: 2026-01-01}
 """
 
@@ -186,6 +198,7 @@ USAGE = [
     use("c_end", "calls", "2026-10-25T00:00:00Z", 10),
     use("c_min", "calls", "2026-10-20T00:00:00Z", 100),
     use("c_nobill", "calls", "2026-10-20T00:00:00Z", 100),
+    use("c_dropmax", "calls", "2026-10-20T00:00:00Z", 8),
 ]
 ADJUSTMENTS = [
     ("2026-10", "s_pinned", "adj_1", "calls", None, "API calls (late, 2026-09)")
@@ -249,7 +262,7 @@ def test_a_rerun_replaces_the_month_even_when_nothing_is_left(closes):
 def test_who_gets_an_invoice(oct_doc):
     billed = sorted(i["subscription_id"] for i in oct_doc["invoices"])
     assert "s_nobill" not in billed  # billable: false
-    assert len(billed) == 13 and len(set(billed)) == 13
+    assert len(billed) == 14 and len(set(billed)) == 14
 
 
 def test_adjustments_without_an_invoice_get_one_of_their_own(oct_doc):
@@ -297,6 +310,18 @@ def test_unpinned_version_change_min_max_and_commitment(oct_doc):
         ("support", "2026-10-01", "9.30"),  # in arrears, 15/31 + 16/31 of 9.30
     ]
     assert amounts(inv) == ("121.30", "0.00", "24.26", "145.56", "145.56")
+
+
+def test_a_version_without_a_maximum_lifts_the_one_before(oct_doc):
+    """The maximum and maximum_spend are the last segment's version's: none there, no cap,
+    though an earlier segment's version had one."""
+    inv = invoice(oct_doc, "s_dropmax")
+    assert [(c["period_start"], c["amount"]) for c in lines(inv, "usage", "calls")] == [
+        ("2026-10-01", "0.00"),
+        ("2026-10-16", "8.00"),
+    ]
+    assert not lines(inv, "maximum_cap") and not lines(inv, "spend_cap")
+    assert inv["subtotal"] == "8.00"
 
 
 def test_pinned_keeps_version_one_with_discount_and_adjustment(oct_doc):

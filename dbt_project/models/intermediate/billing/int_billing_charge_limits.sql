@@ -31,7 +31,8 @@ charge_terms as (
         mb_div(
             sum(days) filter (where not is_trial and minimum is not null), any_value(period_days)
         ) as minimum_factor,
-        arg_max(maximum, segment_start) as maximum,
+        -- the last segment's maximum, also when it has none (arg_max would skip a NULL)
+        arg_max_null(maximum, segment_start) as maximum,
         min(segment_start) as period_start,
         max(segment_end) as period_end
     from segment_charges

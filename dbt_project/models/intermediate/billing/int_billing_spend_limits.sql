@@ -38,7 +38,8 @@ terms as (
             sum(s.days) filter (where not s.is_trial and v.minimum_spend is not null),
             any_value(s.period_days)
         ) as minimum_factor,
-        arg_max(v.maximum_spend, s.segment_start) as maximum_spend
+        -- the last segment's, also when it has none (arg_max would skip a NULL)
+        arg_max_null(v.maximum_spend, s.segment_start) as maximum_spend
     from segments s
     join versions v on v.plan_code = s.plan_code and v.version = s.version
     group by all
