@@ -242,6 +242,59 @@ def test_share_by_daily_quantity_rounds_down():
     assert balances == {"g_late": D("49.34")}
 
 
+# the daily usage a line is handed may hold days outside its own [start, end): the load reads
+# a day either side of the period, and per meter and group, not per segment. Only the line's
+# own days count, above and below the share.
+# October line 20.00 for 100 tokens/day Oct 1..20 (2,000), plus 500 on Sep 30 and on Nov 1:
+# g valid Oct 1..Oct 16 (15 days) -> 1,500 / 2,000 = 3/4 -> 15.00 (not 1,500 / 3,000 -> 10.00)
+# g from Oct 11 -> 1,000 / 2,000 = 1/2 -> 10.00 (not 1,000 / 3,000 -> 6.66)
+OCTOBER_AND_AROUND = Span(
+    OCT1,
+    NOV1,
+    (
+        (date(2026, 9, 30), D(500)),
+        *((date(2026, 10, day), D(100)) for day in range(1, 21)),
+        (NOV1, D(500)),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("granted_on", "expires_on", "share", "paid"),
+    [
+        (OCT1, date(2026, 10, 16), D(3) / D(4), D("15.00")),
+        (date(2026, 10, 11), None, D(1) / D(2), D("10.00")),
+    ],
+)
+def test_share_counts_only_the_lines_own_days(granted_on, expires_on, share, paid):
+    g = grant("g", "50.00", granted_on=granted_on, expires_on=expires_on)
+    assert OCTOBER_AND_AROUND.share(g) == share
+    balances = {"g": D("50.00")}
+    line = usage("li_u", 1, "20.00", span=OCTOBER_AND_AROUND)
+    [result] = draw_customer([invoice([line])], [g], balances)
+    assert result.promotional == [("g", "li_u", paid)]
+
+
+# a period cut into segments (SPEC 3.3, an override from Oct 11): each segment's line is
+# handed the month's daily usage, 100 tokens/day Oct 1..20. Segment 1 [Oct 1, Oct 11) is
+# 10.00 for 1,000 units, segment 2 [Oct 11, Nov 1) 20.00 for 1,000. g from Oct 6 is valid
+# for 500 of segment 1's 1,000 units -> 5.00 (not 500 / 2,000 -> 2.50), all of segment 2
+# -> 20.00: 25.00 in all
+OCT11 = date(2026, 10, 11)
+MONTH_DAILY = tuple((date(2026, 10, day), D(100)) for day in range(1, 21))
+SEGMENT_1, SEGMENT_2 = Span(OCT1, OCT11, MONTH_DAILY), Span(OCT11, NOV1, MONTH_DAILY)
+
+
+def test_segment_share_counts_only_the_segments_days():
+    g = grant("g", "100.00", granted_on=date(2026, 10, 6))
+    assert (SEGMENT_1.share(g), SEGMENT_2.share(g)) == (D(1) / D(2), D(1))
+    balances = {"g": D("100.00")}
+    lines = [usage("li_s1", 1, "10.00", span=SEGMENT_1), usage("li_s2", 2, "20.00", span=SEGMENT_2)]
+    [result] = draw_customer([invoice(lines)], [g], balances)
+    assert result.promotional == [("g", "li_s1", D("5.00")), ("g", "li_s2", D("20.00"))]
+    assert balances == {"g": D("75.00")}
+
+
 # a grant that ends before the line's days, or starts after them, pays nothing of it
 def test_grant_outside_the_line_pays_nothing():
     before = grant("g_before", "10.00", granted_on=date(2026, 9, 1), expires_on=OCT1)
@@ -410,6 +463,15 @@ def test_credit_price_partial_validity():
     g = grant("g", "1000.00", granted_on=date(2026, 10, 20))
     covered = cover_credit_priced([("k", D(100), D("0.50"), span)], [g], {"g": D("1000.00")})
     assert covered == {"k": [("g", D(60))]}
+
+
+# the same on credit-priced segment lines: g from Oct 6 covers 500 of segment 1's 1,000
+# units (not 1,000 x 500 / 2,000 = 250) and all 1,000 of segment 2's (B = 1000.00, price 0.50)
+def test_credit_price_partial_validity_per_segment():
+    g = grant("g", "1000.00", granted_on=date(2026, 10, 6))
+    lines = [("k1", D(1000), D("0.50"), SEGMENT_1), ("k2", D(1000), D("0.50"), SEGMENT_2)]
+    covered = cover_credit_priced(lines, [g], {"g": D("1000.00")})
+    assert covered == {"k1": [("g", D(500))], "k2": [("g", D(1000))]}
 
 
 # credit-priced lines draw before every other line: line 1 usage 100.00 (no credit price),

@@ -44,7 +44,9 @@ class Grant:
 @dataclass(frozen=True)
 class Span:
     """What a line covers: its days, and for count and sum meters its quantity per local day
-    (`daily` is None for other lines: their share is by days)."""
+    (`daily` is None for other lines: their share is by days). `daily` may hold days outside
+    [start, end) (the load reads a day either side, and per meter and group, not per
+    segment): only the line's own days count."""
 
     start: date
     end: date
@@ -59,9 +61,10 @@ class Span:
             return Decimal(1)
         lo, hi = window
         if self.daily:
-            total = sum((q for _, q in self.daily), Decimal(0))
+            own = [(day, q) for day, q in self.daily if self.start <= day < self.end]
+            total = sum((q for _, q in own), Decimal(0))
             if total > 0:
-                inside = sum((q for day, q in self.daily if lo <= day < hi), Decimal(0))
+                inside = sum((q for day, q in own if lo <= day < hi), Decimal(0))
                 return inside / total
         return Decimal((hi - lo).days) / Decimal((self.end - self.start).days)
 
