@@ -369,10 +369,11 @@ def invoices(draw, customer: Customer, start: date, months: int, tax_percent: in
 def _grant(draw, purchase: Invoice, line: Line, later: list[Invoice], drawn: dict) -> Grant:
     days = (purchase.period_end - purchase.period_start).days
     granted_on = purchase.period_start + timedelta(draw(st.integers(0, days - 1)))
-    # expiring after it is billed (nothing bought can break before it is sold); one in three
-    # never expires, and may be left with a balance: deferred revenue that stays
+    # expiring after it is billed, or (a pack valid for days of the period that sells it)
+    # before; one in three never expires, and may be left with a balance: deferred revenue
     expires = draw(st.sampled_from([True, True, False]))
-    expires_on = purchase.period_end + timedelta(draw(st.integers(1, 150))) if expires else None
+    after_granted = (purchase.period_end - granted_on).days + draw(st.integers(-days + 1, 150))
+    expires_on = granted_on + timedelta(max(1, after_granted)) if expires else None
     balance, draws = line.amount, []
     for inv in later:
         valid = inv.period_end > granted_on and (
@@ -442,6 +443,26 @@ def credits_bought_last() -> Ledger:
     )  # fmt: skip
     grant = Grant("g_c_utc_202610", c, october, bought, date(2026, 10, 5), None, (), 0)
     return Ledger((september, october), (grant,))
+
+
+def credits_expired_before_billed() -> Ledger:
+    """A pack of 100.00 valid October 5-20, sold on the October invoice (dated November 1),
+    which it pays 20.00 of: 80.00 expires on October 20, before the sale is billed."""
+    c = BY_ID["c_utc"]
+    bought = Line(
+        "li_oct_1", 1, "credit_purchase", 10000, date(2026, 10, 1), date(2026, 11, 1),
+        "Prepaid credits bought (g_c_utc_pack)", fee_code="g_c_utc_pack",
+    )  # fmt: skip
+    october = Invoice(
+        "inv_c_utc_20261001", c, date(2026, 10, 1), date(2026, 11, 1),
+        (Line("li_oct_0", 0, "usage", 2000, date(2026, 10, 1), date(2026, 11, 1), "seats", "seats"), bought),
+        0,
+    )  # fmt: skip
+    grant = Grant(
+        "g_c_utc_pack", c, october, bought, date(2026, 10, 5), date(2026, 10, 20),
+        ((october, 2000),), 8000,
+    )  # fmt: skip
+    return Ledger((october,), (grant,))
 
 
 # --- the rows -------------------------------------------------------------------------------
@@ -698,6 +719,8 @@ def position(ledger: Ledger, customer: Customer, day: date) -> Position:
         revenue += g.broken_by(day)
         if g.invoice.period_end <= day:
             deferred += g.line.amount - g.drawn_by(day) - g.broken_by(day)
+        else:  # expired before the invoice selling it is dated: recognized, not billed yet
+            unbilled += g.broken_by(day)
     return Position(revenue, deferred, unbilled)
 
 

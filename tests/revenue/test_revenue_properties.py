@@ -34,6 +34,7 @@ from revenue_ledger import (
     add_months,
     base_warehouse,
     credits_bought_last,
+    credits_expired_before_billed,
     expected_schedule,
     ledgers,
     month_range,
@@ -372,3 +373,17 @@ def test_a_month_with_a_billing_and_no_schedule_row_is_rolled_forward(warehouse)
     of a build of every month, with its 500.00 of deferred revenue, as a build of November
     alone has it."""
     assert_revenue_adds_up(warehouse, credits_bought_last())
+
+
+@pytest.mark.slow
+def test_credits_expiring_before_their_sale_is_billed_are_breakage_out_of_unbilled(warehouse):
+    """The paid credits' breakage is on their expiry date (SPEC 8) though the invoice that sells
+    them is dated later: it is recognized before it is billed, like a line's revenue, so
+    deferred revenue never goes below zero (the revenue command refused every customer's month)."""
+    assert_revenue_adds_up(warehouse, credits_expired_before_billed())
+    with connect(warehouse.path, read_only=True) as con:
+        october = con.execute(
+            f"SELECT recognized, deferred_closing, unbilled_closing FROM"
+            f" {relation('fct_revenue_rollforward')} WHERE revenue_month = '2026-10'"
+        ).fetchall()
+    assert october == [(D("100.00"), D(0), D("100.00"))]  # usage 20.00 + breakage 80.00

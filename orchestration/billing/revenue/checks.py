@@ -118,7 +118,8 @@ def _line_positions() -> str:
                                          AND revenue_date <= (SELECT last_day FROM t)) AS drawn,
                    sum(amount) FILTER (WHERE row_type = 'revenue' AND billed_on <= (SELECT last_day FROM t)
                                          AND revenue_date > (SELECT last_day FROM t)) AS ahead,
-                   sum(amount) FILTER (WHERE row_type = 'revenue' AND revenue_date <= (SELECT last_day FROM t)
+                   sum(amount) FILTER (WHERE row_type IN ('revenue', 'breakage')
+                                         AND revenue_date <= (SELECT last_day FROM t)
                                          AND billed_on > (SELECT last_day FROM t)) AS unbilled
             FROM {_rel("fct_revenue_schedule")} GROUP BY ALL
         )
@@ -128,7 +129,9 @@ def _line_positions() -> str:
                coalesce(r.recognized, 0) AS recognized,
                coalesce(r.drawn, 0) AS drawn,
                CASE WHEN b.line_kind = 'credit_purchase'
+                    -- breakage before the sale is billed is unbilled, not out of deferred
                     THEN coalesce(b.billed, 0) - coalesce(r.recognized, 0) - coalesce(r.drawn, 0)
+                         + coalesce(r.unbilled, 0)
                     ELSE coalesce(r.ahead, 0) END AS deferred,
                coalesce(r.unbilled, 0) AS unbilled
         FROM billed b LEFT JOIN rows_ r USING (line_id)

@@ -28,8 +28,11 @@ moves as (
         case when row_type in ('revenue', 'breakage') then amount else 0 end as recognized,
         case when row_type = 'voided' then -amount else 0 end as deferred_billed,
         case when (row_type = 'revenue' and revenue_date >= billed_on and not credited_to_date) or row_type = 'drawn' then amount else 0 end as deferred_recognized,
-        case when row_type = 'breakage' then amount else 0 end as breakage,
-        case when row_type = 'revenue' and revenue_date < billed_on then amount else 0 end as unbilled_recognized,
+        -- paid credits that expire before the invoice selling them is dated (a pack valid for
+        -- days of a period billed at its end): breakage on the expiry date all the same, out
+        -- of unbilled revenue, as a line recognized before it is billed; deferred never < 0
+        case when row_type = 'breakage' and revenue_date >= billed_on then amount else 0 end as breakage,
+        case when row_type in ('revenue', 'breakage') and revenue_date < billed_on then amount else 0 end as unbilled_recognized,
         cast(0 as decimal(38, 12)) as unbilled_invoiced,
         case when credited_to_date then -amount else 0 end as recognized_credited,
         case when credited_to_date then amount else 0 end as deferred_credited

@@ -46,7 +46,7 @@ billings as (
 unbilled as (
     select s.line_id, s.reversal, s.credit_note_id, sum(s.amount) as amount
     from {{ ref('fct_revenue_schedule') }} s
-    where s.row_type = 'revenue' and s.revenue_date < s.billed_on
+    where s.row_type in ('revenue', 'breakage') and s.revenue_date < s.billed_on
     group by all
 )
 

@@ -13,7 +13,7 @@
 --   invoice          Dr receivable; Cr unbilled (what was recognized before), Cr deferred (the rest)
 --   tax              Dr receivable; Cr tax payable
 --   revenue          Dr unbilled (recognized before it is invoiced) or deferred; Cr revenue
---   breakage         Dr deferred; Cr breakage revenue
+--   breakage         Dr deferred (or unbilled, before the credits are billed); Cr breakage revenue
 --   credits_applied  Dr deferred; Cr receivable (paid credits paying an invoice, or voided)
 --   credit_note      Dr revenue (what its lines had recognized up to its date), Dr deferred
 --                    (what was still deferred), Dr tax payable (its tax); Cr receivable (its
@@ -102,7 +102,9 @@ legs as (
     where s.row_type = 'revenue'
     -- breakage
     union all
-    select revenue_date, currency, 'breakage', 'deferred_revenue', amount from schedule where row_type = 'breakage'
+    select revenue_date, currency, 'breakage',
+           case when revenue_date < billed_on then 'unbilled' else 'deferred_revenue' end, amount
+    from schedule where row_type = 'breakage'
     union all
     select revenue_date, currency, 'breakage', 'breakage', -amount from schedule where row_type = 'breakage'
     -- paid credits leaving deferred revenue for the receivable they pay (or taken back)
