@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from orchestration.billing.wallets import close as wallet_close
 from orchestration.billing.wallets.close import (
     CloseInputs,
     CloseInvoice,
@@ -684,3 +685,77 @@ def test_auto_top_up_conditions(next_period_end, below, expected):
     result = close_wallets(close_inputs([inv], grants=[pack]))
     top_ups = [e for e in result.entries if e.grant is not None and e.grant.source == "top_up"]
     assert len(top_ups) == expected
+
+
+# a subscription with an auto top-up and no grant at all (empty wallet): its paid balance 0.00
+# is below 50.00, so the close makes one paid grant of 100.00 dated Nov 1, as it would with
+# a wallet holding grants (SPEC 7); a customer with neither grants nor top-up is not closed
+def test_auto_top_up_of_an_empty_wallet():
+    inv = close_invoice(
+        [fee("li_f", 1, "45.00")], next_period_end=DEC1, top_up=(D("50.00"), D("100.00"))
+    )
+    inputs = close_inputs([inv])
+    assert inputs.customers() == ["delta"]
+    result = close_wallets(inputs)
+    got = [(e.entry_type, e.grant_kind, e.amount, e.entry_date) for e in result.entries]
+    assert got == [("grant", "paid", D("100.00"), NOV1)]
+    assert result.entries[0].grant.source == "top_up"
+    assert (result.lines, result.credits_applied) == ([], {})
+    assert close_inputs([close_invoice([fee("li_f", 1, "45.00")])]).customers() == []
+
+
+# --- grants outliving the close: periods not billed yet --------------------------------------
+
+JAN1 = date(2027, 1, 1)
+NOV15 = date(2026, 11, 15)
+
+
+# closes up to month_end bill every period whose last active day is before month_end
+@pytest.mark.parametrize(
+    ("month_end", "interval", "anchor", "start", "end", "expected"),
+    [
+        (DEC1, "quarter", "calendar", date(2026, 7, 1), None, (OCT1, None)),  # Q4 open
+        (JAN1, "quarter", "calendar", date(2026, 7, 1), None, (JAN1, None)),  # Q4 billed
+        (DEC1, "month", "calendar", date(2026, 7, 1), None, (DEC1, None)),
+        (NOV1, "month", "anniversary", date(2026, 10, 15), None, (date(2026, 10, 15), None)),
+        (DEC1, "year", "calendar", date(2026, 3, 10), JAN1, (date(2026, 3, 10), JAN1)),
+        (DEC1, "month", "calendar", date(2027, 2, 1), None, (date(2027, 2, 1), None)),
+        (DEC1, "quarter", "calendar", date(2026, 7, 1), DEC1, None),  # ended: all billed
+    ],
+)
+def test_unbilled_days(month_end, interval, anchor, start, end, expected):
+    assert wallet_close.unbilled_days(month_end, interval, anchor, start, end) == expected
+
+
+def quarter_close(month: str, month_end: date, unbilled, invoices=(), prior=()) -> CloseInputs:
+    inputs = CloseInputs(month, month_end, list(prior), [Q1_GRANT], list(invoices))
+    inputs.unbilled = {"delta": unbilled}  # what load.py reads from the subscriptions
+    return inputs
+
+
+Q1_GRANT = grant("gq1", "50.00", granted_on=OCT1, expires_on=NOV15)
+
+
+# quarterly calendar plan, grant 50.00 valid [Oct 1, Nov 15), usage 20.00 on Oct 1-20.
+# The November close bills nothing of this customer, but Q4 (not billed yet) can still draw
+# on the grant: it does not expire there. The December close bills Q4: the grant pays the
+# 20.00 incurred while valid (all of it), then expires (-30.00, dated Nov 15).
+def test_grant_waits_for_the_quarter_that_can_draw_on_it():
+    october = close_wallets(quarter_close("2026-10", NOV1, [(OCT1, None)]))
+    assert [(e.entry_type, e.amount) for e in october.entries] == [("grant", D("50.00"))]
+    november = close_wallets(quarter_close("2026-11", DEC1, [(OCT1, None)], prior=october.entries))
+    assert november.entries == []
+
+    daily = tuple((date(2026, 10, day), D("1")) for day in range(1, 21))
+    q4 = close_invoice(
+        [usage("li_u", 1, "20.00", span=Span(OCT1, JAN1, daily))],
+        invoice_id="inv_q4",
+        period_start=OCT1,
+        period_end=JAN1,
+        next_period_end=date(2027, 4, 1),
+    )
+    prior = october.entries + november.entries
+    december = close_wallets(quarter_close("2026-12", JAN1, [(JAN1, None)], [q4], prior))
+    got = [(e.entry_type, e.amount, e.entry_date) for e in december.entries]
+    assert got == [("draw", D("-20.00"), JAN1), ("expire", D("-30.00"), NOV15)]
+    assert [(ln.kind, ln.amount) for ln in december.lines] == [("promotional_credit", D("-20.00"))]

@@ -10,7 +10,8 @@ Per billing customer, in this order:
    voided;
 3. draws (`draw.py`);
 4. expiry of every grant whose `expires_on` is at or before the horizon, rolling over
-   `rollover.max` of a periodic plan grant into the next period first;
+   `rollover.max` of a periodic plan grant into the next period first; a grant that a period
+   not yet billed can still draw on (`CloseInputs.unbilled`) waits for the close billing it;
 5. one auto top-up at most, when the paid balance left is below its threshold.
 
 The horizon is the latest period end of the customer's invoices in the close (the first day
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
+from orchestration.billing.periods import Anchor, Interval, period_containing
 from orchestration.billing.wallets.draw import (
     Invoice,
     InvoiceDraws,
@@ -150,6 +152,9 @@ class CloseInputs:
     catalog_grants: list[Grant]  # one-off grants, by billing customer
     invoices: list[CloseInvoice]
     currencies: dict[str, str] = field(default_factory=dict)  # customer -> currency
+    # customer -> each subscription's days from its first period no close up to this one
+    # bills to its end (`unbilled_days`): the periods still to draw on the customer's grants
+    unbilled: dict[str, list[tuple[date, date | None]]] = field(default_factory=dict)
     _by_customer: dict | None = field(default=None, repr=False)
     _grants_by_customer: dict | None = field(default=None, repr=False)
 
@@ -171,10 +176,31 @@ class CloseInputs:
         return self._grants_by_customer.get(customer_id, [])
 
     def customers(self) -> list[str]:
-        """Customers with a wallet, a grant to make, or an invoice whose plan grants credits:
-        the others have nothing to draw, and their invoices stay exactly as rated."""
+        """Customers with a wallet, a grant to make, or an invoice whose plan grants credits
+        or that has an auto top-up (an empty wallet is below any threshold): the others have
+        nothing to draw, and their invoices stay exactly as rated."""
         ids = {g.customer_id for g in self.catalog_grants} | {e.customer_id for e in self.prior}
-        return sorted(ids | {i.customer_id for i in self.invoices if i.plan_grants})
+        return sorted(
+            ids | {i.customer_id for i in self.invoices if i.plan_grants or i.top_up is not None}
+        )
+
+
+def unbilled_days(
+    month_end: date,
+    interval: Interval,
+    anchor: Anchor,
+    start_date: date,
+    end_date: date | None,
+) -> tuple[date, date | None] | None:
+    """The days `[start, end)` of a subscription that the closes up to the month ending on
+    `month_end` do not bill: from its first period whose last active day is on or after
+    `month_end` (SPEC 3.3: a close bills the periods whose last day falls in its month) to
+    the subscription's end. None when every period is billed."""
+    first = max(month_end, start_date)
+    if end_date is not None and end_date <= first:
+        return None
+    period = period_containing(first, interval, anchor, start_date)
+    return (max(period.start, start_date), end_date)
 
 
 class _Customer:
@@ -329,12 +355,25 @@ class _Customer:
                 self.record("draw", self.wallet.grants[gid], -amount, ends[iid], invoice_id=iid)
         return results
 
+    def drawable_later(self, grant: Grant) -> bool:
+        """Whether a period no close has billed yet holds days the grant is valid on: it then
+        expires in the close billing that period, after its draws. A periodic plan grant
+        that rolls over is settled with its own period (its rollover starts the next)."""
+        if grant.rollover_max is not None or grant.expires_on is None:
+            return False
+        return any(
+            start < grant.expires_on and (end is None or grant.granted_on < end)
+            for start, end in self.inputs.unbilled.get(self.customer_id, ())
+        )
+
     def expire(self) -> None:
         next_end = {inv.invoice_id: inv.next_period_end for inv in self.invoices}
         by_period = {(i.subscription_id, i.period_start): i for i in self.invoices}
         for gid, grant in sorted(self.wallet.grants.items()):
             left = self.wallet.balances.get(gid, ZERO)
             if left <= 0 or grant.expires_on is None or grant.expires_on > self.horizon:
+                continue
+            if self.drawable_later(grant):
                 continue
             inv = by_period.get((grant.subscription_id, grant.granted_on))
             end = next_end.get(inv.invoice_id) if inv else None

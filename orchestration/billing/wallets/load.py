@@ -19,6 +19,7 @@ from orchestration.billing.wallets.close import (
     CloseResult,
     Entry,
     PlanGrant,
+    unbilled_days,
 )
 from orchestration.billing.wallets.draw import Line
 from orchestration.billing.wallets.grants import Grant, Span
@@ -64,6 +65,7 @@ class Relations:
     plan_grants: str  # meterbook_catalog.plan_credit_grants
     top_ups: str  # meterbook_catalog.auto_top_ups
     subscriptions: str  # meterbook_catalog.subscriptions
+    plans: str  # meterbook_catalog.plans (their billing intervals)
     events: str  # int_events_metered
     drafts: str | None  # int_wallet_draws: the draft entries of every month (None: not yet)
     rated: str | None = None  # int_usage_lines_rated (coverage)
@@ -195,14 +197,34 @@ def close_inputs(con, rel: Relations, month: str, rebuilt=()) -> CloseInputs:
     redone = {e.close_month for e in rebuilt}
     prior = [e for e in prior_entries(con, rel, month) if e.close_month not in redone]
     currencies = dict(con.execute(f"SELECT customer_id, currency FROM {rel.grants}").fetchall())
+    month_end = BillingMonth.parse(month).end
     return CloseInputs(
         close_month=month,
-        month_end=BillingMonth.parse(month).end,
+        month_end=month_end,
         prior=prior + list(rebuilt),
         catalog_grants=catalog_grants(con, rel),
         invoices=invoices(con, rel, month),
         currencies=currencies,
+        unbilled=unbilled(con, rel, month_end),
     )
+
+
+def unbilled(con, rel: Relations, month_end: date) -> dict[str, list[tuple[date, date | None]]]:
+    """Each billable customer's subscription days no close up to `month_end` bills
+    (`close.unbilled_days`), from the subscriptions and their plans' intervals."""
+    rows = con.execute(
+        f"""
+        SELECT s.customer_id, p.billing_interval, s.billing_anchor, s.start_date, s.end_date
+        FROM {rel.subscriptions} s JOIN {rel.plans} p USING (plan_code)
+        WHERE s.billable
+        ORDER BY s.customer_id, s.subscription_id
+        """
+    ).fetchall()
+    out: dict[str, list[tuple[date, date | None]]] = defaultdict(list)
+    for customer_id, interval, anchor, start_date, end_date in rows:
+        if (days := unbilled_days(month_end, interval, anchor, start_date, end_date)) is not None:
+            out[customer_id].append(days)
+    return dict(out)
 
 
 def daily_usage(con, rel: Relations, month: str, keys: list[tuple]) -> dict[tuple, tuple]:

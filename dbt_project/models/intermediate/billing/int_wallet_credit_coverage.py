@@ -25,6 +25,7 @@ def model(dbt, session):
         plan_grants=dbt.source("meterbook_catalog", "plan_credit_grants"),
         top_ups=dbt.source("meterbook_catalog", "auto_top_ups"),
         subscriptions=dbt.source("meterbook_catalog", "subscriptions"),
+        plans=dbt.source("meterbook_catalog", "plans"),
         drafts=load.sibling(dbt.this, "int_wallet_draws"),
     )
     rows = []
