@@ -21,10 +21,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-# every event's fate as the close left it, and the fate counts
+# every event's fate as the close left it, the event named by its file and line (Spark's
+# ingest numbers read_seq with wider gaps than DuckDB's), and the fate counts
 FATES = (
-    "SELECT read_seq, billing_customer_id, event_date, fate, reason "
-    "FROM intermediate.int_events_fated ORDER BY ALL"
+    "SELECT r.path, r.line_no, f.billing_customer_id, f.event_date, f.fate, f.reason "
+    "FROM intermediate.int_events_fated AS f JOIN meterbook_raw.raw_events AS r USING (read_seq) "
+    "ORDER BY ALL"
 )
 FATE_COUNTS = "SELECT fate, reason, count(*) FROM marts.fct_event_fates GROUP BY ALL ORDER BY ALL"
 # the scenario file closes 18 workspaces, two at a time, the shared ones first

@@ -6,7 +6,8 @@
   server and an in-process session are driven alike.
 
   METERBOOK_SPARK_HANDOFF (JSON, set only for that invocation) says what to do:
-    attach: [{relation: 'schema.table', path: folder}]  the inputs, as Parquet tables
+    attach: [{relation: 'schema.table', path: folder}]  the inputs, as Parquet tables (with
+            `query`, a view: the raw events of Spark's own ingest, warehouse/lake.py)
     drop:   ['schema.table']                              the models about to be built
     export: [{relation: 'schema.table', path: folder}]  the results, written as Parquet
   Read only while dbt executes (never at parse time, as meterbook_partition): a new value
@@ -26,8 +27,13 @@
   {%- endfor %}
   {%- for table in handoff.get('attach', []) %}
     {%- do run_query('create database if not exists ' ~ table.relation.split('.')[0]) -%}
-    {%- do run_query('create table ' ~ table.relation ~ ' using parquet location '
-        ~ mb_spark_path(table.path)) -%}
+    {%- if table.get('query') %}
+      {#- the raw events Spark's ingest keeps in the lake: a view of the rows that count -#}
+      {%- do run_query('create view ' ~ table.relation ~ ' as ' ~ table.query) -%}
+    {%- else %}
+      {%- do run_query('create table ' ~ table.relation ~ ' using parquet location '
+          ~ mb_spark_path(table.path)) -%}
+    {%- endif %}
   {%- endfor %}
 {% endmacro %}
 

@@ -45,7 +45,15 @@ from orchestration.ingest.records import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     DEFAULT_MAX_LINE_BYTES,
 )
-from orchestration.sql import transaction
+from orchestration.ingest.spark_read import (
+    NOT_READ,
+    FileToRead,
+    SparkReading,
+    line_bound,
+    read_on_spark,
+)
+from orchestration.sql import quote_literal, transaction
+from orchestration.warehouse.lake import COMMITTED_ROWS, next_file_seq, run_folder
 from orchestration.warehouse.raw import ensure_raw_schema, raw_schema_exists
 
 log = logging.getLogger(__name__)
@@ -102,10 +110,13 @@ def run_ingest(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+    spark: SparkReading | None = None,
 ) -> IngestResult:
     """Ingest every landing file whose content is new; idempotent. A line longer than
     `max_line_bytes` is one malformed line, a gzipped file that decompresses to more than
-    `max_decompressed_bytes` one unreadable file (the catalog's settings of those names)."""
+    `max_decompressed_bytes` one unreadable file (the catalog's settings of those names).
+    With `spark`, Spark's executors read the new files (spark_read.py); the bookkeeping, the
+    keys and the rows' copy in the warehouse are the same."""
     limits = Limits(chunk_bytes, max_line_bytes, max_decompressed_bytes)
     ensure_raw_schema(con)
     cached = _cached_paths(con)
@@ -117,7 +128,7 @@ def run_ingest(
     if not uncached:
         return IngestResult(files=[], skipped_copies=[], lines_read=0, event_days=[])
     with _hashing(con, uncached) as candidates, transaction(con):
-        run = _read_new_files(con, candidates, now, limits)
+        run = _read_new_files(con, candidates, now, limits, spark)
         _record_paths(con, run.paths, now)
         days = _event_days(con, run.first_seq) if run.files else []
     return IngestResult(
@@ -236,6 +247,7 @@ def _read_new_files(
     candidates: list[_Candidate],
     now: datetime,
     limits: Limits,
+    spark: SparkReading | None = None,
 ) -> _Run:
     """Read each new content in path order; copies and touched paths are only noted."""
     seq, file_seq = con.execute(
@@ -244,8 +256,11 @@ def _read_new_files(
     ).fetchone()
     run = _Run(seq, seq, file_seq, _recorded_pairs(con), _ingested_hashes(con))
     parse.create_macros(con)
-    for candidate in candidates:
-        _take(con, run, candidate, now, limits)
+    if spark is not None:
+        _take_on_spark(con, run, candidates, now, limits, spark)
+    else:
+        for candidate in candidates:
+            _take(con, run, candidate, now, limits)
     keys.rank_run_keys(con, run.first_seq)
     return run
 
@@ -281,6 +296,103 @@ def _take(
     run.seen.add(sha)
     run.seq += max_line + 1
     run.file_seq += 1
+
+
+def _take_on_spark(
+    con: duckdb.DuckDBPyConnection,
+    run: _Run,
+    candidates: list[_Candidate],
+    now: datetime,
+    limits: Limits,
+    spark: SparkReading,
+) -> None:
+    """Every new content read at once by Spark, then recorded as `_take` records one file.
+
+    A file's read_seq range is allotted before it is read (spark_read.line_bound), so the
+    ranges have wider gaps than the DuckDB ingest's but keep path order. A copy of a content
+    first met in this run is recorded only once that content is: should it not be read whole,
+    the copy stays pending and a later run reads it."""
+    run.file_seq = max(run.file_seq, next_file_seq(spark.lake))
+    to_read, copies = [], []
+    for c in candidates:
+        sha = c.sha.result()
+        if sha is None:
+            log.warning("landing file %s stays pending for the next run: %s", c.file.rel,
+                        "it could not be hashed")  # fmt: skip
+        elif sha in run.seen:
+            copies.append((c.file, sha))
+        else:
+            to_read.append((FileToRead(c.file, run.file_seq, run.seq), sha))
+            run.seen.add(sha)
+            run.seq += line_bound(c.file, limits) + 1
+            run.file_seq += 1
+    recorded = _read_and_record_on_spark(con, run, to_read, now, limits, spark)
+    for f, sha in copies:
+        if sha in recorded or sha not in {s for _, s in to_read}:
+            run.paths.append((f, sha))
+            if (f.rel, sha) not in run.recorded:
+                run.copies.append(f.rel)
+
+
+def _read_and_record_on_spark(
+    con: duckdb.DuckDBPyConnection,
+    run: _Run,
+    to_read: list[tuple[FileToRead, str]],
+    now: datetime,
+    limits: Limits,
+    spark: SparkReading,
+) -> set[str]:
+    """Read `to_read` on Spark and record the files read whole; returns their hashes."""
+    if not to_read:
+        return set()
+    out = run_folder(spark.lake, to_read[0][0].file_seq, to_read[-1][0].file_seq)
+    read_on_spark(spark.session(), [t for t, _ in to_read], now, limits, out)
+    rows = f"read_parquet({quote_literal(f'{out}/**/*.parquet')}, hive_partitioning = false)"
+    found = {
+        file_seq: (lines, error, not_read)
+        for file_seq, lines, error, not_read in con.execute(
+            f"SELECT file_seq, count(*) FILTER (line_no > 0), max(raw_line) FILTER (line_no = 0), "
+            f"bool_or(line_no = {NOT_READ}) FROM {rows} GROUP BY file_seq"
+        ).fetchall()
+    } if any(out.rglob("*.parquet")) else {}  # fmt: skip
+    recorded = {}
+    for t, sha in to_read:
+        lines, error, not_read = found.get(t.file_seq, (0, None, False))
+        why = _not_read_whole(t.file, sha, unread=not_read)
+        if why:
+            log.warning("landing file %s stays pending for the next run: %s", t.file.rel, why)
+            continue
+        lines = 1 if error is not None else lines
+        con.execute(
+            "INSERT INTO meterbook_raw.landing_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [sha, t.file.rel, t.file.format_label, t.file.size_bytes, t.file_seq, now, lines,
+             error],
+        )  # fmt: skip
+        run.files.append(IngestedFile(t.file.rel, sha, t.file.format_label, lines, error))
+        run.paths.append((t.file, sha))
+        recorded[sha] = t.file_seq
+    if recorded:
+        _copy_committed_rows(con, rows, list(recorded.values()))
+    return set(recorded)
+
+
+def _copy_committed_rows(con: duckdb.DuckDBPyConnection, rows: str, file_seqs: list[int]) -> None:
+    """The recorded files' rows into raw_events; the lake keeps them for Spark's own models,
+    and `spark_read_files` says so."""
+    files = "(SELECT file_seq, error FROM meterbook_raw.landing_files WHERE file_seq IN " + (
+        f"({', '.join(str(int(s)) for s in file_seqs)}))"
+    )
+    committed = COMMITTED_ROWS.format(columns="r.*", rows=rows, files=files)
+    con.execute(
+        "INSERT INTO meterbook_raw.raw_events (read_seq, file_seq, path, line_no, event_id, "
+        "customer_id, event_name, event_ts, properties, source, parse_reason, raw_line, "
+        "ingested_at) SELECT read_seq, file_seq, path, line_no, event_id, customer_id, "
+        "event_name, event_ts, CAST(properties AS JSON), source, parse_reason, raw_line, "
+        f"ingested_at FROM ({committed})"
+    )
+    con.execute(
+        "INSERT INTO meterbook_raw.spark_read_files SELECT unnest(?::BIGINT[])", [file_seqs]
+    )
 
 
 def _not_read_whole(f: LandingFile, sha: str | None, unread: bool) -> str | None:

@@ -5,10 +5,15 @@ With `settings.warehouse: spark` the usage models that read every event are buil
 models' inputs here (`in/<schema>.<table>/`), Spark reads them and writes what it built
 (`out/<model>/`), and DuckDB reads that back into the tables its own models (billing, the
 fates' marts, entitlements) read. Parquet keeps every DECIMAL(38, 12) exact both ways.
+
+With Spark, Spark's ingest also writes the raw events here (`raw_events/`, by run and event
+day; ingest/spark_read.py): once every file on record was read that way, the raw events are
+handed to Spark as a view of those folders rather than copied out of DuckDB.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,14 +42,67 @@ RAW_INPUTS = {
 }
 
 
+RAW_EVENTS = "meterbook_raw.raw_events"
+# The raw events Spark's ingest wrote (ingest/spark_read.py): one folder per ingest run, named
+# by the file_seqs it allotted, partitioned by the event's UTC day inside.
+RAW_EVENTS_FOLDER = "raw_events"
+_RUN_FOLDER = re.compile(r"ingest=(\d+)-(\d+)")
+# Of those rows, the ones of files on record: `files` is a relation of (file_seq, error) of
+# recorded files. A run that failed left rows of no recorded file; a file found unreadable
+# half-way left its rows before the problem, then its line 0, which alone counts.
+COMMITTED_ROWS = (
+    "SELECT {columns} FROM {rows} AS r JOIN {files} AS f ON r.file_seq = f.file_seq "
+    "WHERE (f.error IS NULL AND r.line_no > 0) OR (f.error IS NOT NULL AND r.line_no = 0)"
+)
+_LANDING_FILES = "meterbook_raw.landing_files"
+
+
 @dataclass(frozen=True)
 class LakeTable:
     relation: str  # schema.table in DuckDB
     path: Path  # the folder of its Parquet files
+    # set for the raw events Spark's ingest wrote: a view of the committed rows, these
+    # columns, the recorded files being the handed-over table of this name
+    committed: tuple[str, str] | None = None  # (columns, landing files' relation)
 
     def as_json(self, spark_prefix: str) -> dict[str, str]:
         """The table as the Spark side of the hand-off names it (spark_handoff.sql)."""
-        return {"relation": spark_relation(self.relation, spark_prefix), "path": str(self.path)}
+        table = {"relation": spark_relation(self.relation, spark_prefix), "path": str(self.path)}
+        if self.committed:
+            columns, files = self.committed
+            rows = "parquet.`" + str(self.path).replace("`", "``") + "`"
+            table["query"] = COMMITTED_ROWS.format(
+                columns=columns, rows=rows, files=spark_relation(files, spark_prefix)
+            )
+        return table
+
+
+def run_folder(lake: Path, first_file_seq: int, last_file_seq: int) -> Path:
+    """The folder of one Spark ingest run's rows."""
+    return lake / RAW_EVENTS_FOLDER / f"ingest={first_file_seq}-{last_file_seq}"
+
+
+def next_file_seq(lake: Path) -> int:
+    """The file_seq after every run folder's last: a failed run's file_seqs are never
+    reused, so its rows can never pass for a later run's."""
+    root = lake / RAW_EVENTS_FOLDER
+    names = [p.name for p in root.iterdir()] if root.is_dir() else []
+    return max((int(m.group(2)) for n in names if (m := _RUN_FOLDER.fullmatch(n))), default=0) + 1
+
+
+def lake_holds_raw_events(con: duckdb.DuckDBPyConnection, lake: Path) -> bool:
+    """Every recorded landing file was read by Spark's ingest into `lake` (so Spark reads the
+    raw events there rather than a copy from DuckDB). Not so for files a DuckDB ingest read
+    (before the workspace moved to Spark) or an empty workspace."""
+    if not table_exists(con, "meterbook_raw", "spark_read_files"):
+        return False
+    if not any((lake / RAW_EVENTS_FOLDER).glob("ingest=*/*/*.parquet")):
+        return False
+    missing = con.execute(
+        f"SELECT count(*) FROM {_LANDING_FILES} WHERE file_seq NOT IN "
+        "(SELECT file_seq FROM meterbook_raw.spark_read_files)"
+    ).fetchone()[0]
+    return missing == 0
 
 
 def spark_relation(relation: str, prefix: str) -> str:
@@ -60,7 +118,11 @@ def write_inputs(
     catalog's metering tables with the meters' SQL in Spark's dialect, and the already built
     `models` (e.g. the fates, for a step that builds only what reads them)."""
     tables = []
+    if lake_holds_raw_events(con, lake):
+        tables += _raw_events_of_the_lake(con, lake)
     for name, columns in RAW_INPUTS.items():
+        if any(table.relation == name for table in tables):
+            continue
         folder = _fresh(lake / "in" / name)
         _copy_out(con, f"SELECT {columns} FROM {name}", folder)
         tables.append(LakeTable(name, folder))
@@ -75,6 +137,17 @@ def write_inputs(
         _copy_out(con, f"SELECT * FROM {relation(model)}", folder)
         tables.append(LakeTable(relation(model), folder))
     return tables
+
+
+def _raw_events_of_the_lake(con: duckdb.DuckDBPyConnection, lake: Path) -> list[LakeTable]:
+    """The raw events where Spark's ingest wrote them, and the recorded files that say which
+    of those rows count."""
+    folder = _fresh(lake / "in" / _LANDING_FILES)
+    _copy_out(con, f"SELECT file_seq, error FROM {_LANDING_FILES}", folder)
+    names = [c.split(" AS ")[-1] for c in RAW_INPUTS[RAW_EVENTS].split(", ")]
+    columns = ", ".join(f"r.{name}" for name in names)
+    raw = LakeTable(RAW_EVENTS, lake / RAW_EVENTS_FOLDER, (columns, _LANDING_FILES))
+    return [LakeTable(_LANDING_FILES, folder), raw]
 
 
 def output_table(lake: Path, model: str) -> LakeTable:

@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS meterbook_raw.landing_file_paths (
     PRIMARY KEY (path, file_sha256)
 );
 CREATE TABLE IF NOT EXISTS meterbook_raw.raw_events (/*RAW_EVENTS*/);
+-- files read by Spark (settings.warehouse: spark): their rows are in the lake's raw_events
+-- too (orchestration/ingest/spark_read.py)
+CREATE TABLE IF NOT EXISTS meterbook_raw.spark_read_files (
+    file_seq BIGINT PRIMARY KEY
+);
 -- parsed events whose (customer_id, event_id) has more than one parsed occurrence; every
 -- other parsed event has key_rank 1 (keys.py)
 CREATE TABLE IF NOT EXISTS meterbook_raw.repeated_events (

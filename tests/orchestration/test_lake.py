@@ -14,7 +14,14 @@ from orchestration.catalog.tables.metering import metering_rows
 from orchestration.defs.dbt.runner import partition_env
 from orchestration.defs.dbt.spark_stage import on_spark, replaced_rows, spark_schema
 from orchestration.warehouse.billing import ensure_billing_schema
-from orchestration.warehouse.lake import LakeTable, read_back, write_inputs
+from orchestration.warehouse.lake import (
+    LakeTable,
+    lake_holds_raw_events,
+    next_file_seq,
+    read_back,
+    run_folder,
+    write_inputs,
+)
 from orchestration.warehouse.raw import ensure_raw_schema
 from orchestration.workspace import Workspace
 
@@ -137,3 +144,45 @@ def test_a_spark_schema_prefix_that_is_no_name_is_refused(tmp_path, monkeypatch,
     monkeypatch.setenv("METERBOOK_SPARK_SCHEMA", prefix)
     with pytest.raises(ValueError, match="METERBOOK_SPARK_SCHEMA"):
         spark_schema(Workspace.from_env(tmp_path))
+
+
+def _record(con, file_seq: int, by_spark: bool) -> None:
+    con.execute(
+        "INSERT INTO meterbook_raw.landing_files VALUES (?, 'a.jsonl', 'jsonl', 1, ?, now(), 1, "
+        "NULL)",
+        [f"sha{file_seq}", file_seq],
+    )
+    if by_spark:
+        con.execute("INSERT INTO meterbook_raw.spark_read_files VALUES (?)", [file_seq])
+
+
+def test_spark_reads_the_raw_events_of_its_own_ingest_only_when_it_read_every_file(tmp_path):
+    lake = tmp_path / "lake"
+    folder = run_folder(lake, 1, 2) / "event_date=2026-10-01"
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        ensure_raw_schema(con)
+        assert not lake_holds_raw_events(con, lake)  # nothing ingested
+        _record(con, 1, by_spark=True)
+        assert not lake_holds_raw_events(con, lake)  # no rows in the lake
+        folder.mkdir(parents=True)
+        (folder / "part-0.parquet").write_bytes(b"")
+        assert lake_holds_raw_events(con, lake)
+        _record(con, 2, by_spark=False)  # read by a DuckDB ingest (before the move to Spark)
+        assert not lake_holds_raw_events(con, lake)
+
+
+def test_file_seqs_go_past_every_run_folder_even_of_a_failed_run(tmp_path):
+    lake = tmp_path / "lake"
+    assert next_file_seq(lake) == 1
+    for first, last in ((1, 4), (9, 12), (5, 8)):
+        run_folder(lake, first, last).mkdir(parents=True)
+    (lake / "raw_events" / "_temporary").mkdir()  # Spark's own, of a job under way
+    assert next_file_seq(lake) == 13
+
+
+def test_the_raw_events_of_the_lake_are_handed_over_as_a_view_of_the_rows_that_count(tmp_path):
+    table = LakeTable("meterbook_raw.raw_events", tmp_path / "a`b", ("r.read_seq", "x.files"))
+    handed = table.as_json("mb")
+    assert handed["relation"] == "mb_meterbook_raw.raw_events"
+    assert handed["query"].startswith(f"SELECT r.read_seq FROM parquet.`{tmp_path}/a``b` AS r ")
+    assert "JOIN mb_x.files AS f ON r.file_seq = f.file_seq" in handed["query"]

@@ -7,8 +7,8 @@ a worker and the Thrift server on 127.0.0.1 started for this module, through dbt
 scenario, the default: the one tests/scenarios/test_scenarios.py does and records
 (tests/duckdb_closes.py), or one of our own when that test is not in the run. The invoice JSON
 of `meterbook invoices --json` must be byte-identical, every fate count equal, and every
-event's fate and reason. The nasty inputs (every awkward value and property name of the
-dialect tests, in every aggregation, with every kind of reject, in plain, gzip and
+event's fate and reason; Spark's steps read the raw events its own ingest wrote. The nasty
+inputs (every awkward value and property name of the dialect tests, in every aggregation, with every kind of reject, in plain, gzip and
 BOM-prefixed files) are closed on both engines side by side, then a day of them refreshed as
 the nightly schedule does: its daily usage must be equal too; and a finalized month re-rated
 by late events, with a catalog change that rebuilds every day's usage, on both engines: the
@@ -156,6 +156,10 @@ def test_scenario_bills_alike_on_spark(
         assert theirs["invoices"][period] == shown, f"{period}: invoice JSON differs on Spark"
     lake = home / "lake" / "out"
     assert sorted(p.name for p in lake.iterdir()) == sorted(SPARK_BUILT), "built on Spark"
+    # Spark read the landing files itself: its steps read the raw events its ingest wrote
+    # (by event day), not a copy of DuckDB's
+    assert list((home / "lake" / "raw_events").glob("ingest=*/event_date=*/*.parquet"))
+    assert not (home / "lake" / "in" / "meterbook_raw.raw_events").exists()
     # what the Dagster UI shows of them: materialized by Spark, with the rows read back
     shown = spark_materializations(home)
     assert {model: meta["engine"] for model, meta in shown.items()} == dict.fromkeys(

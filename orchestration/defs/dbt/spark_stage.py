@@ -7,7 +7,8 @@ DuckDB, the warehouse of record, keeps the rest (billing, the fates' marts, enti
 revenue), which reads per-customer results, not events. A dbt step that selects one of those
 models:
 
-1. writes their inputs from DuckDB as Parquet into the lake folder (warehouse/lake.py);
+1. writes their inputs from DuckDB as Parquet into the lake folder (warehouse/lake.py), but
+   the raw events, which Spark's own ingest wrote there (ingest/spark_read.py);
 2. runs dbt on the `spark` target (profiles.yml: a Thrift server, or `session`, PySpark in
    this process): its run-start hook attaches the inputs, its run-end hook writes the models
    back as Parquet (macros/spark_handoff.sql);
@@ -24,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -126,7 +128,11 @@ def build_on_spark(
     args = ["run", "--full-refresh", "--select", select]
     if handed:
         args += ["--exclude", *handed]
-    log(f"Spark builds {', '.join(models)} from {len(inputs)} tables handed over in {lake}")
+    own = [table.relation for table in inputs if table.committed]  # what Spark's ingest wrote
+    log(
+        f"Spark builds {', '.join(models)} from {len(inputs)} tables handed over in {lake}"
+        + (f" ({', '.join(own)}: Spark's own ingest's)" if own else "")
+    )
     env = {**env, "METERBOOK_SPARK_SCHEMA": prefix, "METERBOOK_SPARK_HANDOFF": json.dumps(handoff)}
     _run_spark_dbt(ws, args, env)
     rows = {}
@@ -165,7 +171,12 @@ def spark_session(warehouse_dir: Path, master: str | None = None):
 
     master = master or os.environ.get("METERBOOK_SPARK_MASTER", "local[*]")
     builder = SparkSession.builder.master(master).appName("meterbook")
-    for key, value in {**SPARK_CONF, "spark.sql.warehouse.dir": str(warehouse_dir)}.items():
+    # the ingest's tasks run this package's readers: their Python is this one (its packages),
+    # unless PYSPARK_PYTHON names another (a cluster's own, with meterbook installed); PySpark
+    # reads the variable, not the spark.pyspark.python setting, when it starts the JVM here
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    conf = {**SPARK_CONF, "spark.sql.warehouse.dir": str(warehouse_dir)}
+    for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")

@@ -20,9 +20,11 @@ from dagster import (
 from orchestration.catalog import CatalogError
 from orchestration.catalog.models import Settings
 from orchestration.defs.dbt.project import source_keys
+from orchestration.defs.dbt.spark_stage import spark_session
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.ingest.ingest import pending_files, run_ingest
 from orchestration.ingest.refresh_status import record_ingest
+from orchestration.ingest.spark_read import SparkReading
 from orchestration.locking import WorkspaceLocked
 from orchestration.workspace import now_utc
 
@@ -63,6 +65,7 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
             now_utc(),
             max_line_bytes=settings.max_line_bytes,
             max_decompressed_bytes=settings.max_decompressed_bytes,
+            spark=_spark_reading(ws) if settings.warehouse == "spark" else None,
         )
         totals = con.execute(
             "SELECT count(*), count(DISTINCT file_seq) FROM meterbook_raw.raw_events"
@@ -85,6 +88,7 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
             "new_files": len(result.files),
             "new_lines_read": result.lines_read,
             "copies_ignored": len(result.skipped_copies),
+            "read_by": settings.warehouse,  # spark: Spark's tasks read the new files
             "event_days": MetadataValue.json([d.isoformat() for d in result.event_days]),
             "dagster/row_count": totals[0],
             "files_total": totals[1],
@@ -94,6 +98,11 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
     )
     for key in context.selected_asset_keys - {RAW_EVENTS}:
         yield MaterializeResult(asset_key=key)
+
+
+def _spark_reading(ws) -> SparkReading:
+    """With settings.warehouse spark, Spark's executors read the landing files (issue 29)."""
+    return SparkReading(lambda: spark_session(ws.home / "spark" / "warehouse"), ws.lake_dir)
 
 
 def _files_table(files) -> str:
