@@ -20,6 +20,9 @@
   {%- if not execute or not is_incremental() -%}
     {{ return({'full': true, 'after': 0, 'fingerprint': fingerprint, 'reason': 'first build'}) }}
   {%- endif -%}
+  {%- if target.type == 'spark' -%}
+    {{ return(fates_spark_plan(relation, fingerprint)) }}
+  {%- endif -%}
   {%- set stored = run_query(
       'select catalog_fingerprint, (select coalesce(max(read_seq), 0) from ' ~ relation ~ ')'
       ~ ' from ' ~ relation ~ ' limit 1').rows -%}
@@ -123,4 +126,55 @@
   {%- else -%}
     {{ return(relation) }}
   {%- endif -%}
+{%- endmacro %}
+
+{#
+  On Spark (settings.warehouse: spark) the fates are rebuilt by event day: the hand-off
+  (orchestration/defs/dbt/spark_stage.py) names the days of the events DuckDB's fates do not
+  have yet, and the read_seq they start after (`fates`: {after, days}; a day null: events
+  without a timestamp). Those days are rebuilt whole and overwrite their partitions; every
+  other day's fates stay, as they depend only on their own events, the other occurrences of
+  their keys (read with them) and the fingerprinted catalog. No days named (DuckDB holds no
+  fates), no fates stored, or another fingerprint: every event.
+#}
+{% macro fates_spark_plan(relation, fingerprint) %}
+  {%- set handed = mb_spark_handoff().get('fates') -%}
+  {%- if handed is none -%}
+    {{ return({'full': true, 'after': 0, 'fingerprint': fingerprint,
+               'reason': 'the warehouse holds no fates'}) }}
+  {%- endif -%}
+  {%- set stored = run_query('select catalog_fingerprint from ' ~ relation ~ ' limit 1').rows -%}
+  {%- if not stored -%}
+    {{ return({'full': true, 'after': 0, 'fingerprint': fingerprint, 'reason': 'no fates stored'}) }}
+  {%- endif -%}
+  {%- if stored[0][0] != fingerprint -%}
+    {{ return({'full': true, 'after': 0, 'fingerprint': fingerprint,
+               'reason': 'the catalog\'s meters, exclusions or customers changed'}) }}
+  {%- endif -%}
+  {{ return({'full': false, 'after': handed['after'] | int, 'days': handed['days'],
+             'fingerprint': fingerprint,
+             'reason': (handed['days'] | length) ~ ' days of the events read after read_seq '
+                       ~ handed['after']}) }}
+{% endmacro %}
+
+{# `date_sql` (a date) on one of `days` ('YYYY-MM-DD' texts; none: no date). No day is
+   `1 = 0`, not `false`: Spark 4.3 reads `t where (false)` as an alias of t with a column
+   list (ASSIGNMENT_ARITY_MISMATCH). #}
+{% macro fates_on_days(date_sql, days) -%}
+  {%- set dated = days | reject('none') | list -%}
+  ({%- if dated %}{{ date_sql }} in ({% for day in dated %}date '{{ day }}'{{ ', ' if not loop.last }}{% endfor %}){% else %}1 = 0{% endif %}
+  {%- if none in days %} or {{ date_sql }} is null{% endif %})
+{%- endmacro %}
+
+{# read_seq of every occurrence of the repeated keys of events on `days`, whatever their day. #}
+{% macro fates_occurrences_of_keys_on_days(days) -%}
+    select other.read_seq
+    from {{ ref('stg_meterbook__repeated_events') }} as other
+    inner join (
+        select distinct mine.customer_id, mine.event_id
+        from {{ ref('stg_meterbook__repeated_events') }} as mine
+        inner join {{ ref('stg_meterbook__raw_events') }} as raw on raw.read_seq = mine.read_seq
+        where {{ fates_on_days(mb_utc_date('raw.event_ts'), days) }}
+    ) as keys_on_days
+        on other.customer_id = keys_on_days.customer_id and other.event_id = keys_on_days.event_id
 {%- endmacro %}

@@ -45,6 +45,7 @@ from orchestration.ingest.readers import (
 )
 
 NOT_READ = -1  # line_no of the row that says a task could not read its file right now
+MAX_FILE_ROWS = 10_000_000  # rows of one Parquet file the ingest writes
 
 # the rows as Spark stores them (properties as text: Spark has no JSON type)
 SPARK_SCHEMA = (
@@ -135,7 +136,14 @@ def read_on_spark(spark, files: list[FileToRead], now: datetime, limits: Limits,
         return _parse_tasks(batches, now, limits)
 
     parsed = frame.mapInArrow(parse_partition, SPARK_SCHEMA)
-    parsed.write.partitionBy("event_date").parquet(str(out))
+    # a day's rows from every task gathered, so that a day is a few files, not one per file
+    # read (16 files of a month's events wrote 496 Parquet files of 2,000 rows each, which
+    # every later Spark step listed and opened: the 1M-event close took 278 s against 165 s
+    # with one copy handed over); files of at most MAX_FILE_ROWS rows
+    by_day = parsed.repartition("event_date")
+    by_day.write.option("maxRecordsPerFile", MAX_FILE_ROWS).partitionBy("event_date").parquet(
+        str(out)
+    )
 
 
 def _parse_tasks(

@@ -33,7 +33,7 @@ import duckdb
 import pytest
 import yaml
 from dagster import DagsterInstance
-from duckdb_closes import outcome_of, recorded, shared_root, wait_for
+from duckdb_closes import FATES, outcome_of, recorded, shared_root, wait_for
 from spark_cluster import HOST, running_cluster
 
 from orchestration.billing.line_kinds import kinds_in_group
@@ -325,8 +325,9 @@ def calls(prefix: str, customer: str, count: int, month: str, env: str = "prod")
 
 
 def rerate_after_finalize(home: Path, thrift_port: int) -> dict:
-    """October closed and finalized; then late October calls, November's and an exclusion
-    new to the catalog; November closed (re-rating October, rebuilding every day's usage)."""
+    """October closed and finalized; then late October calls and November's, refreshed by the
+    nightly job (the fates of their days rebuilt); then more calls and an exclusion new to the
+    catalog; November closed (re-rating October, rebuilding every day's usage and fate)."""
     landing = home / "landing" / "events"
     (landing / "oct.jsonl").write_text(
         calls("a", "acme", 10, "2026-10") + calls("g", "globex", 20, "2026-10")
@@ -335,13 +336,28 @@ def rerate_after_finalize(home: Path, thrift_port: int) -> dict:
     meterbook(["finalize", "--period", "2026-10"], home, thrift_port, AFTER_NOVEMBER)
     (landing / "late.jsonl").write_text(
         calls("eu", "acme_eu", 3, "2026-10") + calls("n", "globex", 6, "2026-11")
-        + calls("s", "globex", 2, "2026-11", env="sandbox")
-    )  # fmt: skip
+    )
+    refresh_day(home, "2026-11-01", thrift_port)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        refreshed = con.execute(FATES).fetchall()
+        late_days = con.execute(LATE_DAYS_FATES).fetchone()[0]
+    read_back = spark_materializations(home)["int_events_fated"].get("rows") if (
+        home / "lake").is_dir() else None  # fmt: skip
+    (landing / "later.jsonl").write_text(calls("s", "globex", 2, "2026-11", env="sandbox"))
     exclusion = {"reason": "sandbox", "property": "env", "op": "eq", "value": "sandbox"}
     (home / "catalog" / "exclusions.yaml").write_text(yaml.safe_dump({"exclusions": [exclusion]}))
     closed = close_months([("2026-11", None)], home, thrift_port, AFTER_NOVEMBER)
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        return {**closed, "daily": con.execute(ALL_DAYS).fetchall()}
+        daily = con.execute(ALL_DAYS).fetchall()
+    return {**closed, "daily": daily, "refreshed": refreshed, "refresh_read_back": read_back,
+            "late_days_fates": late_days}  # fmt: skip
+
+
+# the fates of the days the late events fall on (those a refresh on Spark rebuilds)
+LATE_DAYS_FATES = (
+    "SELECT count(*) FROM intermediate.int_events_fated WHERE event_date IN (SELECT DISTINCT "
+    "CAST(event_ts AS DATE) FROM meterbook_raw.raw_events WHERE path = 'late.jsonl')"
+)
 
 
 @pytest.mark.slow
@@ -361,6 +377,9 @@ def test_a_rerate_and_a_catalog_change_bill_alike_on_spark(thrift_port, tmp_path
     assert {day for *_, day in ours["daily"]} >= {"2026-10-01", "2026-11-01"}, "every day rebuilt"
     assert theirs["invoices"] == ours["invoices"], "November's invoice JSON differs on Spark"
     assert theirs["counts"] == ours["counts"] and theirs["fates"] == ours["fates"]
+    # the refresh between: Spark rebuilt the fates of the late events' days only, alike
+    assert theirs["refreshed"] == ours["refreshed"]
+    assert theirs["refresh_read_back"] == ours["late_days_fates"] < len(ours["refreshed"])
     assert theirs["daily"] == ours["daily"], "every day's usage, alike"
     built = sorted(p.name for p in (tmp_path / "spark" / "lake" / "out").iterdir())
     assert built == sorted([*SPARK_BUILT, "fct_daily_meter_usage"]), "every day rebuilt on Spark"

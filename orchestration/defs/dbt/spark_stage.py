@@ -14,8 +14,10 @@ models:
    back as Parquet (macros/spark_handoff.sql);
 3. reads them into DuckDB in one transaction (every fate, the refreshed days of daily
    usage, the close month's quantities);
-then the step's DuckDB build excludes them. Spark keeps no state between steps: each builds
-its models in full from what it is handed (`--full-refresh`).
+then the step's DuckDB build excludes them. Spark keeps its fates between steps and rebuilds
+only the event days whose events DuckDB's fates do not have yet (insert_overwrite of those
+partitions; macros/usage_incremental.sql), and DuckDB replaces those days; every other model
+is dropped and built in full from what it is handed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import duckdb
+
 from orchestration.catalog import Catalog
 from orchestration.defs.dbt.runner import (
     PROJECT_TARGET,
@@ -41,9 +45,15 @@ from orchestration.defs.dbt.runner import (
     scratch_target,
     seed_partial_parse,
 )
-from orchestration.sql import connect
-from orchestration.warehouse.lake import output_table, read_back, spark_relation, write_inputs
-from orchestration.warehouse.models import declared_types
+from orchestration.sql import connect, quote_literal
+from orchestration.warehouse.lake import (
+    LakeTable,
+    output_table,
+    read_back,
+    spark_relation,
+    write_inputs,
+)
+from orchestration.warehouse.models import declared_types, model_exists, relation
 from orchestration.workspace import Workspace
 
 FATES = "int_events_fated"
@@ -94,13 +104,53 @@ def spark_schema(ws: Workspace) -> str:
 
 def replaced_rows(model: str, partition: Mapping[str, str]) -> str | None:
     """Which rows of DuckDB's table Spark's build replaces (None: all). The values are checked
-    by partition_env before they get here."""
+    by partition_env before they get here. The fates: see fates_replaced."""
     if model == DAILY:
         return (
             f"usage_date >= DATE '{partition['METERBOOK_MIN_DATE']}' "
             f"AND usage_date < DATE '{partition['METERBOOK_MAX_DATE']}'"
         )
-    return None  # the fates: every event; the windowed quantities: the close month's table
+    return None  # the windowed quantities: the close month's table
+
+
+def fates_to_rebuild(con) -> dict | None:
+    """What Spark's fates build overwrites (macros/usage_incremental.sql: fates_spark_plan):
+    the UTC days of the raw events DuckDB's fates do not have yet (None for events without a
+    timestamp), and the read_seq they come after; None when DuckDB holds no fates (every
+    event is fated). Decided by DuckDB's fates, not Spark's: should an earlier read-back have
+    failed, the days Spark rebuilt then are rebuilt and read back again."""
+    if not model_exists(con, FATES):
+        return None
+    (after,) = con.execute(f"SELECT max(read_seq) FROM {relation(FATES)}").fetchone()
+    if after is None:
+        return None
+    days = con.execute(
+        "SELECT DISTINCT CAST(timezone('UTC', event_ts) AS DATE) FROM meterbook_raw.raw_events "
+        "WHERE read_seq > ? ORDER BY 1 NULLS LAST",
+        [after],
+    ).fetchall()
+    return {"after": after, "days": [day.isoformat() if day else None for (day,) in days]}
+
+
+def fates_replaced(table: LakeTable) -> tuple[str | None, bool]:
+    """(the rows of DuckDB's fates that Spark's rows replace, whether there are any): all
+    after a full build (its rows have fated_after 0), else the days it rebuilt."""
+    files = sorted(table.path.glob("*.parquet"))
+    if not files:
+        return "false", False
+    with duckdb.connect() as con:
+        source = f"read_parquet([{', '.join(quote_literal(str(f)) for f in files)}])"
+        full, days, rows = con.execute(
+            f"SELECT min(fated_after) = 0, list(DISTINCT event_date), count(*) FROM {source}"
+        ).fetchone()
+    if not rows:
+        return "false", False
+    if full:
+        return None, True
+    dated = ", ".join(f"DATE '{day.isoformat()}'" for day in days if day is not None)
+    on_days = [f"event_date IN ({dated})"] if dated else []
+    on_days += ["event_date IS NULL"] if None in days else []
+    return " OR ".join(on_days), True
 
 
 def build_on_spark(
@@ -117,15 +167,12 @@ def build_on_spark(
     handed = [] if FATES in models else [FATES]  # a later step reads the fates DuckDB holds
     with connect(ws.warehouse_path) as con:
         inputs = write_inputs(con, catalog, lake, tuple(handed))
+        fates = fates_to_rebuild(con) if FATES in models else _fates_held(con)
     outputs = [output_table(lake, model) for model in models]
     prefix = spark_schema(ws)
-    handoff = {
-        "attach": [table.as_json(prefix) for table in inputs],
-        "drop": [spark_relation(table.relation, prefix) for table in outputs],
-        "export": [table.as_json(prefix) for table in outputs],
-    }
-    select = " ".join(f"+{model}" for model in models)
-    args = ["run", "--full-refresh", "--select", select]
+    handoff = _handoff(inputs, outputs, prefix, fates)
+    # in full but the fates (their config says full_refresh false on Spark)
+    args = ["run", "--full-refresh", "--select", " ".join(f"+{model}" for model in models)]
     if handed:
         args += ["--exclude", *handed]
     own = [table.relation for table in inputs if table.committed]  # what Spark's ingest wrote
@@ -135,14 +182,56 @@ def build_on_spark(
     )
     env = {**env, "METERBOOK_SPARK_SCHEMA": prefix, "METERBOOK_SPARK_HANDOFF": json.dumps(handoff)}
     _run_spark_dbt(ws, args, env)
+    rows = _read_back_all(ws, models, outputs, env)
+    log("read back from Spark: " + ", ".join(f"{m} {n} rows" for m, n in rows.items()))
+    return rows
+
+
+def _fates_held(con) -> dict:
+    """What DuckDB's fates hold, for a step that only reads them: Spark keeps its own when
+    they hold as much (macros/spark_handoff.sql: mb_spark_holds)."""
+    rows, last = con.execute(f"SELECT count(*), max(read_seq) FROM {relation(FATES)}").fetchone()
+    return {"rows": rows, "max_read_seq": -1 if last is None else last}
+
+
+def _handoff(inputs: list[LakeTable], outputs: list[LakeTable], prefix: str, fates) -> dict:
+    """What the run's hooks do (macros/spark_handoff.sql). Spark keeps its fates between
+    steps (built by day) and a step that only reads them keeps them too when they hold what
+    DuckDB's do; every other model is dropped and built in full from what is handed."""
+    fates_relation = relation(FATES)
+    attach = [table.as_json(prefix) for table in inputs]
+    exports = [table.as_json(prefix) for table in outputs]
+    handoff = {"attach": attach, "export": exports}
+    if any(table.relation == fates_relation for table in outputs):
+        handoff["fates"] = fates
+        handoff["drop_unless_partitioned"] = [spark_relation(fates_relation, prefix)]
+    for table, entry in zip(inputs, attach, strict=True):
+        if table.relation == fates_relation:
+            entry["unless_same"] = fates
+    for table, entry in zip(outputs, exports, strict=True):
+        if table.relation == fates_relation:
+            entry["rebuilt_only"] = "fated_in"  # the rows of this run's days, not every day
+    handoff["drop"] = [
+        spark_relation(t.relation, prefix) for t in outputs if t.relation != fates_relation
+    ]
+    return handoff
+
+
+def _read_back_all(
+    ws: Workspace, models: list[str], outputs: list[LakeTable], env: Mapping[str, str]
+) -> dict[str, int]:
     rows = {}
     with connect(ws.warehouse_path) as con:
         con.begin()  # all of Spark's models, or (on any error) none of them
         for model, table in zip(models, outputs, strict=True):
-            where = replaced_rows(model, env)
-            rows[model] = read_back(con, table, where, declared_types(model))
+            if model == FATES:
+                where, any_rows = fates_replaced(table)
+                rows[model] = read_back(con, table, where, declared_types(model)) if any_rows else 0
+            else:
+                rows[model] = read_back(
+                    con, table, replaced_rows(model, env), declared_types(model)
+                )
         con.commit()
-    log("read back from Spark: " + ", ".join(f"{m} {n} rows" for m, n in rows.items()))
     return rows
 
 

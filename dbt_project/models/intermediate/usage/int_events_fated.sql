@@ -3,14 +3,19 @@
   compiled SQL (meters.match_sql and value_sql, exclusions.condition_sql) is spliced in per
   meter / value expression / rule; see macros/metering_catalog.sql for where it comes from.
   Incremental by read order (macros/usage_incremental.sql): a build fates the events read
-  since the last one, plus the stored occurrences of the keys they repeat.
+  since the last one, plus the stored occurrences of the keys they repeat. On Spark, whose
+  Parquet tables cannot delete rows, by event day instead: a build overwrites the days of the
+  events read since DuckDB's last fates (insert_overwrite of those partitions), also in the
+  Spark stage's runs with --full-refresh, which are for the other models.
 #}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='append',
+        incremental_strategy=('insert_overwrite' if target.type == 'spark' else 'append'),
+        partition_by=(['event_date'] if target.type == 'spark' else none),
         on_schema_change='fail',
-        pre_hook="{{ fates_delete_replaced(this) }}",
+        pre_hook=("" if target.type == 'spark' else "{{ fates_delete_replaced(this) }}"),
+        full_refresh=(false if target.type == 'spark' else none),
     )
 }}
 {%- set plan = fates_build_plan(this) -%}
@@ -28,7 +33,11 @@
 -- order, so the scan skips the stored row groups)
 with fated_now as {{ mb_not_materialized() }} (
     select * from {{ ref('stg_meterbook__raw_events') }}
-    {%- if not plan['full'] %}
+    {%- if plan.get('days') is not none %}
+    -- Spark: every event of the days rebuilt, and the other occurrences of their keys
+    where {{ fates_on_days(mb_utc_date('event_ts'), plan['days']) }}
+        or read_seq in ({{ fates_occurrences_of_keys_on_days(plan['days']) }})
+    {%- elif not plan['full'] %}
     where read_seq > {{ plan['after'] }}
     union all
     select * from {{ ref('stg_meterbook__raw_events') }}
@@ -168,4 +177,9 @@ final as (
 
 -- stored in read order, as incremental builds append: a month's events are then found from
 -- the row groups' min and max (read_seq, event_date), without reading other months' rows
-select * from final order by read_seq
+select * from final
+{%- if plan.get('days') is not none %}
+-- only the days rebuilt: a row of another day would overwrite that day's partition alone
+where {{ fates_on_days('event_date', plan['days']) }}
+{%- endif %}
+order by read_seq
