@@ -167,10 +167,9 @@ def read_back(
     replaced (a partition: the days or the month Spark built), the rest kept. `columns`, the
     types the model declares (name: type), give a table created here DuckDB's types where
     Spark has none (JSON) and the model's column order (Spark writes a partition last)."""
-    files = sorted(table.path.glob("*.parquet"))
-    if not files:
+    source = parquet_source(table)
+    if source is None:
         raise FileNotFoundError(f"Spark wrote no Parquet file for {table.relation} in {table.path}")
-    source = f"read_parquet([{', '.join(quote_literal(str(f)) for f in files)}])"
     if replace_where is None or not table_exists(con, *table.relation.split(".")):
         found = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
         types = columns or {}
@@ -184,6 +183,12 @@ def read_back(
         con.execute(f"DELETE FROM {table.relation} WHERE {replace_where}")
         con.execute(f"INSERT INTO {table.relation} BY NAME SELECT * FROM {source}")
     return con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+
+
+def parquet_source(table: LakeTable) -> str | None:
+    """DuckDB's reader of the Parquet files Spark wrote for `table` (None: it wrote none)."""
+    files = sorted(table.path.glob("*.parquet"))
+    return f"read_parquet([{', '.join(quote_literal(str(f)) for f in files)}])" if files else None
 
 
 def _copy_out(con: duckdb.DuckDBPyConnection, query: str, folder: Path) -> None:

@@ -45,10 +45,11 @@ from orchestration.defs.dbt.runner import (
     scratch_target,
     seed_partial_parse,
 )
-from orchestration.sql import connect, quote_literal
+from orchestration.sql import connect
 from orchestration.warehouse.lake import (
     LakeTable,
     output_table,
+    parquet_source,
     read_back,
     spark_relation,
     write_inputs,
@@ -135,11 +136,10 @@ def fates_to_rebuild(con) -> dict | None:
 def fates_replaced(table: LakeTable) -> tuple[str | None, bool]:
     """(the rows of DuckDB's fates that Spark's rows replace, whether there are any): all
     after a full build (its rows have fated_after 0), else the days it rebuilt."""
-    files = sorted(table.path.glob("*.parquet"))
-    if not files:
+    source = parquet_source(table)
+    if source is None:
         return "false", False
     with duckdb.connect() as con:
-        source = f"read_parquet([{', '.join(quote_literal(str(f)) for f in files)}])"
         full, days, rows = con.execute(
             f"SELECT min(fated_after) = 0, list(DISTINCT event_date), count(*) FROM {source}"
         ).fetchone()
