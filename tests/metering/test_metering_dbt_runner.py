@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.defs.dbt import manifest as assets
+from orchestration.defs.dbt import runner
 from orchestration.defs.dbt.project import MANIFEST, ensure_manifest
 from orchestration.defs.dbt.runner import (
     PARTIAL_PARSE,
@@ -23,6 +24,7 @@ from orchestration.defs.dbt.runner import (
     partial_parse_cache,
     partition_env,
     run_dbt,
+    scratch_target,
     seed_partial_parse,
 )
 
@@ -125,18 +127,24 @@ def _manifest_file() -> tuple[int, int, int]:
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
-def _run_folders() -> list[str]:
-    return [p.name for p in MANIFEST.parent.iterdir() if p.name.startswith("run_dbt-")]
-
-
-def test_a_run_leaves_the_manifest_that_dagster_reads_alone(tmp_path):
+def test_a_run_leaves_the_manifest_that_dagster_reads_alone(tmp_path, monkeypatch):
     # every process loading the definitions reads target/manifest.json; dbt rewrites its
     # artifacts in place, so a run writing there could hand a starting step half a manifest
     ensure_manifest()
     before = _manifest_file()
+    # the run's own folder (others under target/ may be another test's, or a failed run's kept
+    # for its logs)
+    used = []
+
+    def recorded(*args):
+        used.append(scratch_target(*args))
+        return used[-1]
+
+    monkeypatch.setattr(runner, "scratch_target", recorded)
     run_dbt(tmp_path / "warehouse.duckdb", dbt_args("parse"))
     assert _manifest_file() == before
-    assert _run_folders() == []  # its own folder is removed after a success
+    assert len(used) == 1 and used[0].parent == MANIFEST.parent
+    assert not used[0].exists()  # removed after a success
 
 
 def test_a_failed_run_keeps_its_logs_and_says_where(tmp_path):
