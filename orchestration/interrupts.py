@@ -80,15 +80,12 @@ def stop_requested() -> bool:
 
 
 def _watch(read_end: int) -> None:
-    taken = []
-    while not taken:
+    while not _stop_requested.is_set():
         received = os.read(read_end, 64)
-        taken = [sig for sig in (signal.SIGTERM, signal.SIGINT) if sig in received]
-    _stop_requested.set()
-    # the signal received, not SIGINT whatever came: a process started with SIGINT ignored
-    # (`nohup`, a background job of a script) would ignore every repeat of a dropped SIGTERM
+        if any(sig in received for sig in (signal.SIGTERM, signal.SIGINT)):
+            _stop_requested.set()
     while not _stopped.wait(REPEAT_SECONDS):
-        os.kill(os.getpid(), taken[0])
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def run_tags() -> dict[str, str]:
