@@ -85,7 +85,16 @@ def _watch(read_end: int) -> None:
         if any(sig in received for sig in (signal.SIGTERM, signal.SIGINT)):
             _stop_requested.set()
     while not _stopped.wait(REPEAT_SECONDS):
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), _repeated_signal())
+
+
+def _repeated_signal() -> int:
+    """SIGINT, which a Dagster run takes as its interrupt; SIGTERM when SIGINT is ignored (a
+    process started by `nohup` or as a background job of a script), which would drop every
+    repeat of a dropped SIGTERM."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        return signal.SIGTERM
+    return signal.SIGINT
 
 
 def run_tags() -> dict[str, str]:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SWALLOWED_ONCE = textwrap.dedent(
     """
     import os, signal, sys, time
@@ -28,10 +30,25 @@ SWALLOWED_ONCE = textwrap.dedent(
 )
 
 
-def test_an_interrupt_that_was_dropped_is_raised_again():
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its own handler
+
+
+# a process started with SIGINT ignored (`nohup`, a background job of a script) takes SIGTERM
+# alike: the repeats are of the signal received (whatever this test process was started with)
+STARTS = {"sigint handled": default_sigint, "sigint ignored": ignore_sigint}
+
+
+@pytest.mark.parametrize("start", STARTS.values(), ids=STARTS.keys())
+def test_an_interrupt_that_was_dropped_is_raised_again(start):
     done = subprocess.run(
-        [sys.executable, "-c", SWALLOWED_ONCE], capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-c", SWALLOWED_ONCE],
+        capture_output=True, text=True, timeout=60, preexec_fn=start,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "interrupted again"
 
@@ -66,11 +83,13 @@ DROPPED_MANY_TIMES = textwrap.dedent(
 )
 
 
-def test_an_interrupt_is_repeated_until_the_command_takes_it():
+@pytest.mark.parametrize("start", STARTS.values(), ids=STARTS.keys())
+def test_an_interrupt_is_repeated_until_the_command_takes_it(start):
     """A loaded machine once dropped five repeats in a row and a close ran to its end."""
     done = subprocess.run(
-        [sys.executable, "-c", DROPPED_MANY_TIMES], capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-c", DROPPED_MANY_TIMES],
+        capture_output=True, text=True, timeout=60, preexec_fn=start,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "taken after 12"
 
@@ -98,9 +117,6 @@ def test_sigterm_still_stops_after_a_run_when_sigint_was_ignored_at_start():
     """A background job of a non-interactive shell starts with SIGINT ignored; Dagster, after
     a run, gives SIGTERM SIGINT's handler: without `sigterm_kept`, SIGTERM was then ignored
     and `meterbook follow` could not be stopped between two cycles."""
-
-    def ignore_sigint() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     for code, expected in ((AFTER_A_RUN, "stopped"), (_without_kept(AFTER_A_RUN), "")):
         done = subprocess.run(
