@@ -90,8 +90,8 @@ def _watch(read_end: int) -> None:
 
 def _repeated_signal() -> int:
     """SIGINT, which a Dagster run takes as its interrupt; SIGTERM when SIGINT is ignored (a
-    process started by `nohup` or as a background job of a script), which would drop every
-    repeat of a dropped SIGTERM."""
+    process started by `nohup` or as a background job of a script), where every SIGINT
+    repeat would be dropped."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         return signal.SIGTERM
     return signal.SIGINT
