@@ -147,6 +147,12 @@ def test_a_run_leaves_the_manifest_that_dagster_reads_alone(tmp_path, monkeypatc
     assert not used[0].exists()  # removed after a success
 
 
+def test_dbt_sends_no_usage_events():
+    # dbt's own record of the flag it ran with (dbt_project.yml: flags)
+    metadata = json.loads(ensure_manifest().read_text())["metadata"]
+    assert metadata["send_anonymous_usage_stats"] is False
+
+
 def test_a_failed_run_keeps_its_logs_and_says_where(tmp_path):
     ensure_manifest()
     with pytest.raises(DbtRunError, match="its logs: ") as failure:
