@@ -53,7 +53,12 @@ from orchestration.ingest.spark_read import (
     read_on_spark,
 )
 from orchestration.sql import quote_literal, transaction
-from orchestration.warehouse.lake import COMMITTED_ROWS, next_file_seq, run_folder
+from orchestration.warehouse.lake import (
+    COMMITTED_ROWS,
+    next_file_seq,
+    remove_unrecorded_runs,
+    run_folder,
+)
 from orchestration.warehouse.raw import ensure_raw_schema, raw_schema_exists
 
 log = logging.getLogger(__name__)
@@ -312,6 +317,11 @@ def _take_on_spark(
     ranges have wider gaps than the DuckDB ingest's but keep path order. A copy of a content
     first met in this run is recorded only once that content is: should it not be read whole,
     the copy stays pending and a later run reads it."""
+    removed = remove_unrecorded_runs(con, spark.lake)
+    if removed:
+        log.warning(
+            "removed the lake's rows of runs with no file on record: %s", ", ".join(removed)
+        )
     run.file_seq = max(run.file_seq, next_file_seq(spark.lake))
     to_read, copies = [], []
     for c in candidates:

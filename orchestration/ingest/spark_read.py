@@ -17,8 +17,9 @@ records nothing of it.
 
 What is on record is decided by the DuckDB warehouse's `landing_files` (ingest.py): a folder
 written by a run that then failed is never read, as no recorded file has its file_seqs
-(they are allocated past every folder's, `next_file_seq`); `spark_read_files` names the
-files whose rows are in the lake (the Spark stage reads the lake only when that is all).
+(they are allocated past every folder's, `next_file_seq`), and the next Spark ingest removes
+it (`remove_unrecorded_runs`); `spark_read_files` names the files whose rows are in the lake
+(the Spark stage reads the lake only when that is all).
 """
 
 from __future__ import annotations

@@ -82,12 +82,35 @@ def run_folder(lake: Path, first_file_seq: int, last_file_seq: int) -> Path:
     return lake / RAW_EVENTS_FOLDER / f"ingest={first_file_seq}-{last_file_seq}"
 
 
-def next_file_seq(lake: Path) -> int:
-    """The file_seq after every run folder's last: a failed run's file_seqs are never
-    reused, so its rows can never pass for a later run's."""
+def _run_folders(lake: Path) -> list[tuple[Path, int, int]]:
+    """Every run folder with its first and last file_seq (not Spark's `_temporary`)."""
     root = lake / RAW_EVENTS_FOLDER
-    names = [p.name for p in root.iterdir()] if root.is_dir() else []
-    return max((int(m.group(2)) for n in names if (m := _RUN_FOLDER.fullmatch(n))), default=0) + 1
+    found = [(p, _RUN_FOLDER.fullmatch(p.name)) for p in root.iterdir()] if root.is_dir() else []
+    return sorted((p, int(m.group(1)), int(m.group(2))) for p, m in found if m)
+
+
+def next_file_seq(lake: Path) -> int:
+    """The file_seq after every run folder's last: a failed run's file_seqs are not reused
+    while anything of its folder is left, so its rows can never pass for a later run's."""
+    return max((last for _, _, last in _run_folders(lake)), default=0) + 1
+
+
+def remove_unrecorded_runs(con: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
+    """Remove the run folders none of whose files is on record; returns their names.
+
+    A run that failed after Spark wrote its rows (the warehouse's transaction rolled back), or
+    that read no file whole, left rows that never count (COMMITTED_ROWS) but that every read
+    of the lake would list and skip, for ever. Called by an ingest, which holds the warehouse:
+    no other run is writing then. A folder only partly removed keeps its file_seqs taken."""
+    removed = []
+    for folder, first, last in _run_folders(lake):
+        (recorded,) = con.execute(
+            f"SELECT count(*) FROM {_LANDING_FILES} WHERE file_seq BETWEEN ? AND ?", [first, last]
+        ).fetchone()
+        if not recorded:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += [] if folder.exists() else [folder.name]
+    return removed
 
 
 def lake_holds_raw_events(con: duckdb.DuckDBPyConnection, lake: Path) -> bool:

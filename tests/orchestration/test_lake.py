@@ -19,6 +19,7 @@ from orchestration.warehouse.lake import (
     lake_holds_raw_events,
     next_file_seq,
     read_back,
+    remove_unrecorded_runs,
     run_folder,
     write_inputs,
 )
@@ -177,6 +178,23 @@ def test_file_seqs_go_past_every_run_folder_even_of_a_failed_run(tmp_path):
     for first, last in ((1, 4), (9, 12), (5, 8)):
         run_folder(lake, first, last).mkdir(parents=True)
     (lake / "raw_events" / "_temporary").mkdir()  # Spark's own, of a job under way
+    assert next_file_seq(lake) == 13
+
+
+def test_an_ingest_removes_the_run_folders_with_no_file_on_record(tmp_path):
+    lake = tmp_path / "lake"
+    for first, last in ((1, 4), (5, 8), (9, 12)):
+        (run_folder(lake, first, last) / "event_date=2026-10-01").mkdir(parents=True)
+        (run_folder(lake, first, last) / "event_date=2026-10-01" / "part-0.parquet").touch()
+    (lake / "raw_events" / "_temporary").mkdir()  # Spark's own, of a job under way
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        ensure_raw_schema(con)
+        _record(con, 3, by_spark=True)  # 1-4: one file read whole, the others pending
+        _record(con, 12, by_spark=True)
+        assert remove_unrecorded_runs(con, lake) == ["ingest=5-8"]
+        assert remove_unrecorded_runs(con, lake) == []
+    left = sorted(p.name for p in (lake / "raw_events").iterdir())
+    assert left == ["_temporary", "ingest=1-4", "ingest=9-12"]
     assert next_file_seq(lake) == 13
 
 

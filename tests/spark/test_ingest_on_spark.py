@@ -187,7 +187,7 @@ def test_spark_reads_every_landing_file_as_duckdb_does(spark, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_that_failed_leaves_rows_no_later_run_takes_for_its_own(spark, tmp_path):
+def test_the_rows_a_failed_run_left_are_removed_by_the_next_never_taken(spark, tmp_path):
     landing, lake = tmp_path / "landing" / "events", tmp_path / "lake"
     con = connect(tmp_path / "w.duckdb")
     land(landing, {"a.jsonl": jsonl(event("e1"), event("e2")).encode()})
@@ -207,7 +207,9 @@ def test_a_run_that_failed_leaves_rows_no_later_run_takes_for_its_own(spark, tmp
     assert table(con, "SELECT count(*) FROM meterbook_raw.landing_files") == [(0,)]
     result = run_ingest(con, landing, NOW, spark=SparkReading(lambda: spark, lake))
     assert [f.lines_read for f in result.files] == [2]
-    assert table(con, "SELECT file_seq FROM meterbook_raw.landing_files") == [(4,)]
+    # no file of 1-3 is on record: its folder is gone, and with it its file_seqs' rows
+    assert table(con, "SELECT file_seq FROM meterbook_raw.landing_files") == [(1,)]
+    assert [p.name for p in (lake / RAW_EVENTS_FOLDER).iterdir()] == ["ingest=1-1"]
     rows = f"read_parquet({quote_literal(f'{lake}/{RAW_EVENTS_FOLDER}/**/*.parquet')})"
     kept = COMMITTED_ROWS.format(
         columns="r.event_id", rows=rows, files="meterbook_raw.landing_files"
