@@ -77,6 +77,38 @@ class LakeTable:
         return table
 
 
+# which workspace the lake is (its home), written by the first to use it
+OWNER_FILE = "meterbook-workspace.txt"
+
+
+class LakeOfAnotherWorkspace(RuntimeError):
+    """METERBOOK_LAKE names a lake another workspace uses."""
+
+
+def claim_lake(lake: Path, home: Path) -> Path:
+    """`lake`, once it is known to be the workspace's at `home`: claimed by it when no
+    workspace has; refused when another one has, for each run replaces what it wrote there
+    (its inputs, a run folder of the same file_seqs) and an ingest removes the run folders of
+    no file on its record. A lake inside the home is its own whatever the file says (the
+    workspace moved)."""
+    marker, owner = lake / OWNER_FILE, str(home.resolve())
+    held = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    if held == owner:
+        return lake
+    if held is not None and not lake.resolve().is_relative_to(home.resolve()):
+        raise LakeOfAnotherWorkspace(
+            f"the lake {lake} is the workspace's at {held} ({marker} says so), not this one's "
+            f"at {owner}: one lake, one workspace. Set METERBOOK_LAKE to a folder of this "
+            f"workspace's own (unset, it is {home / 'lake'}); or, if that workspace moved here, "
+            f"delete {marker}"
+        )
+    lake.mkdir(parents=True, exist_ok=True)
+    partial = marker.with_name(OWNER_FILE + ".partial")
+    partial.write_text(owner + "\n", encoding="utf-8")
+    partial.replace(marker)
+    return lake
+
+
 def run_folder(lake: Path, first_file_seq: int, last_file_seq: int) -> Path:
     """The folder of one Spark ingest run's rows."""
     return lake / RAW_EVENTS_FOLDER / f"ingest={first_file_seq}-{last_file_seq}"

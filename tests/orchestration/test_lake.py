@@ -12,10 +12,19 @@ from orchestration.catalog import load_catalog
 from orchestration.catalog.tables.dialects import dialect
 from orchestration.catalog.tables.metering import metering_rows
 from orchestration.defs.dbt.runner import partition_env
-from orchestration.defs.dbt.spark_stage import on_spark, replaced_rows, spark_schema
+from orchestration.defs.dbt.spark_stage import (
+    build_on_spark,
+    on_spark,
+    replaced_rows,
+    spark_schema,
+)
+from orchestration.defs.ingest.assets import _spark_reading
 from orchestration.warehouse.billing import ensure_billing_schema
 from orchestration.warehouse.lake import (
+    OWNER_FILE,
+    LakeOfAnotherWorkspace,
     LakeTable,
+    claim_lake,
     lake_holds_raw_events,
     next_file_seq,
     read_back,
@@ -196,6 +205,29 @@ def test_an_ingest_removes_the_run_folders_with_no_file_on_record(tmp_path):
     left = sorted(p.name for p in (lake / "raw_events").iterdir())
     assert left == ["_temporary", "ingest=1-4", "ingest=9-12"]
     assert next_file_seq(lake) == 13
+
+
+def test_a_lake_is_one_workspaces_own(tmp_path, monkeypatch):
+    a, b, shared = tmp_path / "a", tmp_path / "b", tmp_path / "shared"
+    assert claim_lake(shared, a) == claim_lake(shared, a) == shared
+    assert (shared / OWNER_FILE).read_text() == f"{a.resolve()}\n"
+    with pytest.raises(LakeOfAnotherWorkspace, match=f"{a.resolve()}.*{OWNER_FILE}"):
+        claim_lake(shared, b)
+    # refused before either user of the lake, the Spark ingest and the Spark steps, writes
+    monkeypatch.setenv("METERBOOK_LAKE", str(shared))
+    with pytest.raises(LakeOfAnotherWorkspace):
+        _spark_reading(Workspace(b))
+    with pytest.raises(LakeOfAnotherWorkspace):
+        build_on_spark(Workspace(b), None, ["int_events_fated"], None)
+    assert sorted(p.name for p in shared.iterdir()) == [OWNER_FILE]
+
+
+def test_a_workspace_that_moved_keeps_the_lake_inside_it(tmp_path):
+    before, after = tmp_path / "before", tmp_path / "after"
+    claim_lake(before / "lake", before)
+    before.rename(after)
+    assert claim_lake(after / "lake", after) == after / "lake"
+    assert (after / "lake" / OWNER_FILE).read_text() == f"{after.resolve()}\n"
 
 
 def test_the_raw_events_of_the_lake_are_handed_over_as_a_view_of_the_rows_that_count(tmp_path):

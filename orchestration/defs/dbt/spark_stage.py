@@ -48,6 +48,7 @@ from orchestration.defs.dbt.runner import (
 from orchestration.sql import connect
 from orchestration.warehouse.lake import (
     LakeTable,
+    claim_lake,
     output_table,
     parquet_source,
     read_back,
@@ -163,7 +164,7 @@ def build_on_spark(
     """Build `models` (of SPARK_MODELS) on Spark for `partition` and put them in the DuckDB
     warehouse; returns the rows read back per model. The caller holds the warehouse."""
     env = partition_env(partition)
-    lake = ws.lake_dir
+    lake = claim_lake(ws.lake_dir, ws.home)
     handed = [] if FATES in models else [FATES]  # a later step reads the fates DuckDB holds
     with connect(ws.warehouse_path) as con:
         inputs = write_inputs(con, catalog, lake, tuple(handed))

@@ -26,6 +26,7 @@ from orchestration.ingest.ingest import pending_files, run_ingest
 from orchestration.ingest.refresh_status import record_ingest
 from orchestration.ingest.spark_read import SparkReading
 from orchestration.locking import WorkspaceLocked
+from orchestration.warehouse.lake import claim_lake
 from orchestration.workspace import now_utc
 
 RAW_EVENTS = AssetKey(["meterbook_raw", "raw_events"])
@@ -102,7 +103,8 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
 
 def _spark_reading(ws) -> SparkReading:
     """With settings.warehouse spark, Spark's executors read the landing files (issue 29)."""
-    return SparkReading(lambda: spark_session(ws.home / "spark" / "warehouse"), ws.lake_dir)
+    lake = claim_lake(ws.lake_dir, ws.home)
+    return SparkReading(lambda: spark_session(ws.home / "spark" / "warehouse"), lake)
 
 
 def _files_table(files) -> str:
