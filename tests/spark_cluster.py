@@ -1,6 +1,8 @@
 """A standalone Spark cluster on 127.0.0.1 for the Spark tier and the benchmarks: a master, one worker and the Thrift
 (HiveServer2) server dbt-spark's `thrift` method talks to, all from the PySpark package's own
-jars (the `spark` extra), started as child processes and stopped with them.
+jars (the `spark` extra), started as child processes and stopped with them; with `connect`, a
+Spark Connect server too, which meterbook's ingest reads the landing files on
+(METERBOOK_SPARK_REMOTE) instead of starting a JVM of its own in every command.
 
     with running_cluster(work) as cluster:   # cluster.thrift_port, cluster.master_url
         ...
@@ -13,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ HOST = "127.0.0.1"
 class Cluster:
     master_url: str
     thrift_port: int
+    connect_url: str | None = None  # sc://host:port, when started
     started_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -35,11 +39,16 @@ def spark_home() -> Path:
 
 
 @contextlib.contextmanager
-def running_cluster(work: Path, cores: int = 2, memory: str = "6g") -> Iterator[Cluster]:
-    """Master, worker and Thrift server up (each waited for on its port), then stopped."""
+def running_cluster(
+    work: Path, cores: int = 2, memory: str = "6g", connect: bool = False
+) -> Iterator[Cluster]:
+    """Master, worker and Thrift server up (each waited for on its port), and with `connect`
+    the Spark Connect server; then stopped."""
     home, logs = spark_home(), work / "spark-logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOCAL_IP=HOST, SPARK_LOG_DIR=str(logs))
+    # the Python of the tasks of the ingest (meterbook's readers): this one, with meterbook
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
     master_port, thrift_port = _free_port(), _free_port()
     master_url = f"spark://{HOST}:{master_port}"
     cluster, processes = Cluster(master_url, thrift_port), []
@@ -52,9 +61,16 @@ def running_cluster(work: Path, cores: int = 2, memory: str = "6g") -> Iterator[
         processes.append(_start(home, env, logs / "worker.log", "org.apache.spark.deploy.worker.Worker",
                                 "--host", HOST, "--cores", str(cores), "--memory", memory,
                                 "--webui-port", "0", master_url))  # fmt: skip
+        if connect:  # started beside the Thrift server, waited for after it
+            connect_port = _free_port()
+            processes.append(_connect_server(home, env, work, connect_port))
+            cluster.connect_url = f"sc://{HOST}:{connect_port}"
         processes.append(_thrift_server(home, env, work, master_url, thrift_port, memory))
         _wait_for_port(thrift_port, processes[-1], "thrift server", timeout=300)
         cluster.started_seconds["thrift"] = time.perf_counter() - started
+        if connect:
+            _wait_for_port(connect_port, processes[-2], "connect server", timeout=300)
+            cluster.started_seconds["connect"] = time.perf_counter() - started
         yield cluster
     finally:
         for process in reversed(processes):
@@ -85,6 +101,23 @@ def _thrift_server(home, env, work: Path, master_url: str, port: int, memory: st
              "--conf", "spark.ui.enabled=false",
              "--hiveconf", f"hive.server2.thrift.port={port}",
              "--hiveconf", f"hive.server2.thrift.bind.host={HOST}",
+             "spark-internal"],
+            env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def _connect_server(home, env, work: Path, port: int):
+    """A Spark Connect server of its own driver (`local[2]`): the worker's cores are the Thrift
+    server's, which takes them all. Its Python workers run PYSPARK_PYTHON (meterbook's)."""
+    with open(work / "spark-logs" / "connect.log", "ab") as out:
+        return subprocess.Popen(
+            [str(home / "bin" / "spark-submit"),
+             "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+             "--master", "local[2]", "--driver-memory", "1g",
+             "--conf", f"spark.connect.grpc.binding.address={HOST}",
+             "--conf", f"spark.connect.grpc.binding.port={port}",
+             "--conf", f"spark.sql.warehouse.dir={work / 'connect-warehouse'}",
+             "--conf", "spark.ui.enabled=false",
              "spark-internal"],
             env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip

@@ -115,24 +115,16 @@ def read_on_spark(spark, files: list[FileToRead], now: datetime, limits: Limits,
     if out.exists():  # a folder of a run that failed before its files were recorded
         shutil.rmtree(out)
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-    listed = [
-        (str(f.file.path), f.file.rel, f.file.format, f.file.gzipped, f.file.size_bytes,
-         f.file.mtime_ns, f.file_seq, f.seq_base)
-        for f in files
-    ]  # fmt: skip
-    tasks = spark.sparkContext.parallelize(listed, len(listed))  # one file a task
-    frame = spark.createDataFrame(
-        tasks,
-        "path string, rel string, format string, gzipped boolean, size_bytes long, "
-        "mtime_ns long, file_seq long, seq_base long",
-    )
+    # one file a task: task i reads files[i] (a range of one number a partition, which a
+    # Spark Connect session has too: it has no SparkContext to parallelize the list with)
+    tasks = spark.range(0, len(files), 1, len(files))
 
     def parse_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        return _parse_tasks(batches, now, limits)
+        return _parse_tasks(batches, files, now, limits)
 
     from pyspark.sql.pandas.types import from_arrow_schema  # noqa: PLC0415 (the spark extra)
 
-    parsed = frame.mapInArrow(parse_partition, from_arrow_schema(ARROW_SCHEMA))
+    parsed = tasks.mapInArrow(parse_partition, from_arrow_schema(ARROW_SCHEMA))
     # a day's rows from every task gathered, so that a day is a few files, not one per file
     # read (16 files of a month's events wrote 496 Parquet files of 2,000 rows each, which
     # every later Spark step listed and opened; the 1M-event close took 278 s that way and
@@ -144,20 +136,16 @@ def read_on_spark(spark, files: list[FileToRead], now: datetime, limits: Limits,
 
 
 def _parse_tasks(
-    batches: Iterator[pa.RecordBatch], now: datetime, limits: Limits
+    batches: Iterator[pa.RecordBatch], files: list[FileToRead], now: datetime, limits: Limits
 ) -> Iterator[pa.RecordBatch]:
+    """The rows of the files whose positions in `files` the batches hold (column `id`)."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         parse.create_macros(con)
         for batch in batches:
-            for row in batch.to_pylist():
-                file = LandingFile(
-                    Path(row["path"]), row["rel"], row["format"], row["gzipped"],
-                    row["size_bytes"], row["mtime_ns"],
-                )  # fmt: skip
-                yield from parse_file(con, FileToRead(file, row["file_seq"], row["seq_base"]),
-                                      now, limits)  # fmt: skip
+            for i in batch.column("id").to_pylist():
+                yield from parse_file(con, files[i], now, limits)
     finally:
         con.close()
 

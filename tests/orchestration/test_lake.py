@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from orchestration.catalog import load_catalog
+from orchestration.catalog.models import Settings
 from orchestration.catalog.tables.dialects import dialect
 from orchestration.catalog.tables.metering import metering_rows
 from orchestration.defs.dbt.runner import partition_env
@@ -36,6 +37,7 @@ from orchestration.warehouse.raw import ensure_raw_schema
 from orchestration.workspace import Workspace
 
 DAILY = "marts.fct_daily_meter_usage"
+SPARK = Settings(warehouse="spark")
 TYPES = {"usage_date": "date", "meter_code": "varchar", "group_key": "json"}
 
 
@@ -215,8 +217,8 @@ def test_a_lake_is_one_workspaces_own(tmp_path, monkeypatch):
         claim_lake(shared, b)
     # refused before either user of the lake, the Spark ingest and the Spark steps, writes
     monkeypatch.setenv("METERBOOK_LAKE", str(shared))
-    with pytest.raises(LakeOfAnotherWorkspace):
-        _spark_reading(Workspace(b))
+    with pytest.raises(LakeOfAnotherWorkspace), _spark_reading(Workspace(b), SPARK, {}):
+        pass
     with pytest.raises(LakeOfAnotherWorkspace):
         build_on_spark(Workspace(b), None, ["int_events_fated"], None)
     assert sorted(p.name for p in shared.iterdir()) == [OWNER_FILE]

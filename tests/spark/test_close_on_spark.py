@@ -3,7 +3,8 @@
 Each scenario is closed through the real commands in a new workspace whose catalog sets
 `settings.warehouse: spark` (the usage models built by a standalone Spark cluster, a master,
 a worker and the Thrift server on 127.0.0.1 started for this module, through dbt-spark's
-`thrift` method, meterbook's default), and compared with the DuckDB close of the same
+`thrift` method, meterbook's default; the landing files read on a Spark Connect server started
+beside it, METERBOOK_SPARK_REMOTE), and compared with the DuckDB close of the same
 scenario, the default: the one tests/scenarios/test_scenarios.py does and records
 (tests/duckdb_closes.py), or one of our own when that test is not in the run. The invoice JSON
 of `meterbook invoices --json` must be byte-identical, every fate count equal, and every
@@ -34,10 +35,11 @@ import pytest
 import yaml
 from dagster import DagsterInstance
 from duckdb_closes import FATES, outcome_of, recorded, shared_root, wait_for
-from spark_cluster import HOST, running_cluster
+from spark_cluster import HOST, Cluster, running_cluster
 
 from orchestration.billing.line_kinds import kinds_in_group
 from orchestration.defs.dbt.project import model_key
+from orchestration.defs.ingest.assets import RAW_EVENTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scenarios"))
 from test_scenarios import NOW, SCENARIOS, meterbook_command, months_of  # noqa: E402
@@ -68,20 +70,24 @@ def workspace(folder: Path, home: Path, engine: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def thrift_port(spark_runtime, tmp_path_factory) -> Iterator[int]:
-    with running_cluster(tmp_path_factory.mktemp("spark-cluster"), memory="2g") as cluster:
-        yield cluster.thrift_port
+def cluster(spark_runtime, tmp_path_factory) -> Iterator[Cluster]:
+    work = tmp_path_factory.mktemp("spark-cluster")
+    with running_cluster(work, memory="2g", connect=True) as started:
+        yield started
 
 
-def environment(thrift_port: int, now: str = NOW) -> dict[str, str]:
+def environment(cluster: Cluster, now: str = NOW) -> dict[str, str]:
+    """The models built through the Thrift server, the landing files read on the Spark Connect
+    server (no JVM started by each command)."""
     env = dict(os.environ, METERBOOK_NOW=now, METERBOOK_SPARK_METHOD="thrift")
-    env.update(METERBOOK_SPARK_HOST=HOST, METERBOOK_SPARK_PORT=str(thrift_port))
+    env.update(METERBOOK_SPARK_HOST=HOST, METERBOOK_SPARK_PORT=str(cluster.thrift_port))
+    env.update(METERBOOK_SPARK_REMOTE=cluster.connect_url)
     env.pop("DAGSTER_HOME", None)  # the workspace's own instance
     return env
 
 
-def meterbook(args: list[str], home: Path, thrift_port: int, now: str = NOW) -> str:
-    env = dict(environment(thrift_port, now), METERBOOK_HOME=str(home))
+def meterbook(args: list[str], home: Path, cluster: Cluster, now: str = NOW) -> str:
+    env = dict(environment(cluster, now), METERBOOK_HOME=str(home))
     done = subprocess.run(
         [*meterbook_command(), *args, "--home", str(home)],
         env=env, capture_output=True, text=True, timeout=900,
@@ -90,23 +96,23 @@ def meterbook(args: list[str], home: Path, thrift_port: int, now: str = NOW) -> 
     return done.stdout
 
 
-def close(folder: Path, home: Path, thrift_port: int) -> dict:
+def close(folder: Path, home: Path, cluster: Cluster) -> dict:
     """Every period of the scenario closed: see close_months."""
-    return close_months(months_of(folder), home, thrift_port)
+    return close_months(months_of(folder), home, cluster)
 
 
-def close_months(months: list[tuple], home: Path, thrift_port: int, now: str = NOW) -> dict:
+def close_months(months: list[tuple], home: Path, cluster: Cluster, now: str = NOW) -> dict:
     """Each month closed; its invoices as the command prints them, every event's fate and
     the fate counts."""
     invoices = {}
     for period, _ in months:
-        meterbook(["close", "--period", period], home, thrift_port, now)
-        shown = meterbook(["invoices", "--period", period, "--json"], home, thrift_port, now)
+        meterbook(["close", "--period", period], home, cluster, now)
+        shown = meterbook(["invoices", "--period", period, "--json"], home, cluster, now)
         invoices[period] = shown
     return outcome_of(home, invoices)
 
 
-def duckdb_close(folder: Path, request, tmp_path_factory, home: Path, thrift_port: int) -> dict:
+def duckdb_close(folder: Path, request, tmp_path_factory, home: Path, cluster: Cluster) -> dict:
     """The scenario's DuckDB close: the one tests/scenarios/test_scenarios.py records when this
     run has its test of the scenario (under xdist on the other worker: waited for; in one
     process it ran first), else a close of our own in `home`."""
@@ -119,11 +125,11 @@ def duckdb_close(folder: Path, request, tmp_path_factory, home: Path, thrift_por
     if in_this_run and os.environ.get("PYTEST_XDIST_WORKER"):
         return wait_for(root, folder.name)
     found = recorded(root, folder.name) if in_this_run else None
-    return found or close(folder, workspace(folder, home, "duckdb"), thrift_port)
+    return found or close(folder, workspace(folder, home, "duckdb"), cluster)
 
 
 @pytest.fixture(scope="module")
-def spark_closes(thrift_port, request, tmp_path_factory) -> Iterator[dict[str, Future]]:
+def spark_closes(cluster, request, tmp_path_factory) -> Iterator[dict[str, Future]]:
     """The selected scenarios closed on Spark as soon as the first of their tests starts, two
     at a time on the one server (each workspace has its own schemas there); leaving waits
     for every one of them."""
@@ -136,7 +142,7 @@ def spark_closes(thrift_port, request, tmp_path_factory) -> Iterator[dict[str, F
 
     def closed(folder: Path) -> tuple[Path, dict]:
         home = workspace(folder, root / folder.name, "spark")
-        return home, close(folder, home, thrift_port)
+        return home, close(folder, home, cluster)
 
     with ThreadPoolExecutor(max_workers=SIDE_BY_SIDE) as pool:
         yield {folder.name: pool.submit(closed, folder) for folder in sorted(selected)}
@@ -145,10 +151,10 @@ def spark_closes(thrift_port, request, tmp_path_factory) -> Iterator[dict[str, F
 @pytest.mark.slow
 @pytest.mark.parametrize("folder", _scenario_dirs(), ids=lambda p: p.name)
 def test_scenario_bills_alike_on_spark(
-    spark_closes, thrift_port, folder, request, tmp_path_factory, tmp_path
+    spark_closes, cluster, folder, request, tmp_path_factory, tmp_path
 ):
     home, theirs = spark_closes[folder.name].result()
-    ours = duckdb_close(folder, request, tmp_path_factory, tmp_path / "duckdb", thrift_port)
+    ours = duckdb_close(folder, request, tmp_path_factory, tmp_path / "duckdb", cluster)
     assert ours["counts"] == theirs["counts"], "every fate count equal"
     assert ours["fates"] == theirs["fates"], "every event's fate and reason equal"
     assert len(ours["fates"]) == sum(count for *_, count in ours["counts"]) > 0
@@ -166,6 +172,10 @@ def test_scenario_bills_alike_on_spark(
         SPARK_BUILT, "spark"
     )
     assert shown["int_events_fated"]["rows"] == len(theirs["fates"])
+    # and the landing files were read on the Spark Connect server, not a Spark of the command's
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        ingest = instance.get_latest_materialization_event(RAW_EVENTS).asset_materialization
+    assert ingest.metadata["read_on_spark"].value == cluster.connect_url
 
 
 def spark_materializations(home: Path) -> dict[str, dict]:
@@ -192,19 +202,19 @@ BUSIEST_DAY = (
 )
 
 
-def close_and_refresh(home: Path, thrift_port: int) -> dict:
+def close_and_refresh(home: Path, cluster: Cluster) -> dict:
     """The month closed, then the nightly refresh of its busiest day (the close builds no
     daily usage)."""
-    closed = close_months([(PERIOD, None)], home, thrift_port)
+    closed = close_months([(PERIOD, None)], home, cluster)
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         (day,) = con.execute(BUSIEST_DAY).fetchone()
-    return {**closed, "daily": refresh_day(home, day, thrift_port)}
+    return {**closed, "daily": refresh_day(home, day, cluster)}
 
 
-def refresh_day(home: Path, day: str, thrift_port: int) -> list[tuple]:
+def refresh_day(home: Path, day: str, cluster: Cluster) -> list[tuple]:
     """The nightly refresh of `day` (a Dagster job, as the schedule runs it); the daily usage."""
     done = subprocess.run(
-        [sys.executable, "-c", REFRESH, str(home), day], env=environment(thrift_port),
+        [sys.executable, "-c", REFRESH, str(home), day], env=environment(cluster),
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, f"daily refresh of {day} failed:\n{done.stderr[-3000:]}"
@@ -272,7 +282,7 @@ def nasty_events() -> list[str]:
 
 
 @pytest.mark.slow
-def test_nasty_inputs_bill_alike_on_spark(thrift_port, tmp_path):
+def test_nasty_inputs_bill_alike_on_spark(cluster, tmp_path):
     lines = nasty_events()
     for engine in ENGINES:
         home = tmp_path / engine
@@ -287,7 +297,7 @@ def test_nasty_inputs_bill_alike_on_spark(thrift_port, tmp_path):
             out.write("\r\n".join(lines[third : 2 * third]) + "\r\n")
         (landing / "c.jsonl").write_text("\ufeff" + "\n".join(lines[2 * third :]))
     with ThreadPoolExecutor(max_workers=len(ENGINES)) as pool:
-        runs = {e: pool.submit(close_and_refresh, tmp_path / e, thrift_port) for e in ENGINES}
+        runs = {e: pool.submit(close_and_refresh, tmp_path / e, cluster) for e in ENGINES}
         ours, theirs = (runs[engine].result() for engine in ENGINES)
     seen = {fate for fate, *_ in ours["counts"]} | {reason for _, reason, _ in ours["counts"]}
     wanted = {"billable", "excluded", "duplicate", "conflict", "malformed", "unknown_customer"}
@@ -324,7 +334,7 @@ def calls(prefix: str, customer: str, count: int, month: str, env: str = "prod")
     )  # fmt: skip
 
 
-def rerate_after_finalize(home: Path, thrift_port: int) -> dict:
+def rerate_after_finalize(home: Path, cluster: Cluster) -> dict:
     """October closed and finalized; then late October calls and November's, refreshed by the
     nightly job (the fates of their days rebuilt); then more calls and an exclusion new to the
     catalog; November closed (re-rating October, rebuilding every day's usage and fate)."""
@@ -332,12 +342,12 @@ def rerate_after_finalize(home: Path, thrift_port: int) -> dict:
     (landing / "oct.jsonl").write_text(
         calls("a", "acme", 10, "2026-10") + calls("g", "globex", 20, "2026-10")
     )
-    meterbook(["close", "--period", "2026-10"], home, thrift_port, AFTER_NOVEMBER)
-    meterbook(["finalize", "--period", "2026-10"], home, thrift_port, AFTER_NOVEMBER)
+    meterbook(["close", "--period", "2026-10"], home, cluster, AFTER_NOVEMBER)
+    meterbook(["finalize", "--period", "2026-10"], home, cluster, AFTER_NOVEMBER)
     (landing / "late.jsonl").write_text(
         calls("eu", "acme_eu", 3, "2026-10") + calls("n", "globex", 6, "2026-11")
     )
-    refresh_day(home, "2026-11-01", thrift_port)
+    refresh_day(home, "2026-11-01", cluster)
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         refreshed = con.execute(FATES).fetchall()
         late_days = con.execute(LATE_DAYS_FATES).fetchone()[0]
@@ -346,7 +356,7 @@ def rerate_after_finalize(home: Path, thrift_port: int) -> dict:
     (landing / "later.jsonl").write_text(calls("s", "globex", 2, "2026-11", env="sandbox"))
     exclusion = {"reason": "sandbox", "property": "env", "op": "eq", "value": "sandbox"}
     (home / "catalog" / "exclusions.yaml").write_text(yaml.safe_dump({"exclusions": [exclusion]}))
-    closed = close_months([("2026-11", None)], home, thrift_port, AFTER_NOVEMBER)
+    closed = close_months([("2026-11", None)], home, cluster, AFTER_NOVEMBER)
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         daily = con.execute(ALL_DAYS).fetchall()
     return {**closed, "daily": daily, "refreshed": refreshed, "refresh_read_back": read_back,
@@ -361,14 +371,14 @@ LATE_DAYS_FATES = (
 
 
 @pytest.mark.slow
-def test_a_rerate_and_a_catalog_change_bill_alike_on_spark(thrift_port, tmp_path):
+def test_a_rerate_and_a_catalog_change_bill_alike_on_spark(cluster, tmp_path):
     for engine in ENGINES:
         (tmp_path / engine / "catalog").mkdir(parents=True)
         document = {**RERATE_CATALOG, "settings": {"warehouse": engine}}
         (tmp_path / engine / "catalog" / "catalog.yaml").write_text(yaml.safe_dump(document))
         (tmp_path / engine / "landing" / "events").mkdir(parents=True)
     with ThreadPoolExecutor(max_workers=len(ENGINES)) as pool:
-        runs = {e: pool.submit(rerate_after_finalize, tmp_path / e, thrift_port) for e in ENGINES}
+        runs = {e: pool.submit(rerate_after_finalize, tmp_path / e, cluster) for e in ENGINES}
         ours, theirs = (runs[engine].result() for engine in ENGINES)
     november = json.loads(ours["invoices"]["2026-11"])
     kinds = {line["kind"] for invoice in november["invoices"] for line in invoice["lines"]}

@@ -253,6 +253,29 @@ def _run_spark_dbt(ws: Workspace, args: list[str], env: Mapping[str, str]) -> No
     shutil.rmtree(target, ignore_errors=True)
 
 
+# what a session of a server already running can be given (the SQL settings): see SPARK_CONF
+RUNTIME_CONF = (
+    "spark.sql.decimalOperations.allowPrecisionLoss",
+    "spark.sql.session.timeZone",
+    "spark.sql.shuffle.partitions",
+)
+
+
+def ingest_session(warehouse_dir: Path):
+    """The Spark an ingest reads the landing files on: the Spark Connect server that
+    METERBOOK_SPARK_REMOTE names (`sc://host:port`: no JVM in this process, the tasks on the
+    server's Python workers, which stay warm between runs), else spark_session's."""
+    remote = os.environ.get("METERBOOK_SPARK_REMOTE")
+    if not remote:
+        return spark_session(warehouse_dir)
+    from pyspark.sql import SparkSession  # noqa: PLC0415 (the `spark` extra)
+
+    session = SparkSession.builder.remote(remote).getOrCreate()
+    for key in RUNTIME_CONF:
+        session.conf.set(key, SPARK_CONF[key])
+    return session
+
+
 def spark_session(warehouse_dir: Path, master: str | None = None):
     """The PySpark session dbt's `session` method finds (it calls getOrCreate), started here
     with what the models need, its tables under `warehouse_dir`; the master is `master`, else

@@ -1,6 +1,9 @@
 """Landing files -> raw events, and the sensor that backfills the days late files touch."""
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dagster import (
     AssetExecutionContext,
@@ -20,7 +23,7 @@ from dagster import (
 from orchestration.catalog import CatalogError
 from orchestration.catalog.models import Settings
 from orchestration.defs.dbt.project import source_keys
-from orchestration.defs.dbt.spark_stage import spark_session
+from orchestration.defs.dbt.spark_stage import ingest_session
 from orchestration.defs.resources import MeterbookWorkspace
 from orchestration.ingest.ingest import pending_files, run_ingest
 from orchestration.ingest.refresh_status import record_ingest
@@ -59,14 +62,15 @@ _DESCRIPTIONS = {
 def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
     ws = meterbook.workspace.ensure()
     settings = meterbook.catalog().settings
-    with meterbook.warehouse() as con:
+    spark_used: dict[str, str] = {}  # where the files were read, when Spark read any
+    with meterbook.warehouse() as con, _spark_reading(ws, settings, spark_used) as spark:
         result = run_ingest(
             con,
             ws.landing_dir,
             now_utc(),
             max_line_bytes=settings.max_line_bytes,
             max_decompressed_bytes=settings.max_decompressed_bytes,
-            spark=_spark_reading(ws) if settings.warehouse == "spark" else None,
+            spark=spark,
         )
         totals = con.execute(
             "SELECT count(*), count(DISTINCT file_seq) FROM meterbook_raw.raw_events"
@@ -90,6 +94,7 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
             "new_lines_read": result.lines_read,
             "copies_ignored": len(result.skipped_copies),
             "read_by": settings.warehouse,  # spark: Spark's tasks read the new files
+            **spark_used,
             "event_days": MetadataValue.json([d.isoformat() for d in result.event_days]),
             "dagster/row_count": totals[0],
             "files_total": totals[1],
@@ -101,10 +106,30 @@ def raw_events(context: AssetExecutionContext, meterbook: MeterbookWorkspace):
         yield MaterializeResult(asset_key=key)
 
 
-def _spark_reading(ws) -> SparkReading:
-    """With settings.warehouse spark, Spark's executors read the landing files (issue 29)."""
+@contextmanager
+def _spark_reading(ws, settings: Settings, used: dict) -> Iterator[SparkReading | None]:
+    """With settings.warehouse spark, Spark's executors read the landing files (issue 29), on
+    a session started only when a file is to be read (`used` then says which Spark: the Spark
+    Connect server's address, or the master of a session of this process); a Spark Connect
+    session is ended with the ingest (a local one is kept for the process's next)."""
+    if settings.warehouse != "spark":
+        yield None
+        return
     lake = claim_lake(ws.lake_dir, ws.home)
-    return SparkReading(lambda: spark_session(ws.home / "spark" / "warehouse"), lake)
+    opened = []
+
+    def session():
+        if not opened:
+            opened.append(ingest_session(ws.home / "spark" / "warehouse"))
+            remote = os.environ.get("METERBOOK_SPARK_REMOTE")
+            used["read_on_spark"] = remote or opened[0].sparkContext.master
+        return opened[0]
+
+    try:
+        yield SparkReading(session, lake)
+    finally:
+        if opened and os.environ.get("METERBOOK_SPARK_REMOTE"):
+            opened[0].stop()
 
 
 def _files_table(files) -> str:
