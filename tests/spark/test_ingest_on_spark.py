@@ -22,10 +22,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from orchestration.catalog.models import Settings
+from orchestration.defs.ingest.assets import _spark_reading
 from orchestration.ingest.ingest import run_ingest
 from orchestration.ingest.spark_read import ARROW_SCHEMA, SparkReading
 from orchestration.sql import connect, quote_literal
 from orchestration.warehouse.lake import COMMITTED_ROWS, RAW_EVENTS_FOLDER, lake_holds_raw_events
+from orchestration.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ingest"))
 from ingest_helpers import event, jsonl  # noqa: E402
@@ -215,3 +218,15 @@ def test_the_rows_a_failed_run_left_are_removed_by_the_next_never_taken(spark, t
         columns="r.event_id", rows=rows, files="meterbook_raw.landing_files"
     )
     assert sorted(table(con, kept)) == [("e1",), ("e2",)]
+
+
+def test_an_ingest_starts_its_spark_only_to_read_and_says_which(spark, tmp_path, monkeypatch):
+    # without METERBOOK_SPARK_REMOTE, a session of this process (here the tier's own); the
+    # Spark Connect server's is tests/spark/test_close_on_spark.py's
+    monkeypatch.delenv("METERBOOK_SPARK_REMOTE", raising=False)
+    used = {}
+    with _spark_reading(Workspace(tmp_path), Settings(warehouse="spark"), used) as reading:
+        assert used == {}, "no Spark until a file is to be read"
+        assert reading.session() is spark
+    assert used == {"read_on_spark": spark.sparkContext.master}
+    assert spark.range(3).count() == 3, "a session of this process is kept for its next ingest"

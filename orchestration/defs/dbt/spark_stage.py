@@ -261,19 +261,20 @@ RUNTIME_CONF = (
 )
 
 
-def ingest_session(warehouse_dir: Path):
-    """The Spark an ingest reads the landing files on: the Spark Connect server that
-    METERBOOK_SPARK_REMOTE names (`sc://host:port`: no JVM in this process, the tasks on the
-    server's Python workers, which stay warm between runs), else spark_session's."""
+def ingest_session(warehouse_dir: Path) -> tuple[object, str | None]:
+    """The Spark an ingest reads the landing files on, and the address of its Spark Connect
+    server: the one METERBOOK_SPARK_REMOTE names (`sc://host:port`: no JVM in this process,
+    the tasks on the server's Python workers, which stay warm between runs), else None and
+    spark_session's."""
     remote = os.environ.get("METERBOOK_SPARK_REMOTE")
     if not remote:
-        return spark_session(warehouse_dir)
+        return spark_session(warehouse_dir), None
     from pyspark.sql import SparkSession  # noqa: PLC0415 (the `spark` extra)
 
     session = SparkSession.builder.remote(remote).getOrCreate()
     for key in RUNTIME_CONF:
         session.conf.set(key, SPARK_CONF[key])
-    return session
+    return session, remote
 
 
 def spark_session(warehouse_dir: Path, master: str | None = None):

@@ -1,7 +1,6 @@
 """Landing files -> raw events, and the sensor that backfills the days late files touch."""
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -116,20 +115,20 @@ def _spark_reading(ws, settings: Settings, used: dict) -> Iterator[SparkReading 
         yield None
         return
     lake = claim_lake(ws.lake_dir, ws.home)
-    opened = []
+    opened = []  # (session, its Spark Connect address or None)
 
     def session():
         if not opened:
             opened.append(ingest_session(ws.home / "spark" / "warehouse"))
-            remote = os.environ.get("METERBOOK_SPARK_REMOTE")
-            used["read_on_spark"] = remote or opened[0].sparkContext.master
-        return opened[0]
+            started, remote = opened[0]
+            used["read_on_spark"] = remote or started.sparkContext.master
+        return opened[0][0]
 
     try:
         yield SparkReading(session, lake)
     finally:
-        if opened and os.environ.get("METERBOOK_SPARK_REMOTE"):
-            opened[0].stop()
+        if opened and opened[0][1]:
+            opened[0][0].stop()
 
 
 def _files_table(files) -> str:
