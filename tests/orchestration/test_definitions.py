@@ -12,6 +12,7 @@ from dagster import AssetKey, build_schedule_context
 
 from orchestration.billing.month import BillingMonth
 from orchestration.catalog import load_catalog
+from orchestration.defs.dbt import runner
 from orchestration.defs.dbt.project import build_models
 from orchestration.defs.dbt.runner import PARTIAL_PARSE, prune_stale_targets
 from orchestration.defs.partitions import first_month
@@ -242,8 +243,19 @@ def _fakes(tmp_path, fail):
     return _Dbt(warehouse, fail), _Meterbook(warehouse)
 
 
-def test_a_successful_build_gets_its_partition_and_removes_its_dbt_artifacts_folder(tmp_path):
-    dbt, meterbook = _fakes(tmp_path, fail=False)
+@pytest.fixture
+def fakes(tmp_path, monkeypatch):
+    """The fake dbt and workspace, whose builds share their parse in the test's own folder:
+    in the project's, every warehouse of the checkout could adopt it, and a real parse shared
+    there by an earlier build would seed this test's first one."""
+    monkeypatch.setattr(runner, "SHARED_PARSE_UNDER", tmp_path / "shared")
+    return lambda fail: _fakes(tmp_path, fail)
+
+
+def test_a_successful_build_gets_its_partition_and_removes_its_dbt_artifacts_folder(
+    fakes, tmp_path
+):
+    dbt, meterbook = fakes(fail=False)
     events = list(build_models(None, dbt, meterbook, {"close_month": "2026-10"}, under=tmp_path))
     assert events == ["materialization"]
     assert dbt.args == ["build", "--exclude-resource-type", "unit_test"]  # unit tests: the suite's
@@ -253,16 +265,16 @@ def test_a_successful_build_gets_its_partition_and_removes_its_dbt_artifacts_fol
     assert dbt.target.parent == tmp_path and not dbt.target.exists()
 
 
-def test_a_build_starts_from_the_parse_of_the_build_before_it(tmp_path):
-    dbt, meterbook = _fakes(tmp_path, fail=False)
+def test_a_build_starts_from_the_parse_of_the_build_before_it(fakes, tmp_path):
+    dbt, meterbook = fakes(fail=False)
     list(build_models(None, dbt, meterbook, None, under=tmp_path))
     assert dbt.seeded is None  # the first build of this warehouse
     list(build_models(None, dbt, meterbook, {"min_date": "2026-10-02"}, under=tmp_path))
     assert dbt.seeded == b"the parse of this build"
 
 
-def test_a_failed_build_keeps_its_dbt_artifacts_for_inspection(tmp_path):
-    dbt, meterbook = _fakes(tmp_path, fail=True)
+def test_a_failed_build_keeps_its_dbt_artifacts_for_inspection(fakes, tmp_path):
+    dbt, meterbook = fakes(fail=True)
     with pytest.raises(RuntimeError, match="dbt build failed"):
         list(build_models(None, dbt, meterbook, None, under=tmp_path))
     assert (dbt.target / "run_results.json").exists()
@@ -288,9 +300,9 @@ INSERT INTO meterbook_raw.raw_events VALUES (2, 'sha-a', 'a.jsonl', 1, 'e1', 'ac
 """
 
 
-def test_a_build_without_an_ingest_first_finds_the_raw_tables_upgraded(tmp_path):
+def test_a_build_without_an_ingest_first_finds_the_raw_tables_upgraded(fakes, tmp_path):
     """Re-materializing usage alone after an upgrade: dbt must not meet the old columns."""
-    dbt, meterbook = _fakes(tmp_path, fail=False)
+    dbt, meterbook = fakes(fail=False)
     con = connect(meterbook.warehouse)
     con.execute(_OLD_RAW_TABLES)
     con.close()
@@ -302,8 +314,8 @@ def test_a_build_without_an_ingest_first_finds_the_raw_tables_upgraded(tmp_path)
     con.close()
 
 
-def test_a_build_before_any_ingest_finds_empty_raw_tables(tmp_path):
-    dbt, meterbook = _fakes(tmp_path, fail=False)
+def test_a_build_before_any_ingest_finds_empty_raw_tables(fakes, tmp_path):
+    dbt, meterbook = fakes(fail=False)
     list(build_models(None, dbt, meterbook, None, under=tmp_path))
     assert {"read_seq", "file_seq", "properties"} <= dbt.raw_columns
 
