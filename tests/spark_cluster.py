@@ -63,13 +63,14 @@ def running_cluster(
                                 "--webui-port", "0", master_url))  # fmt: skip
         if connect:  # started beside the Thrift server, waited for after it
             connect_port = _free_port()
-            processes.append(_connect_server(home, env, work, connect_port))
+            connect_server = _connect_server(home, env, work, connect_port)
+            processes.append(connect_server)
             cluster.connect_url = f"sc://{HOST}:{connect_port}"
         processes.append(_thrift_server(home, env, work, master_url, thrift_port, memory))
         _wait_for_port(thrift_port, processes[-1], "thrift server", timeout=300)
         cluster.started_seconds["thrift"] = time.perf_counter() - started
         if connect:
-            _wait_for_port(connect_port, processes[-2], "connect server", timeout=300)
+            _wait_for_port(connect_port, connect_server, "connect server", timeout=300)
             cluster.started_seconds["connect"] = time.perf_counter() - started
         yield cluster
     finally:

@@ -134,12 +134,21 @@ def remove_unrecorded_runs(con: duckdb.DuckDBPyConnection, lake: Path) -> list[s
     that read no file whole, left rows that never count (COMMITTED_ROWS) but that every read
     of the lake would list and skip, for ever. Called by an ingest, which holds the warehouse:
     no other run is writing then. A folder only partly removed keeps its file_seqs taken."""
+    folders = _run_folders(lake)
+    if not folders:
+        return []
+    # one query for every folder (a daily ingest leaves one a day, for ever)
+    ranges = ", ".join(f"({first}, {last})" for _, first, last in folders)
+    unrecorded = {
+        first
+        for (first,) in con.execute(
+            f"SELECT first FROM (VALUES {ranges}) AS run(first, last) WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {_LANDING_FILES} AS f WHERE f.file_seq BETWEEN first AND last)"
+        ).fetchall()
+    }
     removed = []
-    for folder, first, last in _run_folders(lake):
-        (recorded,) = con.execute(
-            f"SELECT count(*) FROM {_LANDING_FILES} WHERE file_seq BETWEEN ? AND ?", [first, last]
-        ).fetchone()
-        if not recorded:
+    for folder, first, _ in folders:
+        if first in unrecorded:
             shutil.rmtree(folder, ignore_errors=True)
             removed += [] if folder.exists() else [folder.name]
     return removed

@@ -115,20 +115,19 @@ def _spark_reading(ws, settings: Settings, used: dict) -> Iterator[SparkReading 
         yield None
         return
     lake = claim_lake(ws.lake_dir, ws.home)
-    opened = []  # (session, its Spark Connect address or None)
+    opened = {}  # the session, and its Spark Connect address (None: a session of this process)
 
     def session():
         if not opened:
-            opened.append(ingest_session(ws.home / "spark" / "warehouse"))
-            started, remote = opened[0]
-            used["read_on_spark"] = remote or started.sparkContext.master
-        return opened[0][0]
+            opened["session"], opened["remote"] = ingest_session(ws.home / "spark" / "warehouse")
+            used["read_on_spark"] = opened["remote"] or opened["session"].sparkContext.master
+        return opened["session"]
 
     try:
         yield SparkReading(session, lake)
     finally:
-        if opened and opened[0][1]:
-            opened[0][0].stop()
+        if opened.get("remote"):
+            opened["session"].stop()
 
 
 def _files_table(files) -> str:
